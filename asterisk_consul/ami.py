@@ -1,0 +1,25 @@
+"""AMI action plumbing: what the shim registers and how an action answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Sequence, Tuple
+
+
+@dataclass(frozen=True)
+class AmiReply:
+    success: bool
+    message: str
+    headers: Sequence[Tuple[str, str]] = ()
+
+
+@dataclass(frozen=True)
+class AmiAction:
+    """One AMI action; run() gets the request's headers with lowercased names."""
+
+    name: str
+    synopsis: str
+    handler: Callable[[Dict[str, str]], AmiReply]
+
+    def run(self, fields: Dict[str, str]) -> AmiReply:
+        return self.handler(fields)

@@ -1,0 +1,322 @@
+"""The Python side of the C shim: the only module that knows cffi.
+
+Each time Asterisk maps res_discovery_consul.so, cffi runs the module's init code, which
+calls attach() with that mapping's fresh ffi/lib. attach() wires the extern "Python" entry
+points to a new Application over a CffiHost. Every entry point catches everything: an
+exception becomes a log line with its traceback and a failure status, never a crash.
+
+The interpreter outlives the mapping, and this module with it: after unload nothing may
+call into the old lib, so the host is detached once the application has stopped its threads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+import traceback
+from typing import List, Optional, Sequence, Tuple
+
+from . import host as hostapi
+from .logbridge import detach_log_handler, install_log_handler
+from .web import HttpRequest
+
+log = logging.getLogger(__name__)
+
+# Log levels of rdc_host_log.
+_LEVELS = {
+    hostapi.LOG_DEBUG: 0,
+    hostapi.LOG_VERBOSE: 1,
+    hostapi.LOG_NOTICE: 2,
+    hostapi.LOG_WARNING: 3,
+    hostapi.LOG_ERROR: 4,
+}
+
+# Test seam: another Application class ("module:attribute"), for the bridge's own tests.
+# Operators never set it.
+APP_ENV = "ASTERISK_CONSUL_APP"
+APP_PATH_ENV = "ASTERISK_CONSUL_APP_PATH"
+DEFAULT_APP = "asterisk_consul.module:Application"
+
+
+def _text(ffi, ptr) -> str:
+    return ffi.string(ptr).decode("utf-8", "replace") if ptr else ""
+
+
+class CffiHost(hostapi.Host):
+    """Host over one mapping of the shim. Detached at unload: calls after that do nothing."""
+
+    def __init__(self, ffi, lib):
+        self._ffi = ffi
+        self._lib = lib
+        self._lock = threading.Lock()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._lib = None
+
+    @property
+    def attached(self) -> bool:
+        return self._lib is not None
+
+    def log(self, level: str, message: str, file: str = "asterisk_consul", line: int = 0, func: str = "") -> None:
+        lib = self._lib
+        if lib is None:
+            return
+        lib.rdc_host_log(
+            _LEVELS.get(level, 4),
+            file.encode("utf-8", "replace"),
+            line,
+            func.encode("utf-8", "replace"),
+            message.replace("\0", "\\0").encode("utf-8", "replace"),
+        )
+
+    def eid(self) -> str:
+        buf = self._ffi.new("char[]", 32)
+        self._lib.rdc_host_eid(buf, 32)
+        return self._ffi.string(buf).decode("ascii").lower()
+
+    def version(self) -> str:
+        return _text(self._ffi, self._lib.rdc_host_version())
+
+    def config_dir(self) -> str:
+        return _text(self._ffi, self._lib.rdc_host_config_dir())
+
+    def is_fully_booted(self) -> bool:
+        return bool(self._lib.rdc_host_fully_booted())
+
+    def is_shutting_down(self) -> bool:
+        return bool(self._lib.rdc_host_shutting_down())
+
+    def active_channels(self) -> int:
+        return int(self._lib.rdc_host_active_channels())
+
+    def db_get(self, family: str, key: str) -> Optional[str]:
+        buf = self._ffi.new("char[]", 1024)
+        if self._lib.rdc_host_db_get(family.encode(), key.encode(), buf, 1024) != self._lib.RDC_OK:
+            return None
+        return self._ffi.string(buf).decode("utf-8", "replace")
+
+    def db_put(self, family: str, key: str, value: str) -> bool:
+        return self._lib.rdc_host_db_put(family.encode(), key.encode(), value.encode()) == self._lib.RDC_OK
+
+    def manager_event(self, event: str, headers: Sequence[Tuple[str, str]]) -> None:
+        lib = self._lib
+        if lib is None:
+            return
+        body = "".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in headers)
+        lib.rdc_host_manager_event(event.encode(), body.encode("utf-8", "replace"))
+
+
+def _header_safe(value: str) -> str:
+    # A value with a line break would inject headers into AMI or HTTP.
+    return str(value).replace("\r", " ").replace("\n", " ")
+
+
+def _load_application_class():
+    spec = os.environ.get(APP_ENV) or DEFAULT_APP
+    extra_path = os.environ.get(APP_PATH_ENV)
+    if extra_path and extra_path not in sys.path:
+        sys.path.insert(0, extra_path)
+    module_name, _, attribute = spec.partition(":")
+    module = importlib.import_module(module_name)
+    if extra_path:
+        # A test application is re-read at every load.
+        module = importlib.reload(module)
+    return getattr(module, attribute)
+
+
+class Bridge:
+    """The entry points of one mapping of the shim."""
+
+    def __init__(self, ffi, lib):
+        self.ffi = ffi
+        self.lib = lib
+        self.host = CffiHost(ffi, lib)
+        self.app = None
+        self.cli: List = []
+        self.ami: List = []
+        self.http: List = []
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _report(self, what: str) -> None:
+        """Log the exception being handled, with its traceback, through Asterisk's logger."""
+        try:
+            self.host.log(hostapi.LOG_ERROR, "%s failed:\n%s" % (what, traceback.format_exc().rstrip()),
+                          "bridge.py", 0, what)
+        except BaseException:
+            pass
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def load(self) -> int:
+        lib = self.lib
+        try:
+            install_log_handler(self.host)
+            app = _load_application_class()(self.host)
+            if not app.load():
+                app.unload()
+                return lib.RDC_DECLINE
+            self.app = app
+            self.cli = list(app.cli_commands)
+            self.ami = list(app.ami_actions)
+            self.http = list(app.http_routes)
+            for command in self.cli:
+                lib.rdc_host_declare_cli(command.command.encode(), command.summary.encode(), command.usage.encode())
+            for action in self.ami:
+                lib.rdc_host_declare_ami(action.name.encode(), action.synopsis.encode())
+            for route in self.http:
+                lib.rdc_host_declare_http(route.uri.encode(), route.description.encode())
+            return lib.RDC_OK
+        except BaseException:
+            self._report("module load")
+            self._stop_app()
+            return lib.RDC_DECLINE
+
+    def _stop_app(self) -> None:
+        app, self.app = self.app, None
+        if app is not None:
+            try:
+                app.unload()
+            except BaseException:
+                self._report("module unload")
+
+    def unload(self) -> int:
+        self._stop_app()
+        # From here on nothing may touch this mapping of the library.
+        detach_log_handler()
+        self.host.detach()
+        return self.lib.RDC_OK
+
+    def reload(self) -> int:
+        try:
+            if self.app is not None and self.app.reload():
+                return self.lib.RDC_OK
+        except BaseException:
+            self._report("module reload")
+        return self.lib.RDC_DECLINE
+
+    def shutdown(self) -> None:
+        try:
+            if self.app is not None:
+                self.app.shutdown()
+        except BaseException:
+            self._report("shutdown")
+
+    # -- CLI -----------------------------------------------------------------------------
+
+    def run_cli(self, index, fd, argc, argv) -> int:
+        ffi, lib = self.ffi, self.lib
+        try:
+            args = [_text(ffi, argv[i]) for i in range(argc)]
+            result = self.cli[index].run(args)
+            if result.text:
+                lib.rdc_host_cli_write(fd, result.text.encode("utf-8", "replace"))
+            return {"ok": lib.RDC_OK, "usage": lib.RDC_CLI_SHOWUSAGE}.get(result.status, lib.RDC_CLI_FAILURE)
+        except BaseException:
+            self._report("CLI command")
+            lib.rdc_host_cli_write(fd, b"res_discovery_consul: the command failed with an internal error; "
+                                       b"the traceback is in the Asterisk log.\n")
+            return lib.RDC_CLI_FAILURE
+
+    def complete_cli(self, index, line, word, pos, n, out, out_len) -> int:
+        ffi = self.ffi
+        try:
+            answer = self.cli[index].complete(_text(ffi, line), _text(ffi, word), pos, n)
+            if answer is None:
+                return 0
+            data = answer.encode("utf-8", "replace")[: out_len - 1] + b"\0"
+            ffi.memmove(out, data, len(data))
+            return self.lib.RDC_OK
+        except BaseException:
+            self._report("CLI completion")
+            return 0
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def handle_http(self, index, ser, method, method_name, path, nparams, pnames, pvalues,
+                    nheaders, hnames, hvalues) -> int:
+        ffi, lib = self.ffi, self.lib
+        try:
+            request = HttpRequest(
+                ffi.string(method_name).decode("ascii", "replace"),
+                _text(ffi, path),
+                None if nparams < 0 else [(_text(ffi, pnames[i]), _text(ffi, pvalues[i])) for i in range(nparams)],
+                # Headers are decoded only if the handler asks for them.
+                lambda: None if nheaders < 0 else [(_text(ffi, hnames[i]), _text(ffi, hvalues[i]))
+                                                   for i in range(nheaders)],
+            )
+            response = self.http[index].handle(request)
+        except BaseException:
+            self._report("HTTP request")
+            return 0
+        body = response.body.encode("utf-8", "replace")
+        lib.rdc_host_http_send(ser, method, response.status, response.reason.encode(),
+                               response.header_block().encode("utf-8", "replace"), body, len(body))
+        return lib.RDC_OK
+
+    # -- AMI -----------------------------------------------------------------------------
+
+    def handle_ami(self, index, session, message, nheaders, headers) -> int:
+        ffi, lib = self.ffi, self.lib
+        try:
+            fields = {}
+            for i in range(nheaders):
+                name, _, value = _text(ffi, headers[i]).partition(":")
+                fields.setdefault(name.strip().lower(), value.strip())
+            reply = self.ami[index].run(fields)
+        except BaseException:
+            self._report("AMI action")
+            return 0
+        extra = "".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in reply.headers)
+        lib.rdc_host_ami_respond(session, message, 1 if reply.success else 0,
+                                 _header_safe(reply.message).encode("utf-8", "replace"),
+                                 extra.encode("utf-8", "replace"))
+        return lib.RDC_OK
+
+
+def attach(ffi, lib) -> Bridge:
+    """Wire this mapping's extern "Python" functions to a new Bridge. Called by the init code."""
+    bridge = Bridge(ffi, lib)
+
+    def on_error(exception, exc_value, tb):
+        # Reached only if an entry point's own handler failed; keep it off stderr.
+        bridge._report("entry point")
+
+    @ffi.def_extern(name="rdc_py_load", onerror=on_error)
+    def _load():
+        return bridge.load()
+
+    @ffi.def_extern(name="rdc_py_unload", onerror=on_error)
+    def _unload():
+        return bridge.unload()
+
+    @ffi.def_extern(name="rdc_py_reload", onerror=on_error)
+    def _reload():
+        return bridge.reload()
+
+    @ffi.def_extern(name="rdc_py_shutdown", onerror=on_error)
+    def _shutdown():
+        bridge.shutdown()
+
+    @ffi.def_extern(name="rdc_py_cli", onerror=on_error)
+    def _cli(index, fd, argc, argv):
+        return bridge.run_cli(index, fd, argc, argv)
+
+    @ffi.def_extern(name="rdc_py_cli_complete", onerror=on_error)
+    def _complete(index, line, word, pos, n, out, out_len):
+        return bridge.complete_cli(index, line, word, pos, n, out, out_len)
+
+    @ffi.def_extern(name="rdc_py_http", onerror=on_error)
+    def _http(index, ser, method, method_name, path, nparams, pnames, pvalues, nheaders, hnames, hvalues):
+        return bridge.handle_http(index, ser, method, method_name, path, nparams, pnames, pvalues,
+                                  nheaders, hnames, hvalues)
+
+    @ffi.def_extern(name="rdc_py_ami", onerror=on_error)
+    def _ami(index, session, message, nheaders, headers):
+        return bridge.handle_ami(index, session, message, nheaders, headers)
+
+    return bridge

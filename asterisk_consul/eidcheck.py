@@ -1,0 +1,69 @@
+"""The EID health check Consul polls: /res_discovery_consul/check_eid?expected_eid=<EID>.
+
+It answers from memory only (no network, no Asterisk calls), and says nothing but match or
+mismatch, so a Consul check pointed at the wrong box turns critical without learning whose
+box it is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from .web import HttpRequest, HttpResponse, plain
+
+URI = "res_discovery_consul"
+CHECK_PATH = "check_eid"
+PARAM = "expected_eid"
+
+_EID = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}\Z")
+
+
+def parse_eid(text: str) -> Optional[str]:
+    """Asterisk's EID form 'aa:bb:cc:dd:ee:ff' (any case) normalized to lowercase, else None."""
+    if not isinstance(text, str) or not _EID.match(text):
+        return None
+    return text.lower()
+
+
+# Built once: the handler runs for every Consul poll.
+_MATCH = plain(200, "OK", "EID match")
+_MISMATCH = plain(404, "Not Found", "EID mismatch")
+_NOT_FOUND = plain(404, "Not Found", "Not found")
+_NOT_ALLOWED = HttpResponse(405, "Method Not Allowed", "Only GET and HEAD are allowed\n",
+                            headers=(("Allow", "GET, HEAD"),))
+_MISSING = plain(400, "Bad Request", "expected_eid is required")
+_MALFORMED = plain(400, "Bad Request", "expected_eid must look like aa:bb:cc:dd:ee:ff")
+_AMBIGUOUS = plain(400, "Bad Request", "expected_eid must be given once")
+_TOO_MANY = plain(400, "Bad Request", "too many query parameters")
+
+
+class EidCheck:
+    """The HTTP route under /res_discovery_consul/ (http.conf's prefix is Asterisk's business)."""
+
+    uri = URI
+    description = "Consul health check: does this Asterisk have the expected EID"
+
+    def __init__(self, eid: str):
+        eid = parse_eid(eid)
+        if eid is None:
+            raise ValueError("this Asterisk's EID is not in aa:bb:cc:dd:ee:ff form")
+        self.eid = eid
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path.strip("/") != CHECK_PATH:
+            return _NOT_FOUND
+        if request.method not in ("GET", "HEAD"):
+            return _NOT_ALLOWED
+        params = request.params
+        if params is None:
+            return _TOO_MANY
+        values = [value for name, value in params if name == PARAM]
+        if not values or values == [""]:
+            return _MISSING
+        if len(values) > 1:
+            return _AMBIGUOUS
+        expected = parse_eid(values[0])
+        if expected is None:
+            return _MALFORMED
+        return _MATCH if expected == self.eid else _MISMATCH

@@ -1,0 +1,53 @@
+"""What the module asks of Asterisk.
+
+bridge.CffiHost implements this over the C shim inside Asterisk; tests use a stand-in
+with the same methods. Nothing outside bridge.py knows how the answers are obtained.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Tuple
+
+# Levels understood by Host.log, mapped by the shim onto Asterisk's logger.
+LOG_DEBUG = "debug"
+LOG_VERBOSE = "verbose"
+LOG_NOTICE = "notice"
+LOG_WARNING = "warning"
+LOG_ERROR = "error"
+
+
+class Host:
+    """Interface to the running Asterisk. Every method is cheap and never blocks on the network."""
+
+    def log(self, level: str, message: str) -> None:
+        raise NotImplementedError
+
+    def eid(self) -> str:
+        """This instance's entity ID, lowercase 'aa:bb:cc:dd:ee:ff'."""
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def config_dir(self) -> str:
+        raise NotImplementedError
+
+    def is_fully_booted(self) -> bool:
+        raise NotImplementedError
+
+    def is_shutting_down(self) -> bool:
+        raise NotImplementedError
+
+    def active_channels(self) -> int:
+        raise NotImplementedError
+
+    def db_get(self, family: str, key: str) -> Optional[str]:
+        """Asterisk's internal database (astdb); None when the key is absent."""
+        raise NotImplementedError
+
+    def db_put(self, family: str, key: str, value: str) -> bool:
+        raise NotImplementedError
+
+    def manager_event(self, event: str, headers: Sequence[Tuple[str, str]]) -> None:
+        """Fire an AMI event in the 'system' class."""
+        raise NotImplementedError

@@ -1,0 +1,89 @@
+"""Python logging into Asterisk's logger.
+
+One handler on the root logger, re-pointed at the current host at every module load, so
+that the package's records and those of the libraries it uses (requests, urllib3) reach
+Asterisk's log with their file, line and function, tracebacks included, and nothing goes
+to stderr. Secrets registered here are masked in every record as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Set
+
+from . import host as hostapi
+
+# Between DEBUG and INFO: shown as an Asterisk VERBOSE message.
+VERBOSE = 15
+logging.addLevelName(VERBOSE, "VERBOSE")
+
+_MASK = "<redacted>"
+
+
+class AsteriskLogHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.host = None
+        self._secrets: Set[str] = set()
+        self._secrets_lock = threading.Lock()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def set_secrets(self, secrets) -> None:
+        with self._secrets_lock:
+            self._secrets = {s for s in secrets if s}
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _MASK)
+        return text
+
+    def emit(self, record: logging.LogRecord) -> None:
+        host = self.host
+        if host is None:
+            return
+        try:
+            if record.levelno >= logging.ERROR:
+                level = hostapi.LOG_ERROR
+            elif record.levelno >= logging.WARNING:
+                level = hostapi.LOG_WARNING
+            elif record.levelno >= logging.INFO:
+                level = hostapi.LOG_NOTICE
+            elif record.levelno >= VERBOSE:
+                level = hostapi.LOG_VERBOSE
+            else:
+                level = hostapi.LOG_DEBUG
+            host.log(level, self.redact(self.format(record)), os.path.basename(record.pathname),
+                     record.lineno, record.funcName or "")
+        except Exception:
+            # Never raise into the caller, never print: a broken log line is dropped.
+            pass
+
+
+_handler = AsteriskLogHandler()
+
+
+def install_log_handler(host) -> AsteriskLogHandler:
+    """Route all Python logging to this host (replacing the previous load's host)."""
+    root = logging.getLogger()
+    if _handler not in root.handlers:
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(_handler)
+    root.setLevel(logging.DEBUG)
+    # urllib3's debug lines are one per request: keep its warnings only.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    # No last-resort printing to Asterisk's stderr.
+    logging.lastResort = None
+    _handler.host = host
+    return _handler
+
+
+def detach_log_handler() -> None:
+    _handler.host = None
+
+
+def set_secrets(*secrets: str) -> None:
+    _handler.set_secrets(secrets)

@@ -1,0 +1,61 @@
+/*
+ * The whole interface between the Asterisk shim (shim.c) and the Python package.
+ *
+ * This file is read twice: by the C compiler (through shim.c and the cffi-generated
+ * source) and by cffi's cdef, which cannot parse preprocessor lines, so build_bridge.py
+ * drops every line starting with '#'. Keep declarations plain C.
+ */
+#ifndef RDC_BRIDGE_API_H
+#define RDC_BRIDGE_API_H
+#include <stddef.h>
+
+/* Status codes: 0 is what cffi returns when no Python code is attached, so it is never success. */
+enum {
+    RDC_OK = 1,
+    RDC_DECLINE = 2,
+    RDC_CLI_SHOWUSAGE = 2,
+    RDC_CLI_FAILURE = 3
+};
+
+/* ---- Python -> Asterisk: implemented in shim.c, called by asterisk_consul/bridge.py ---- */
+
+/* level: 0 debug, 1 verbose, 2 notice, 3 warning, 4 error */
+void rdc_host_log(int level, const char *file, int line, const char *func, const char *message);
+int rdc_host_eid(char *buf, size_t len);
+const char *rdc_host_version(void);
+const char *rdc_host_config_dir(void);
+int rdc_host_fully_booted(void);
+int rdc_host_shutting_down(void);
+int rdc_host_active_channels(void);
+int rdc_host_db_get(const char *family, const char *key, char *buf, int len);
+int rdc_host_db_put(const char *family, const char *key, const char *value);
+void rdc_host_manager_event(const char *event, const char *body);
+
+/* Declarations made by Python during rdc_py_load; the shim registers them afterwards. */
+int rdc_host_declare_cli(const char *command, const char *summary, const char *usage);
+int rdc_host_declare_ami(const char *action, const char *synopsis);
+int rdc_host_declare_http(const char *uri, const char *description);
+
+/* Replies, only valid inside the handler call that received the context. */
+void rdc_host_cli_write(int fd, const char *text);
+void rdc_host_http_send(void *ser, int method, int status, const char *reason,
+                        const char *headers, const char *body, size_t body_len);
+void rdc_host_ami_respond(void *session, const void *message, int success,
+                          const char *text, const char *extra_headers);
+
+/* ---- Asterisk -> Python: implemented in asterisk_consul/bridge.py (cffi extern "Python") ----
+ * Each returns RDC_OK when done; 0 (cffi's answer when nothing is attached) means failed. */
+int rdc_py_load(void);
+int rdc_py_unload(void);
+int rdc_py_reload(void);
+void rdc_py_shutdown(void);
+int rdc_py_cli(int index, int fd, int argc, const char *const *argv);
+int rdc_py_cli_complete(int index, const char *line, const char *word, int pos, int n,
+                        char *out, size_t out_len);
+int rdc_py_http(int index, void *ser, int method, const char *method_name, const char *path,
+                int nparams, const char *const *pnames, const char *const *pvalues,
+                int nheaders, const char *const *hnames, const char *const *hvalues);
+int rdc_py_ami(int index, void *session, const void *message,
+               int nheaders, const char *const *headers);
+
+#endif

@@ -1,0 +1,130 @@
+"""Generate the cffi (embedding mode) half of res_discovery_consul.so.
+
+Run by the Makefile with the Python the module will embed:
+    PYTHON cbridge/build_bridge.py BUILD_DIR
+It writes BUILD_DIR/_res_discovery_consul_cffi.c and the compiler and linker flags for that
+Python (BUILD_DIR/python.cflags, BUILD_DIR/python.ldflags). Files are rewritten only when
+their content changes, so make rebuilds only what is needed.
+"""
+
+import os
+import sys
+import sysconfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CFFI_MODULE = "_res_discovery_consul_cffi"
+
+
+def fail(message):
+    sys.stderr.write("error: %s\n" % message)
+    sys.exit(1)
+
+
+try:
+    import cffi
+except ImportError:
+    fail("%s cannot import cffi: install it (%s -m pip install cffi; on Debian: apt install python3-cffi) "
+         "or build with PYTHON=<a python that has cffi>" % (sys.executable, sys.executable))
+
+
+def read(name):
+    with open(os.path.join(HERE, name)) as f:
+        return f.read()
+
+
+def c_string(text):
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def api_declarations():
+    """Split bridge_api.h into what C offers Python (cdef) and what Python implements (embedding_api)."""
+    header = read("bridge_api.h")
+    offered, marker, implemented = header.partition("/* ---- Asterisk -> Python")
+    if not marker:
+        fail("bridge_api.h has lost its 'Asterisk -> Python' section marker")
+
+    def plain(text):
+        # cffi takes no preprocessor lines.
+        return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+    return plain(offered), plain(marker + implemented)
+
+
+# Runs inside Asterisk each time the module is mapped. It must never raise: a failing cffi
+# init leaves the module stuck as "Not Running" until Asterisk restarts.
+INIT_CODE = """
+from %(module)s import ffi, lib
+try:
+    from asterisk_consul import bridge
+    bridge.attach(ffi, lib)
+except BaseException:
+    try:
+        import traceback
+        lib.rdc_host_log(4, b"build_bridge.py", 0, b"init",
+            ("res_discovery_consul: the Python side did not start (is asterisk_consul installed for "
+             + %(python)r + "?)\\n" + traceback.format_exc()).encode("utf-8", "replace"))
+    except BaseException:
+        pass
+"""
+
+
+def python_flags():
+    config = sysconfig.get_config_var
+    include = sysconfig.get_paths()["include"]
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        fail("Python.h not found in %s: install the Python headers (on Debian: apt install python3-dev)" % include)
+    libdir = config("LIBDIR")
+    ldversion = config("LDVERSION") or config("VERSION")
+    if not config("Py_ENABLE_SHARED") and not os.path.exists(os.path.join(libdir, "libpython%s.so" % ldversion)):
+        fail("%s has no shared libpython (libpython%s.so): embedding needs one "
+             "(on Debian: apt install python3-dev; pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)" % (sys.executable, ldversion))
+    soname = config("INSTSONAME") or "libpython%s.so.1.0" % ldversion
+    cflags = "-I%s" % include
+    ldflags = "-L%s -Wl,-rpath,%s -lpython%s -ldl" % (libdir, libdir, ldversion)
+    return cflags, ldflags, soname
+
+
+def write_if_changed(path, text):
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    if len(sys.argv) != 2:
+        fail("usage: %s BUILD_DIR" % sys.argv[0])
+    build_dir = sys.argv[1]
+    os.makedirs(build_dir, exist_ok=True)
+    cflags, ldflags, soname = python_flags()
+    # The interpreter is told it is this executable (not the symlink's target), so a
+    # virtualenv's pyvenv.cfg is found and its packages are used.
+    executable = os.path.abspath(sys.executable)
+
+    offered, implemented = api_declarations()
+    ffi = cffi.FFI()
+    ffi.cdef(offered)
+    ffi.embedding_api(implemented)
+    ffi.set_source(
+        CFFI_MODULE,
+        "#define RDC_PYTHON_EXECUTABLE %s\n#define RDC_LIBPYTHON %s\n#include \"bridge_api.h\"\n%s"
+        % (c_string(executable), c_string(soname), read("pyinit.c")),
+    )
+    ffi.embedding_init_code(INIT_CODE % {"module": CFFI_MODULE, "python": executable})
+
+    generated = os.path.join(build_dir, CFFI_MODULE + ".c.tmp")
+    ffi.emit_c_code(generated)
+    with open(generated) as f:
+        source = f.read()
+    os.unlink(generated)
+    write_if_changed(os.path.join(build_dir, CFFI_MODULE + ".c"), source)
+    write_if_changed(os.path.join(build_dir, "python.cflags"), cflags + "\n")
+    write_if_changed(os.path.join(build_dir, "python.ldflags"), ldflags + "\n")
+
+
+if __name__ == "__main__":
+    main()
