@@ -1,0 +1,138 @@
+"""The operator's commands: `discovery ...` on the CLI and DiscoverySetMaintenance on AMI.
+
+Each command reads the Application's current state and asks the Registrar, which answers
+within the Consul timeout; nothing here waits longer than that.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional
+
+from .ami import AmiAction, AmiReply
+from .cli import USAGE, CliCommand, CliResult, failure, ok
+from .settings import settings_report
+
+_BOOL_WORDS = {"yes": True, "true": True, "on": True, "1": True,
+               "no": False, "false": False, "off": False, "0": False}
+
+
+def _when(timestamp: Optional[float]) -> str:
+    if not timestamp:
+        return "never"
+    ago = max(0, int(time.time() - timestamp))
+    return "%s (%ss ago)" % (time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp)), ago)
+
+
+def _table(rows, indent="  ") -> str:
+    width = max(len(r[0]) for r in rows) + 2
+    return "".join("%s%s%s\n" % (indent, (r[0] + ":").ljust(width), r[1]) for r in rows)
+
+
+def show_settings_text(app) -> str:
+    settings = app.settings
+    if settings is None:
+        return "res_discovery_consul has no settings loaded.\n"
+    rows = settings_report(settings)
+    w1 = max(len(r[0]) for r in rows) + 2
+    w2 = min(max(len(r[1]) for r in rows) + 2, 48)
+    lines = ["res_discovery_consul settings (%s):\n" % ("enabled" if settings.enabled else "disabled"),
+             "  %s%s%s\n" % ("Option".ljust(w1), "Value".ljust(w2), "From")]
+    lines += ["  %s%s%s\n" % (o.ljust(w1), v.ljust(w2), src) for o, v, src in rows]
+    return "".join(lines)
+
+
+def show_status_text(app) -> str:
+    registrar = app.registrar
+    settings = app.settings
+    if registrar is None:
+        if settings is not None and not settings.enabled:
+            return "res_discovery_consul: disabled ([general] enabled = no); nothing is registered.\n"
+        return "res_discovery_consul: not running.\n"
+    s = registrar.status(timeout=app.timeout_s)
+    if s.agent_reachable is None:
+        agent = "%s (not contacted yet)" % s.agent_url
+    elif s.agent_reachable:
+        agent = "%s (reachable%s)" % (s.agent_url, ", Consul " + s.agent_version if s.agent_version else "")
+    else:
+        agent = "%s (UNREACHABLE)" % s.agent_url
+    rows = [
+        ("Agent", agent),
+        ("Service", "%s (name %s) at %s:%s" % (s.service_id, s.service_name, s.address, s.port)),
+        ("Registered", "yes, since %s" % _when(s.registered_since) if s.registered else "no"),
+        ("Health", s.health or "unknown"),
+        ("Maintenance", ("on: %s" % (s.maintenance_reason or "(no reason given)")) if s.maintenance else "off"),
+    ]
+    if s.check_id:
+        check = "%s: %s" % (s.check_id, s.check_status or "unknown")
+        rows.append(("Check", check))
+        if s.check_output:
+            rows.append(("Check output", s.check_output.strip().replace("\n", " ")))
+    else:
+        rows.append(("Check", "none (check = no)"))
+    rows.append(("Last sync", "%s%s" % (_when(s.last_sync), ": " + s.last_sync_result if s.last_sync_result else "")))
+    rows.append(("Last error", s.last_error or "none"))
+    text = "res_discovery_consul status:\n" + _table(rows)
+    if s.stale:
+        text += "  (Consul did not answer within %d ms: this is the last known state)\n" % int(app.timeout_s * 1000)
+    return text
+
+
+def set_maintenance(app, enable: bool, reason: str):
+    registrar = app.registrar
+    if registrar is None:
+        return False, "res_discovery_consul is not running (disabled or not configured); nothing to change"
+    result = registrar.set_maintenance(enable, reason, timeout=app.timeout_s)
+    return result.ok, result.message
+
+
+def _show_settings(app, args: List[str]) -> CliResult:
+    if len(args) != 3:
+        return USAGE
+    return ok(show_settings_text(app))
+
+
+def _show_status(app, args: List[str]) -> CliResult:
+    if len(args) != 3:
+        return USAGE
+    return ok(show_status_text(app))
+
+
+def _set_maintenance(app, args: List[str]) -> CliResult:
+    if len(args) < 4 or args[3].lower() not in ("on", "off"):
+        return USAGE
+    done, message = set_maintenance(app, args[3].lower() == "on", " ".join(args[4:]))
+    return ok(message) if done else failure(message)
+
+
+def cli_commands(app) -> List[CliCommand]:
+    return [
+        CliCommand("discovery show settings", "Show the Consul discovery settings",
+                   "Usage: discovery show settings\n"
+                   "       Every effective setting of res_discovery_consul and where it came from.\n",
+                   lambda args: _show_settings(app, args)),
+        CliCommand("discovery show status", "Show the Consul registration status",
+                   "Usage: discovery show status\n"
+                   "       The Consul agent, this service's registration, its check and maintenance state.\n",
+                   lambda args: _show_status(app, args)),
+        CliCommand("discovery set maintenance", "Put the service in or out of Consul maintenance",
+                   "Usage: discovery set maintenance {on|off} [reason...]\n"
+                   "       Maintenance makes Consul report this service critical, so consumers\n"
+                   "       stop sending it traffic. Kept and re-applied until turned off.\n",
+                   lambda args: _set_maintenance(app, args),
+                   choices=lambda pos: ["on", "off"] if pos == 3 else []),
+    ]
+
+
+def _ami_set_maintenance(app, fields) -> AmiReply:
+    enable = _BOOL_WORDS.get(fields.get("enable", "").strip().lower())
+    if enable is None:
+        return AmiReply(False, "Enable: must be yes or no")
+    done, message = set_maintenance(app, enable, fields.get("reason", ""))
+    service_id = app.settings.service_id if app.settings is not None else ""
+    return AmiReply(done, message, [("ServiceID", service_id), ("Maintenance", "on" if enable else "off")])
+
+
+def ami_actions(app) -> List[AmiAction]:
+    return [AmiAction("DiscoverySetMaintenance", "Set Consul maintenance mode",
+                      lambda fields: _ami_set_maintenance(app, fields))]

@@ -1,0 +1,123 @@
+"""The module as Asterisk sees it: load, unload, reload, shutdown, and what it offers.
+
+Read top to bottom like an Asterisk module: config -> handlers -> load/unload/reload.
+The Application owns the current settings and the Registrar; the Registrar owns all Consul
+state and I/O. Nothing here touches the network on Asterisk's threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import List, Optional
+
+from . import __version__, commands
+from .config import ConfigError
+from .eidcheck import EidCheck
+from .logbridge import set_secrets
+from .registrar import Registrar
+from .registration import HostFacts
+from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "res_discovery_consul.conf"
+
+
+class Application:
+    def __init__(self, host):
+        self.host = host
+        self.facts = HostFacts(eid=host.eid(), version=host.version())
+        self.settings: Optional[Settings] = None
+        self.registrar: Optional[Registrar] = None
+        # Serializes load/reload/unload/shutdown; handlers only read the attributes.
+        self._lifecycle = threading.Lock()
+        self.cli_commands = commands.cli_commands(self)
+        self.ami_actions = commands.ami_actions(self)
+        self.http_routes = [EidCheck(self.facts.eid)]
+
+    # -- config -------------------------------------------------------------------------
+
+    def _read_settings(self) -> Optional[Settings]:
+        """The settings in the config file now, or None (with the reason logged)."""
+        path = os.path.join(self.host.config_dir(), CONFIG_FILE)
+        try:
+            settings, warnings = load_settings(self.host, os.environ)
+        except ConfigError as error:
+            log.error("%s (config %s)", error, path)
+            return None
+        for warning in warnings:
+            log.warning("%s", warning)
+        return settings
+
+    def _on_event(self, name, headers) -> None:
+        self.host.manager_event(name, headers)
+
+    def _start(self, settings: Settings) -> None:
+        set_secrets(settings.token)
+        self.settings = settings
+        self.registrar = Registrar(settings, self.facts, self._on_event)
+        self.registrar.start()
+
+    def _stop(self, deregister: bool = True) -> None:
+        registrar, self.registrar = self.registrar, None
+        if registrar is not None:
+            registrar.stop(deregister=deregister)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def load(self) -> bool:
+        log.debug("asterisk_consul %s on Python %s (%s)", __version__, sys.version.split()[0], sys.executable)
+        with self._lifecycle:
+            settings = self._read_settings()
+            if settings is None:
+                log.error("res_discovery_consul not loaded: fix %s and load it again", CONFIG_FILE)
+                return False
+            if not settings.enabled:
+                log.info("res_discovery_consul is disabled ([general] enabled = no in %s); not loading",
+                         CONFIG_FILE)
+                return False
+            self._start(settings)
+            return True
+
+    def unload(self) -> None:
+        with self._lifecycle:
+            self._stop(deregister=True)
+
+    def shutdown(self) -> None:
+        """Asterisk is exiting without unloading modules (core stop now, restart, SIGTERM)."""
+        with self._lifecycle:
+            self._stop(deregister=True)
+
+    def reload(self) -> bool:
+        with self._lifecycle:
+            settings = self._read_settings()
+            if settings is None:
+                log.error("reload of %s failed; the running configuration stays in use", CONFIG_FILE)
+                return False
+            if settings == self.settings and (self.registrar is not None) == settings.enabled:
+                log.debug("%s unchanged; nothing to do", CONFIG_FILE)
+                return True
+            if not settings.enabled:
+                log.info("res_discovery_consul disabled by reload; deregistering")
+                self._stop(deregister=True)
+                self.settings = settings
+                return True
+            if self.registrar is None:
+                self._start(settings)
+                return True
+            set_secrets(settings.token)
+            self.settings = settings
+            self.registrar.apply(settings)
+            return True
+
+    # -- for the commands ---------------------------------------------------------------
+
+    @property
+    def timeout_s(self) -> float:
+        return self.settings.timeout_s if self.settings is not None else 2.0
+
+    def describe_disabled(self) -> List[str]:
+        return ["res_discovery_consul is loaded but disabled ([general] enabled = no)."]
