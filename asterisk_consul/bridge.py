@@ -136,6 +136,7 @@ class Bridge:
         self.lib = lib
         self.host = CffiHost(ffi, lib)
         self.app = None
+        self.release = lambda: None  # set by attach()
         self.cli: List = []
         self.ami: List = []
         self.http: List = []
@@ -159,6 +160,7 @@ class Bridge:
             app = _load_application_class()(self.host)
             if not app.load():
                 app.unload()
+                self._declined()
                 return lib.RDC_DECLINE
             self.app = app
             self.cli = list(app.cli_commands)
@@ -174,6 +176,7 @@ class Bridge:
         except BaseException:
             self._report("module load")
             self._stop_app()
+            self._declined()
             return lib.RDC_DECLINE
 
     def _stop_app(self) -> None:
@@ -185,11 +188,31 @@ class Bridge:
                 self._report("module unload")
 
     def unload(self) -> int:
+        # On a graceful shutdown Asterisk unloads modules before its exit hooks run (and the
+        # shim has just removed ours), so the shutdown work happens here.
+        try:
+            if self.app is not None and self.host.is_shutting_down():
+                self.app.shutdown()
+        except BaseException:
+            self._report("shutdown")
         self._stop_app()
-        # From here on nothing may touch this mapping of the library.
+        ok = self.lib.RDC_OK
+        self._forget()
+        return ok
+
+    def _declined(self) -> None:
+        """Asterisk may keep a declined module mapped and call load again on it, so the
+        library stays attached; no thread of ours runs, so nothing logs until then."""
+        detach_log_handler()
+        self.cli = self.ami = self.http = []
+
+    def _forget(self) -> None:
+        """The mapping is going away (unloaded, or declined and about to be unmapped): nothing
+        may touch its library any more, and nothing of this load should stay in memory."""
         detach_log_handler()
         self.host.detach()
-        return self.lib.RDC_OK
+        self.release()
+        self.cli = self.ami = self.http = []
 
     def reload(self) -> int:
         try:
@@ -278,45 +301,72 @@ class Bridge:
         return lib.RDC_OK
 
 
-def attach(ffi, lib) -> Bridge:
+class _Slot:
+    """What the entry points of one mapping call. cffi keeps those functions for good (the
+    mapping that would release them is gone), so they reach the Bridge only through this
+    slot, which is emptied when the mapping goes away: the Bridge, the Application and
+    everything they hold can then be freed."""
+
+    __slots__ = ("bridge",)
+
+    def __init__(self, bridge):
+        self.bridge = bridge
+
+
+def attach(ffi, lib) -> _Slot:
     """Wire this mapping's extern "Python" functions to a new Bridge. Called by the init code."""
-    bridge = Bridge(ffi, lib)
+    slot = _Slot(Bridge(ffi, lib))
+    slot.bridge.release = lambda: setattr(slot, "bridge", None)
+    # Entry points called after release (they cannot be, the shim is gone) answer "failed".
+    failed = 0
 
     def on_error(exception, exc_value, tb):
         # Reached only if an entry point's own handler failed; keep it off stderr.
-        bridge._report("entry point")
+        if slot.bridge is not None:
+            slot.bridge._report("entry point")
 
     @ffi.def_extern(name="rdc_py_load", onerror=on_error)
     def _load():
-        return bridge.load()
+        bridge = slot.bridge
+        return bridge.load() if bridge else failed
 
     @ffi.def_extern(name="rdc_py_unload", onerror=on_error)
     def _unload():
-        return bridge.unload()
+        bridge = slot.bridge
+        return bridge.unload() if bridge else failed
 
     @ffi.def_extern(name="rdc_py_reload", onerror=on_error)
     def _reload():
-        return bridge.reload()
+        bridge = slot.bridge
+        return bridge.reload() if bridge else failed
 
     @ffi.def_extern(name="rdc_py_shutdown", onerror=on_error)
     def _shutdown():
-        bridge.shutdown()
+        bridge = slot.bridge
+        if bridge:
+            bridge.shutdown()
 
     @ffi.def_extern(name="rdc_py_cli", onerror=on_error)
     def _cli(index, fd, argc, argv):
-        return bridge.run_cli(index, fd, argc, argv)
+        bridge = slot.bridge
+        return bridge.run_cli(index, fd, argc, argv) if bridge else failed
 
     @ffi.def_extern(name="rdc_py_cli_complete", onerror=on_error)
     def _complete(index, line, word, pos, n, out, out_len):
-        return bridge.complete_cli(index, line, word, pos, n, out, out_len)
+        bridge = slot.bridge
+        return bridge.complete_cli(index, line, word, pos, n, out, out_len) if bridge else failed
 
     @ffi.def_extern(name="rdc_py_http", onerror=on_error)
     def _http(index, ser, method, method_name, path, nparams, pnames, pvalues, nheaders, hnames, hvalues):
+        bridge = slot.bridge
+        if not bridge:
+            return failed
         return bridge.handle_http(index, ser, method, method_name, path, nparams, pnames, pvalues,
                                   nheaders, hnames, hvalues)
 
     @ffi.def_extern(name="rdc_py_ami", onerror=on_error)
     def _ami(index, session, message, nheaders, headers):
-        return bridge.handle_ami(index, session, message, nheaders, headers)
+        bridge = slot.bridge
+        return bridge.handle_ami(index, session, message, nheaders, headers) if bridge else failed
 
-    return bridge
+    return slot

@@ -53,6 +53,8 @@ static struct declaration ami_decl[MAX_AMI];
 static int ami_count;
 static int ami_registered;
 
+/* Requests inside http_callback; unload waits for them after unlinking the URIs. */
+static volatile int http_in_flight;
 static struct declaration http_decl[MAX_HTTP];
 static struct ast_http_uri http_uris[MAX_HTTP];
 static int http_count;
@@ -292,10 +294,19 @@ static int http_callback(struct ast_tcptls_session_instance *ser, const struct a
 		hvalues[nh++] = v->value;
 	}
 
+	/* Asterisk's HTTP server calls handlers without holding the module: hold it ourselves so
+	 * `module unload` waits ("use count") instead of unmapping code a request is running. */
+	if (!ast_module_running_ref(AST_MODULE_SELF)) {
+		ast_http_error(ser, 503, "Service Unavailable", "res_discovery_consul is unloading");
+		return 0;
+	}
+	ast_atomic_fetchadd_int(&http_in_flight, +1);
 	if (rdc_py_http((int) (intptr_t) urih->data, ser, method, method_name ? method_name : "UNKNOWN",
 			uri ? uri : "", np, pnames, pvalues, nh, hnames, hvalues) != RDC_OK) {
 		ast_http_error(ser, 500, "Internal Server Error", "res_discovery_consul failed; see the Asterisk log");
 	}
+	ast_atomic_fetchadd_int(&http_in_flight, -1);
+	ast_module_unref(AST_MODULE_SELF);
 	return 0;
 }
 
@@ -343,6 +354,10 @@ static void unregister_all(void)
 		ast_http_uri_unlink(&http_uris[i]);
 	}
 	http_registered = 0;
+	/* A request that found the URI just before the unlink may still be on its way in. */
+	for (i = 0; i < 200 && http_in_flight > 0; i++) {
+		usleep(10000);
+	}
 	if (cli_registered) {
 		ast_cli_unregister_multiple(cli_entries, cli_registered);
 	}

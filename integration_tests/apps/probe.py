@@ -6,6 +6,7 @@ an AMI action with an event, a thread of its own, a shutdown hook, and handlers 
 
 import json
 import logging
+import os
 import ssl
 import sys
 import threading
@@ -48,6 +49,7 @@ class Application:
                        choices=lambda pos: ["alpha", "beta", "bravo"] if pos == 2 else []),
             CliCommand("probe raise", "Raise inside Python", "Usage: probe raise\n", self._raise),
             CliCommand("probe facts", "Host facts", "Usage: probe facts\n", self._facts),
+            CliCommand("probe memory", "Python heap counters", "Usage: probe memory\n", self._memory),
             CliCommand("probe threads", "Python threads", "Usage: probe threads\n", self._threads),
             CliCommand("probe fail", "Answer a failure", "Usage: probe fail\n", lambda args: failure("probe failed")),
         ]
@@ -55,6 +57,9 @@ class Application:
         self.http_routes = [ProbeRoute()]
 
     def load(self):
+        # A test makes load fail by leaving this file in the config dir.
+        if os.path.exists(os.path.join(self.host.config_dir(), "probe.fail")):
+            raise RuntimeError("probe: load failed on purpose")
         log.info("probe: loaded on Python %s with %s, requests %s, json %s", sys.version.split()[0],
                  ssl.OPENSSL_VERSION, requests.__version__, json.__name__)
         self._thread = threading.Thread(target=self._tick, name="probe-worker", daemon=True)
@@ -90,6 +95,19 @@ class Application:
             "fully_booted": self.host.is_fully_booted(), "shutting_down": self.host.is_shutting_down(),
             "channels": self.host.active_channels(), "executable": sys.executable, "prefix": sys.prefix,
             "path": sys.path,
+        }))
+
+    def _memory(self, args):
+        import collections
+        import gc
+        gc.collect()
+        counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+        return ok(json.dumps({
+            "blocks": sys.getallocatedblocks(),
+            "objects": sum(counts.values()),
+            "top": counts.most_common(12),
+            "Bridge": counts.get("Bridge", 0), "Application": counts.get("Application", 0),
+            "FFI": counts.get("FFI", 0), "CffiHost": counts.get("CffiHost", 0),
         }))
 
     def _threads(self, args):
