@@ -1,0 +1,292 @@
+"""A small client for the parts of Consul's agent HTTP API this module uses.
+
+One `Transport` (one requests.Session) does all HTTP and turns every failure into a
+`ConsulError` subclass; small API classes (`Agent`, `AgentService`, `AgentCheck`,
+`AgentHealth`) sit on top of it, py-consul style, and `Consul` builds them from `Settings`.
+
+The ACL token travels only in the X-Consul-Token header: never in a URL, a repr or the text of
+an error we raise (scrubbed, in case a peer echoes it back).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+from urllib.parse import quote
+
+import requests
+from urllib3.util import Timeout as _Urllib3Timeout
+
+from .settings import Settings
+
+__all__ = [
+    "ConsulError", "ConsulUnreachable", "ConsulServerError", "ConsulPermissionDenied",
+    "ConsulNotFound", "ConsulRequestError", "Transport", "Agent", "AgentService",
+    "AgentCheck", "AgentHealth", "Consul", "HEALTH_BY_STATUS_CODE",
+]
+
+_REDACTED = "<redacted>"
+_MAX_DETAIL_CHARS = 200  # Consul's error bodies are one line; a misdirected peer's may be a page
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+class ConsulError(Exception):
+    """A Consul call failed. `status` is the HTTP status, or None when nothing answered."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConsulUnreachable(ConsulError):
+    """No HTTP answer: connection refused, timed out, DNS failure, TLS failure."""
+
+
+class ConsulServerError(ConsulError):
+    """The agent answered 5xx."""
+
+
+class ConsulPermissionDenied(ConsulError):
+    """403: the ACL token is missing, unknown or lacks the needed policy."""
+
+
+class ConsulNotFound(ConsulError):
+    """404: no such service, check or endpoint."""
+
+
+class ConsulRequestError(ConsulError):
+    """Any other 4xx: Consul rejected what we sent."""
+
+
+# -- transport ---------------------------------------------------------------------------------
+
+class Transport:
+    """All HTTP to one Consul agent, over one requests.Session.
+
+    Not thread-safe by design: the registrar's worker thread is its only user.
+    """
+
+    def __init__(self, base_url: str, token: str, timeout_s: float, verify: Any = True,
+                 cert: Any = None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self._token = token or ""
+        self._session = requests.Session()
+        self._session.verify = verify
+        self._session.cert = cert
+        # Environment proxies (HTTP_PROXY…) would route calls to a local agent through a proxy.
+        self._session.trust_env = False
+        self._session.headers["User-Agent"] = "res_discovery_consul"
+        if self._token:
+            self._session.headers["X-Consul-Token"] = self._token
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url} token={'set' if self._token else 'none'}>"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def scrub(self, text: str) -> str:
+        """Remove the token from text bound for a log line or an exception."""
+        if self._token and text:
+            text = text.replace(self._token, _REDACTED)
+        return text
+
+    def request(self, method: str, path: str, *, params: Optional[Dict[str, str]] = None,
+                json: Any = None, accept: Iterable[int] = (),
+                timeout_s: Optional[float] = None) -> requests.Response:
+        """One HTTP call. 2xx and any status in `accept` are returned; the rest raise.
+
+        `timeout_s` bounds the whole call (connect + answer), not each socket operation, so
+        a blackholed agent costs at most that long.
+        """
+        budget = self.timeout_s if timeout_s is None else max(float(timeout_s), 0.001)
+        where = f"{method} {path}"
+        try:
+            response = self._session.request(
+                method, self.base_url + path, params=params, json=json,
+                timeout=_Urllib3Timeout(total=budget, connect=budget, read=budget))
+        except requests.Timeout:
+            raise ConsulUnreachable(
+                f"{where}: no answer from Consul at {self.base_url} within {budget:g} s") from None
+        except requests.exceptions.SSLError as exc:
+            raise ConsulUnreachable(
+                f"{where}: TLS failure talking to {self.base_url}: {self._reason(exc)}") from None
+        except requests.ConnectionError as exc:
+            raise ConsulUnreachable(
+                f"{where}: cannot reach Consul at {self.base_url}: {self._reason(exc)}") from None
+        except requests.RequestException as exc:
+            raise ConsulUnreachable(f"{where}: {self._reason(exc)}") from None
+
+        status = response.status_code
+        if 200 <= status < 300 or status in accept:
+            return response
+        detail = self.scrub(_short(response.text)) or response.reason or ""
+        if status == 403:
+            raise ConsulPermissionDenied(
+                f"{where}: permission denied: {detail} (check the ACL token and its policy)",
+                status)
+        if status == 404:
+            raise ConsulNotFound(f"{where}: not found: {detail}", status)
+        if status >= 500:
+            raise ConsulServerError(f"{where}: Consul server error {status}: {detail}", status)
+        raise ConsulRequestError(f"{where}: Consul rejected the request ({status}): {detail}",
+                                 status)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def put(self, path: str, **kwargs) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def _reason(self, exc: BaseException) -> str:
+        """The innermost cause of a requests error, which is what an operator can act on."""
+        reason: BaseException = exc
+        # requests wraps urllib3 which wraps the OSError: the last link says "Connection refused".
+        while True:
+            inner = getattr(reason, "reason", None) or reason.__context__
+            if inner is None or inner is reason or not isinstance(inner, BaseException):
+                break
+            reason = inner
+        text = str(reason) or type(reason).__name__
+        # urllib3 prefixes an object repr ("<urllib3.connection…>: Failed…"): keep the tail.
+        if text.startswith("<") and ">: " in text:
+            text = text.split(">: ", 1)[1]
+        return self.scrub(_short(text))
+
+
+def _short(text: str) -> str:
+    text = " ".join((text or "").split())
+    if len(text) > _MAX_DETAIL_CHARS:
+        text = text[:_MAX_DETAIL_CHARS] + "…"
+    return text
+
+
+def _segment(value: str) -> str:
+    """A URL path segment: a service ID like 'a/b' must not become two segments."""
+    return quote(value, safe="")
+
+
+def _json(response: requests.Response, where: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ConsulServerError(
+            f"{where}: answer is not JSON (is this a Consul agent?)", response.status_code
+        ) from None
+
+
+# -- API areas ---------------------------------------------------------------------------------
+
+class AgentService:
+    """/v1/agent/service/*: the services registered with this agent."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def register(self, definition: Dict[str, Any], replace_existing_checks: bool = True,
+                 timeout_s: Optional[float] = None) -> None:
+        params = {"replace-existing-checks": "true"} if replace_existing_checks else None
+        self._transport.put("/v1/agent/service/register", params=params, json=definition,
+                            timeout_s=timeout_s)
+
+    def deregister(self, service_id: str, timeout_s: Optional[float] = None) -> None:
+        self._transport.put(f"/v1/agent/service/deregister/{_segment(service_id)}",
+                            timeout_s=timeout_s)
+
+    def maintenance(self, service_id: str, enable: bool, reason: str = "",
+                    timeout_s: Optional[float] = None) -> None:
+        params = {"enable": "true" if enable else "false"}
+        if reason:
+            params["reason"] = reason  # requests URL-encodes it; no C-string terminator here
+        self._transport.put(f"/v1/agent/service/maintenance/{_segment(service_id)}",
+                            params=params, timeout_s=timeout_s)
+
+    def get(self, service_id: str, timeout_s: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The agent's view of one service, or None when it does not know it."""
+        path = f"/v1/agent/service/{_segment(service_id)}"
+        response = self._transport.get(path, accept=(404,), timeout_s=timeout_s)
+        if response.status_code == 404:
+            return None
+        return _json(response, f"GET {path}")
+
+    def list(self, timeout_s: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
+        path = "/v1/agent/services"
+        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}") or {}
+
+
+class AgentCheck:
+    """/v1/agent/check*: the health checks registered with this agent."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def list(self, timeout_s: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
+        path = "/v1/agent/checks"
+        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}") or {}
+
+    def register(self, definition: Dict[str, Any], timeout_s: Optional[float] = None) -> None:
+        self._transport.put("/v1/agent/check/register", json=definition, timeout_s=timeout_s)
+
+    def deregister(self, check_id: str, timeout_s: Optional[float] = None) -> None:
+        self._transport.put(f"/v1/agent/check/deregister/{_segment(check_id)}",
+                            timeout_s=timeout_s)
+
+
+#: The agent health endpoint answers with its status code.
+HEALTH_BY_STATUS_CODE = {200: "passing", 429: "warning", 503: "critical", 404: "unknown"}
+
+
+class AgentHealth:
+    """/v1/agent/health/service/id/:id — the local agent's verdict on one service."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def service_by_id(self, service_id: str, timeout_s: Optional[float] = None
+                      ) -> Tuple[str, List[Dict[str, Any]]]:
+        """(status, checks): status is passing, warning, critical or unknown (not registered)."""
+        path = f"/v1/agent/health/service/id/{_segment(service_id)}"
+        response = self._transport.get(path, accept=(404, 429, 503), timeout_s=timeout_s)
+        status = HEALTH_BY_STATUS_CODE.get(response.status_code, "unknown")
+        if status == "unknown":
+            return status, []
+        body = _json(response, f"GET {path}") or {}
+        return status, list(body.get("Checks") or [])
+
+
+class Agent:
+    """/v1/agent/self, plus the agent's service, check and health areas."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+        self.service = AgentService(transport)
+        self.check = AgentCheck(transport)
+        self.health = AgentHealth(transport)
+
+    def self(self, timeout_s: Optional[float] = None) -> Dict[str, Any]:
+        path = "/v1/agent/self"
+        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}") or {}
+
+    def version(self, timeout_s: Optional[float] = None) -> str:
+        return str((self.self(timeout_s=timeout_s).get("Config") or {}).get("Version") or "")
+
+
+class Consul:
+    """The client for one agent, built from Settings: `consul.agent.service.register(...)`."""
+
+    def __init__(self, settings: Settings, verify: Any = True, cert: Any = None):
+        self.url = settings.agent_url
+        self.transport = Transport(settings.agent_url, settings.token, settings.timeout_s,
+                                   verify=verify, cert=cert)
+        self.agent = Agent(self.transport)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __repr__(self) -> str:
+        return f"<Consul {self.url}>"

@@ -1,0 +1,654 @@
+"""The one owner of this module's Consul state, and the only place that talks to Consul.
+
+All Consul I/O happens on one worker thread ("consul-registrar"). Asterisk's threads talk to
+it through a command queue and never wait longer than the bound they pass in:
+
+    registrar = Registrar(settings, HostFacts(eid, version), on_event)
+    registrar.start()                              # returns at once
+    registrar.set_maintenance(True, "upgrade", 2)  # -> Result(ok, message)
+    registrar.status(1.0)                          # -> StatusSnapshot
+    registrar.apply(new_settings)                  # reload; returns at once
+    registrar.stop()                               # deregisters (bounded), joins the thread
+
+The worker registers, retries with capped exponential backoff while Consul is unreachable,
+and every resync_interval re-registers in place if the agent's view drifted (agent restarted,
+someone deregistered us, maintenance lost). It never deregisters to refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+
+from .consul import (Consul, ConsulError, ConsulNotFound, ConsulPermissionDenied,
+                     ConsulRequestError, ConsulServerError, ConsulUnreachable)
+from .registration import (HostFacts, check_id, drift, maintenance_check_id, meta_problems,
+                           service_definition)
+from .settings import Settings, parse_go_duration
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, List[Tuple[str, str]]], None]
+
+WORKER_THREAD_NAME = "consul-registrar"
+DEFAULT_RESYNC_S = 30.0
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the module knows about its registration. Times are time.time() seconds."""
+
+    agent_url: str
+    service_id: str
+    service_name: str
+    address: str
+    port: int
+    running: bool = False
+    agent_reachable: Optional[bool] = None  # None: not tried yet
+    agent_version: str = ""
+    registered: bool = False
+    registered_since: Optional[float] = None
+    last_error: str = ""
+    maintenance: bool = False  # what we want (and keep re-applying)
+    maintenance_reason: str = ""
+    maintenance_in_agent: Optional[bool] = None  # what the agent last reported
+    health: str = ""  # aggregated: passing, warning, critical, unknown ("" = not fetched)
+    check_id: str = ""  # "" when the EID check is disabled
+    check_status: str = ""
+    check_output: str = ""
+    last_sync: Optional[float] = None
+    last_sync_result: str = ""
+    stale: bool = False  # True: the worker did not answer in time; this is the cached view
+
+
+def _maintenance_guard_id(service_id: str) -> str:
+    return f"_asterisk_maintenance_guard:{service_id}"
+
+
+class _Stopping(Exception):
+    """Raised between two Consul calls once stop() was asked: abandon the current job."""
+
+
+@dataclass
+class _Command:
+    kind: str  # "apply", "maintenance", "status", "stop"
+    args: Tuple[Any, ...]
+    future: "Future[Any]"
+
+
+@dataclass
+class _Retired:
+    """A registration left behind by a reload (other ID or other agent), to deregister."""
+
+    consul: Consul
+    service_id: str
+    name: str
+
+
+class Registrar:
+    def __init__(self, settings: Settings, facts: HostFacts, on_event: EventSink, *,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 slow_retry_s: float = 60.0, consul_factory: Callable[[Settings], Consul] = Consul):
+        self._on_event = on_event
+        self._facts = facts
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._slow_retry_s = slow_retry_s
+        self._consul_factory = consul_factory
+
+        self._commands: "queue.Queue[_Command]" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._lifecycle = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._silenced = threading.Event()  # set when stop() returns: no events, no logs
+
+        # Everything below is the worker's alone once start() has run.
+        self._settings = settings
+        self._definition = service_definition(settings, facts)
+        self._consul: Optional[Consul] = None
+        self._need_register = True
+        self._maybe_registered = False  # a register call was sent (it may have landed)
+        self._registered = False
+        self._registered_since: Optional[float] = None
+        self._maintenance_wanted = False
+        self._maintenance_reason = ""
+        self._maintenance_in_agent: Optional[bool] = None
+        self._maintenance_notes_in_agent: Optional[str] = None  # the reason Consul shows
+        self._maintenance_guard_left = False  # see _replace_maintenance_reason
+        self._maintenance_dirty = False  # asked for explicitly: send even if Consul agrees
+        self._retired: List[_Retired] = []
+        self._failures = 0
+        self._next_due = 0.0
+        self._last_error = ""
+        self._last_error_kind = ""
+        self._agent_reachable: Optional[bool] = None
+        self._agent_version = ""
+        self._health = ""
+        self._check_status = ""
+        self._check_output = ""
+        self._last_sync: Optional[float] = None
+        self._last_sync_result = ""
+        # Immutable snapshot, replaced whole by the worker; readable from any thread.
+        self._snapshot = self._make_snapshot(running=False)
+
+    # -- API for Asterisk threads --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker; it registers in the background. Returns at once."""
+        with self._lifecycle:
+            if self._stop_requested.is_set():
+                raise RuntimeError("a stopped Registrar cannot be started again")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name=WORKER_THREAD_NAME,
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, deregister: bool = True, timeout: Optional[float] = None) -> None:
+        """Deregister (if asked) within `timeout` (default: the Consul timeout), stop the
+        worker and join it. Afterwards no thread of ours runs and nothing is logged or fired."""
+        budget = self._settings.timeout_s if timeout is None else max(float(timeout), 0.0)
+        deadline = time.monotonic() + budget
+        with self._lifecycle:
+            thread = self._thread
+            already = self._stop_requested.is_set()
+            self._stop_requested.set()
+        if thread is None:
+            self._silenced.set()
+            return
+        if not already:
+            self._commands.put(_Command("stop", (deregister, deadline), Future()))
+        if thread is threading.current_thread():
+            return  # called from on_event: the worker exits after this job
+        # The worker finishes at most one in-flight call (bounded by the Consul timeout), then
+        # deregisters within what is left of `budget`.
+        thread.join(budget + self._settings.timeout_s + 5.0)
+        if thread.is_alive():
+            log.error("Consul worker did not stop in time; it is left to finish on its own")
+        self._silenced.set()
+
+    def apply(self, settings: Settings) -> None:
+        """Reload with new settings: re-register in place if what we register changed.
+        Returns at once; `enabled=False` is the caller's business (it calls stop)."""
+        if self._stop_requested.is_set():
+            return
+        self._commands.put(_Command("apply", (settings,), Future()))
+
+    def set_maintenance(self, enable: bool, reason: str = "", timeout: float = 2.0) -> Result:
+        """Put the service in (or out of) maintenance. Remembered and re-applied whenever the
+        service is registered again; waits for Consul's answer at most `timeout` seconds."""
+        if self._stop_requested.is_set():
+            return Result(False, "the discovery module is stopping")
+        command = _Command("maintenance", (bool(enable), reason or ""), Future())
+        self._commands.put(command)
+        try:
+            return command.future.result(timeout=max(float(timeout), 0.0))
+        except FutureTimeout:
+            if self._stop_requested.is_set():
+                return Result(False, "the discovery module is stopping")
+            return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
+
+    def status(self, timeout: float = 1.0) -> StatusSnapshot:
+        """The registration state, with live parts fetched from Consul within `timeout`;
+        past it, the cached state marked stale."""
+        thread = self._thread
+        if self._stop_requested.is_set() or thread is None or not thread.is_alive():
+            return replace(self._snapshot, stale=True)
+        command = _Command("status", (), Future())
+        self._commands.put(command)
+        try:
+            return command.future.result(timeout=max(float(timeout), 0.0))
+        except FutureTimeout:
+            return replace(self._snapshot, stale=True)
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._consul = self._consul_factory(self._settings)
+        self._log(logging.INFO, "Consul: registering service %s with the agent at %s",
+                  self._settings.service_id, self._settings.agent_url)
+        for problem in meta_problems(self._settings):
+            self._log(logging.WARNING, "Consul: %s", problem)
+        self._publish()
+        try:
+            while True:
+                wait = max(0.0, self._next_due - time.monotonic())
+                try:
+                    command = self._commands.get(timeout=wait)
+                except queue.Empty:
+                    command = None
+                if command is not None:
+                    if command.kind == "stop":
+                        self._guarded(self._shutdown, *command.args)
+                        return
+                    self._guarded(self._handle, command)
+                if time.monotonic() >= self._next_due:
+                    self._guarded(self._sync)
+        finally:
+            self._fail_pending_commands()
+            for consul in {id(c): c for c in [self._consul] + [r.consul for r in self._retired]
+                           if c is not None}.values():
+                consul.close()
+            self._publish(running=False)
+            self._silenced.set()  # also when stop() was called from on_event and did not join
+
+    def _guarded(self, job: Callable[..., Any], *args: Any) -> None:
+        """Run one job; a bug in it must not kill the worker (and with it the registration)."""
+        failure = "the discovery module is stopping"
+        try:
+            job(*args)
+        except _Stopping:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+            failure = self._last_error
+        self._publish()
+        command = args[0] if args and isinstance(args[0], _Command) else None
+        if command is not None and not command.future.done():
+            # Never leave a caller waiting for its full timeout on a job that already ended.
+            if command.kind == "maintenance":
+                command.future.set_result(Result(False, failure))
+            elif command.kind == "status":
+                command.future.set_result(replace(self._snapshot, stale=True))
+            else:
+                command.future.set_result(None)
+
+    def _handle(self, command: _Command) -> None:
+        if command.kind == "apply":
+            self._apply(*command.args)
+            command.future.set_result(None)
+        elif command.kind == "maintenance":
+            command.future.set_result(self._set_maintenance(*command.args))
+        elif command.kind == "status":
+            self._refresh_live_status()
+            self._publish()
+            command.future.set_result(self._snapshot)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Make the agent match what we want; called when due (start, retry, resync)."""
+        consul = self._require_consul()
+        self._check_stop()
+        if not self._need_register:
+            service_id = self._definition["ID"]
+            agent_service = consul.agent.service.get(service_id)
+            self._check_stop()
+            agent_checks = consul.agent.check.list()
+            self._learn_maintenance(agent_checks)
+            differences = drift(self._definition, agent_service, agent_checks)
+            if differences:
+                if agent_service is None:
+                    self._registered = False
+                    self._registered_since = None
+                self._log(logging.WARNING, "Consul: service %s drifted (%s); re-registering",
+                          service_id, "; ".join(differences))
+                self._need_register = True
+            elif self._maintenance_wanted and not self._maintenance_in_agent:
+                self._log(logging.WARNING, "Consul: maintenance mode of %s was lost; "
+                          "setting it again", service_id)
+        self._converge()
+        self._succeeded()
+
+    def _converge(self) -> None:
+        """Register if needed, then maintenance, then clean up what a reload left behind."""
+        for attempt in (1, 2):
+            try:
+                if self._need_register:
+                    self._register()
+                self._converge_maintenance()
+                if self._maintenance_guard_left:
+                    self._drop_maintenance_guard(self._require_consul(), self._definition["ID"])
+                break
+            except ConsulNotFound:
+                # The agent forgot the service between two calls (it restarted): once more.
+                if attempt == 2:
+                    raise
+                self._need_register = True
+                self._registered = False
+        self._deregister_retired()
+
+    def _register(self) -> None:
+        consul = self._require_consul()
+        definition = self._definition
+        service_id = definition["ID"]
+        # replace-existing-checks also drops the maintenance check: keep it when in maintenance
+        # so that the service never looks healthy in between.
+        keep_maintenance = self._maintenance_wanted or self._maintenance_in_agent is True
+        self._check_stop()
+        self._maybe_registered = True
+        consul.agent.service.register(definition, replace_existing_checks=not keep_maintenance)
+        if not keep_maintenance:
+            self._maintenance_in_agent = False
+            self._maintenance_notes_in_agent = None
+        elif "Check" not in definition:
+            self._drop_check_quietly(consul, check_id(service_id))
+        was_registered = self._registered
+        self._need_register = False
+        self._registered = True
+        if not was_registered or self._registered_since is None:
+            self._registered_since = time.time()
+        self._log(logging.INFO, "Consul: service %s (%s) registered as %s:%s", service_id,
+                  definition["Name"], definition["Address"], definition["Port"])
+        self._emit("DiscoveryRegister", [("ID", service_id), ("Name", definition["Name"]),
+                                         ("Address", definition["Address"]),
+                                         ("Port", str(definition["Port"]))])
+
+    def _drop_check_quietly(self, consul: Consul, stale_check_id: str) -> None:
+        """Remove our EID check if it is there; absent is fine (200 on 1.8.7, 404 or a
+        500 "Unknown check" on other versions)."""
+        try:
+            consul.agent.check.deregister(stale_check_id)
+        except ConsulNotFound:
+            pass
+        except ConsulServerError as exc:
+            if "Unknown check" not in str(exc):
+                raise
+
+    def _converge_maintenance(self) -> None:
+        wanted, in_agent = self._maintenance_wanted, self._maintenance_in_agent
+        if not self._maintenance_dirty:
+            if wanted and in_agent is True:
+                return
+            if not wanted and in_agent is not True:
+                return  # off, or unknown and nobody asked: nothing to undo
+        consul = self._require_consul()
+        service_id = self._definition["ID"]
+        self._check_stop()
+        if wanted and in_agent is True:
+            if self._maintenance_notes_in_agent == self._maintenance_reason:
+                self._maintenance_dirty = False  # Consul already shows exactly this
+                return
+            self._replace_maintenance_reason(consul, service_id)
+        else:
+            consul.agent.service.maintenance(service_id, wanted, self._maintenance_reason)
+        self._maintenance_in_agent = wanted
+        self._maintenance_notes_in_agent = self._maintenance_reason if wanted else None
+        self._maintenance_dirty = False
+        self._log(logging.INFO, "Consul: maintenance mode for service %s is %s%s", service_id,
+                  "set" if wanted else "unset",
+                  f" ({self._maintenance_reason})" if wanted and self._maintenance_reason else "")
+        headers = [("ID", service_id), ("Maintenance", "true" if wanted else "false")]
+        if wanted:
+            headers.append(("Reason", self._maintenance_reason))
+        self._emit("DiscoverySetMaintenance", headers)
+
+    def _replace_maintenance_reason(self, consul: Consul, service_id: str) -> None:
+        """Consul ignores a new reason while maintenance is on, and off-then-on would show the
+        service healthy in between: a temporary critical check covers the gap."""
+        guard_id = _maintenance_guard_id(service_id)
+        consul.agent.check.register({"ID": guard_id, "Name": "Maintenance reason being changed",
+                                     "ServiceID": service_id, "TTL": "1h",
+                                     "Status": "critical"})
+        self._maintenance_guard_left = True
+        consul.agent.service.maintenance(service_id, False)
+        self._maintenance_in_agent = False
+        consul.agent.service.maintenance(service_id, True, self._maintenance_reason)
+        self._maintenance_in_agent = True
+        self._drop_maintenance_guard(consul, service_id)
+
+    def _drop_maintenance_guard(self, consul: Consul, service_id: str) -> None:
+        consul.agent.check.deregister(_maintenance_guard_id(service_id))
+        self._maintenance_guard_left = False
+
+    def _learn_maintenance(self, checks_by_id: Mapping[str, Mapping[str, Any]]) -> None:
+        check = checks_by_id.get(maintenance_check_id(self._definition["ID"]))
+        self._maintenance_in_agent = check is not None
+        self._maintenance_notes_in_agent = None if check is None else check.get("Notes", "")
+
+    def _deregister_retired(self, budget_s: Optional[float] = None,
+                            interruptible: bool = True) -> None:
+        current = (self._settings.agent_url, self._definition["ID"])
+        while self._retired:
+            retired = self._retired[0]
+            if (retired.consul.url, retired.service_id) != current:
+                if interruptible:
+                    self._check_stop()
+                retired.consul.agent.service.deregister(retired.service_id, timeout_s=budget_s)
+                self._log(logging.INFO, "Consul: old service %s deregistered from %s",
+                          retired.service_id, retired.consul.url)
+                self._emit("DiscoveryDeregister", [("ID", retired.service_id),
+                                                   ("Name", retired.name)])
+            self._retired.pop(0)
+            if retired.consul is not self._consul and all(
+                    r.consul is not retired.consul for r in self._retired):
+                retired.consul.close()
+
+    def _apply(self, settings: Settings) -> None:
+        old = self._settings
+        if settings == old:
+            return
+        definition = service_definition(settings, self._facts)
+        agent_changed = (settings.agent_url, settings.token, settings.consul_timeout_ms) != \
+            (old.agent_url, old.token, old.consul_timeout_ms)
+        moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
+        old_consul = self._require_consul()
+        if moved and self._maybe_registered:
+            # Deregistered only once the new registration is in: never a moment without one.
+            self._retired.append(_Retired(old_consul, old.service_id, old.name))
+        if agent_changed:
+            self._consul = self._consul_factory(settings)
+            if not any(r.consul is old_consul for r in self._retired):
+                old_consul.close()
+        if moved:
+            self._registered = False
+            self._registered_since = None
+            self._maintenance_in_agent = None
+            self._maybe_registered = False
+        self._settings = settings
+        self._log(logging.INFO, "Consul: settings reloaded")
+        for problem in meta_problems(settings):
+            self._log(logging.WARNING, "Consul: %s", problem)
+        if definition != self._definition or moved or agent_changed:
+            self._definition = definition
+            self._need_register = True
+            self._failures = 0
+            self._next_due = 0.0  # now
+        elif not self._need_register:
+            self._next_due = time.monotonic() + self._resync_s()
+
+    def _set_maintenance(self, enable: bool, reason: str) -> Result:
+        self._maintenance_wanted = enable
+        self._maintenance_reason = reason if enable else ""
+        self._maintenance_dirty = True
+        service_id = self._definition["ID"]
+        try:
+            self._converge()
+        except ConsulError as exc:
+            self._failed(exc)
+            return Result(False, f"{self._scrub(str(exc))}; will keep trying")
+        self._succeeded()
+        return Result(True, f"Maintenance mode for service {service_id} is "
+                            f"{'set' if enable else 'unset'} (Consul accepted it)")
+
+    def _refresh_live_status(self) -> None:
+        consul = self._require_consul()
+        service_id = self._definition["ID"]
+        try:
+            health, checks = consul.agent.health.service_by_id(service_id)
+            self._agent_reachable = True
+            self._agent_version = self._agent_version_or_blank(consul)
+        except ConsulUnreachable as exc:
+            self._agent_reachable = False
+            self._note_error(exc)
+            return
+        except ConsulError as exc:
+            self._agent_reachable = True
+            self._note_error(exc)
+            return
+        self._health = health
+        by_id = {c.get("CheckID"): c for c in checks}
+        ours = by_id.get(check_id(service_id)) if self._settings.check else None
+        self._check_status = (ours or {}).get("Status", "")
+        self._check_output = (ours or {}).get("Output", "")
+        if health == "unknown":
+            if self._registered:
+                self._log(logging.WARNING, "Consul: the agent no longer knows service %s; "
+                          "re-registering", service_id)
+            self._registered = False
+            self._registered_since = None
+            self._need_register = True
+        else:
+            self._learn_maintenance(by_id)
+        if self._need_register:
+            self._next_due = 0.0  # the agent answers: no reason to wait for the backoff
+
+    def _agent_version_or_blank(self, consul: Consul) -> str:
+        try:
+            return consul.agent.version()
+        except ConsulPermissionDenied:
+            return ""  # a token scoped to our service may not read the agent: not an error
+
+    def _shutdown(self, deregister: bool, deadline: float) -> None:
+        consul = self._consul
+        timeout_s = self._settings.timeout_s
+        if deregister and consul is not None and self._maybe_registered:
+            service_id, name = self._definition["ID"], self._definition["Name"]
+            # What is left of the caller's budget, but never so little that a healthy local
+            # agent could not answer.
+            budget = min(timeout_s, max(deadline - time.monotonic(), min(0.1, timeout_s)))
+            try:
+                consul.agent.service.deregister(service_id, timeout_s=budget)
+            except ConsulError as exc:
+                self._log(logging.WARNING, "Consul: could not deregister service %s: %s",
+                          service_id, self._scrub(str(exc)))
+            else:
+                self._registered = False
+                self._registered_since = None
+                self._log(logging.INFO, "Consul: service %s deregistered", service_id)
+                self._emit("DiscoveryDeregister", [("ID", service_id), ("Name", name)])
+        if deregister and self._retired and deadline > time.monotonic():
+            try:
+                self._deregister_retired(budget_s=max(deadline - time.monotonic(), 0.05),
+                                         interruptible=False)
+            except ConsulError as exc:
+                self._log(logging.WARNING, "Consul: could not deregister an old service: %s",
+                          self._scrub(str(exc)))
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _succeeded(self) -> None:
+        if self._last_error:
+            self._log(logging.INFO, "Consul: the agent at %s answers again",
+                      self._settings.agent_url)
+        self._failures = 0
+        self._last_error = ""
+        self._last_error_kind = ""
+        self._agent_reachable = True
+        self._last_sync = time.time()
+        self._last_sync_result = "ok"
+        self._next_due = time.monotonic() + self._resync_s()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note a failed job and schedule the next attempt."""
+        if isinstance(exc, (ConsulPermissionDenied, ConsulRequestError)):
+            # A configuration problem: retrying fast cannot help and would flood the agent.
+            delay = self._slow_retry_s
+        else:
+            delay = min(self._backoff_max_s, self._backoff_initial_s * (2 ** self._failures))
+            delay *= random.uniform(0.5, 1.0)  # jitter: a fleet must not retry in lockstep
+            self._failures = min(self._failures + 1, 30)
+        if isinstance(exc, ConsulUnreachable):
+            self._agent_reachable = False
+        elif isinstance(exc, ConsulError):
+            self._agent_reachable = True
+        self._note_error(exc, retry_in=delay)
+        self._last_sync = time.time()
+        self._last_sync_result = "failed"
+        self._next_due = time.monotonic() + delay
+
+    def _note_error(self, exc: BaseException, retry_in: Optional[float] = None) -> None:
+        message = self._scrub(str(exc)) if isinstance(exc, ConsulError) else \
+            self._scrub(f"unexpected {type(exc).__name__}: {exc}")
+        kind = f"{type(exc).__name__}:{getattr(exc, 'status', None)}"
+        self._last_error = message
+        if kind != self._last_error_kind:
+            # One line per change of state, not one per retry.
+            suffix = f"; retrying in {retry_in:.2f} s" if retry_in is not None else ""
+            self._log(logging.WARNING if isinstance(exc, ConsulError) else logging.ERROR,
+                      "Consul: %s%s", message, suffix)
+            self._last_error_kind = kind
+        else:
+            self._log(logging.DEBUG, "Consul: still failing: %s", message)
+
+    def _resync_s(self) -> float:
+        try:
+            return max(parse_go_duration(self._settings.resync_interval) / 1e9, 0.1)
+        except ValueError:
+            return DEFAULT_RESYNC_S
+
+    def _require_consul(self) -> Consul:
+        if self._consul is None:
+            self._consul = self._consul_factory(self._settings)
+        return self._consul
+
+    def _check_stop(self) -> None:
+        if self._stop_requested.is_set():
+            raise _Stopping()
+
+    def _scrub(self, text: str) -> str:
+        token = self._settings.token
+        return text.replace(token, "<redacted>") if token else text
+
+    def _fail_pending_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not command.future.done():
+                command.future.set_result(
+                    Result(False, "the discovery module is stopping")
+                    if command.kind == "maintenance" else None)
+
+    def _emit(self, name: str, headers: Sequence[Tuple[str, str]]) -> None:
+        if self._silenced.is_set():
+            return
+        try:
+            self._on_event(name, list(headers))
+        except Exception as exc:  # noqa: BLE001 - a broken listener must not stop the worker
+            self._log(logging.ERROR, "Consul: event handler for %s failed: %s", name, exc)
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        if not self._silenced.is_set():
+            log.log(level, message, *args)
+
+    def _make_snapshot(self, running: bool) -> StatusSnapshot:
+        definition = self._definition
+        return StatusSnapshot(
+            agent_url=self._settings.agent_url,
+            service_id=definition["ID"],
+            service_name=definition["Name"],
+            address=definition["Address"],
+            port=definition["Port"],
+            running=running,
+            agent_reachable=self._agent_reachable,
+            agent_version=self._agent_version,
+            registered=self._registered,
+            registered_since=self._registered_since,
+            last_error=self._last_error,
+            maintenance=self._maintenance_wanted,
+            maintenance_reason=self._maintenance_reason,
+            maintenance_in_agent=self._maintenance_in_agent,
+            health=self._health,
+            check_id=check_id(definition["ID"]) if self._settings.check else "",
+            check_status=self._check_status,
+            check_output=self._check_output,
+            last_sync=self._last_sync,
+            last_sync_result=self._last_sync_result,
+        )
+
+    def _publish(self, running: bool = True) -> None:
+        self._snapshot = self._make_snapshot(running)

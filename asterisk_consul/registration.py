@@ -1,0 +1,173 @@
+"""What we register with Consul, as pure functions of Settings and facts about this Asterisk.
+
+`service_definition` builds the body of PUT /v1/agent/service/register; `drift` compares it
+with what the agent reports and says what (if anything) no longer matches. No I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import quote
+
+from .settings import Settings
+
+CHECK_NAME = "Asterisk Instance EID Verification"
+CHECK_PATH = "/res_discovery_consul/check_eid"
+META_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # whole key: use fullmatch
+# Consul's own limits on service metadata (it rejects the whole registration otherwise).
+META_MAX_PAIRS = 64
+META_MAX_VALUE_CHARS = 512
+META_RESERVED_PREFIX = "consul-"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Facts about the running Asterisk that go into the registration."""
+
+    eid: str
+    version: str
+
+
+def check_id(service_id: str) -> str:
+    return f"check-asterisk-eid-{service_id}"
+
+
+def maintenance_check_id(service_id: str) -> str:
+    """The critical check Consul adds while a service is in maintenance mode."""
+    return f"_service_maintenance:{service_id}"
+
+
+def _host_in_url(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def check_url(settings: Settings, facts: HostFacts) -> str:
+    """URL Consul polls to verify that the Asterisk answering is the one registered.
+
+    It carries the instance EID, not the service ID: a new container that reuses the IP of a
+    dead one must fail this check.
+    """
+    prefix = settings.http_prefix.strip("/")
+    path = (f"/{prefix}" if prefix else "") + CHECK_PATH
+    return (f"http://{_host_in_url(settings.discovery_ip)}:{settings.check_http_port}{path}"
+            f"?expected_eid={quote(facts.eid, safe=':')}")
+
+
+def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
+    return {
+        "CheckID": check_id(settings.service_id),
+        "Name": CHECK_NAME,
+        "HTTP": check_url(settings, facts),
+        "Method": "GET",
+        "Interval": settings.check_interval,
+        "Timeout": settings.check_timeout,
+        "DeregisterCriticalServiceAfter": settings.check_deregister_after,
+    }
+
+
+def meta_problems(settings: Settings) -> List[str]:
+    """Why profile metadata entries will be left out of Meta, one line each (for the log)."""
+    return _build_meta(settings, HostFacts(eid="", version=""))[1]
+
+
+def meta(settings: Settings, facts: HostFacts) -> Dict[str, str]:
+    return _build_meta(settings, facts)[0]
+
+
+def _build_meta(settings: Settings, facts: HostFacts) -> Tuple[Dict[str, str], List[str]]:
+    # Our own keys come first and cannot be overridden by a profile: a wrong eid would make
+    # consumers trust the wrong box.
+    result = {
+        "eid": facts.eid,
+        "asterisk_version": facts.version,
+        "ari_port": str(settings.ari_port),
+        "ari_scheme": settings.ari_scheme,
+    }
+    problems = []
+    for key, value in settings.metadata:
+        key, value = str(key), str(value)
+        if key in result:
+            problems.append(f"metadata key '{key}' is reserved by the module; ignored")
+        elif not META_KEY_PATTERN.fullmatch(key):
+            problems.append(f"metadata key '{key}' is not valid for Consul "
+                            "(letters, digits, '_' and '-', at most 128); ignored")
+        elif key.startswith(META_RESERVED_PREFIX):
+            problems.append(f"metadata key '{key}': prefix 'consul-' is reserved by Consul; "
+                            "ignored")
+        elif len(value) > META_MAX_VALUE_CHARS:
+            problems.append(f"metadata '{key}' is longer than {META_MAX_VALUE_CHARS} "
+                            "characters; ignored")
+        elif len(result) >= META_MAX_PAIRS:
+            problems.append(f"metadata '{key}': Consul allows at most {META_MAX_PAIRS} "
+                            "entries; ignored")
+        else:
+            result[key] = value
+    return result, problems
+
+
+def service_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
+    """The body of PUT /v1/agent/service/register for these settings."""
+    definition: Dict[str, Any] = {
+        "ID": settings.service_id,
+        "Name": settings.name,
+        "Tags": list(settings.tags),
+        "Address": settings.discovery_ip,
+        "Port": int(settings.discovery_port),
+        "Meta": meta(settings, facts),
+    }
+    if settings.check:
+        definition["Check"] = check_definition(settings, facts)
+    return definition
+
+
+def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, Any]],
+          agent_checks: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """What no longer matches between our definition and the agent's view; [] = in sync.
+
+    `agent_service` is GET /v1/agent/service/<id> (None when absent), `agent_checks` is
+    GET /v1/agent/checks. Only fields we set are compared: Consul adds its own (Weights,
+    TaggedAddresses, ContentHash…), and 1.8.7 reports no check definition, so a check is
+    compared by ID, name, owner and type.
+    """
+    service_id = definition["ID"]
+    if agent_service is None:
+        return [f"service {service_id} is not registered"]
+    differences = []
+    expected = {
+        "Service": definition["Name"],
+        "Tags": list(definition.get("Tags") or []),
+        "Address": definition.get("Address", ""),
+        "Port": definition.get("Port", 0),
+        "Meta": dict(definition.get("Meta") or {}),
+    }
+    actual = {
+        "Service": agent_service.get("Service"),
+        "Tags": list(agent_service.get("Tags") or []),
+        "Address": agent_service.get("Address", ""),
+        "Port": agent_service.get("Port", 0),
+        "Meta": dict(agent_service.get("Meta") or {}),
+    }
+    for field_name, want in expected.items():
+        if actual[field_name] != want:
+            differences.append(f"{field_name} is {actual[field_name]!r}, expected {want!r}")
+
+    wanted_check = definition.get("Check")
+    our_check_id = check_id(service_id)
+    present = agent_checks.get(our_check_id)
+    if wanted_check:
+        if present is None:
+            differences.append(f"check {our_check_id} is missing")
+        elif (present.get("ServiceID") != service_id
+              or present.get("Name") != wanted_check["Name"]
+              or present.get("Type", "http") != "http"):
+            differences.append(f"check {our_check_id} differs")
+    elif present is not None and present.get("ServiceID") == service_id:
+        differences.append(f"check {our_check_id} is registered but disabled in the settings")
+    return differences
+
+
+def maintenance_in_agent(service_id: str,
+                         agent_checks: Mapping[str, Mapping[str, Any]]) -> bool:
+    return maintenance_check_id(service_id) in agent_checks

@@ -1,0 +1,72 @@
+"""Shared test fixtures: the real-Consul test bed plus small helpers for registrar tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import List, Tuple
+
+import pytest
+
+pytest_plugins = ["integration_tests.testbed.fixtures"]
+
+
+class EventRecorder:
+    """An on_event sink that records (name, headers) and lets a test wait for one."""
+
+    def __init__(self):
+        self.events: List[Tuple[str, List[Tuple[str, str]]]] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, name, headers):
+        with self._changed:
+            self.events.append((name, list(headers)))
+            self._changed.notify_all()
+
+    def names(self):
+        with self._changed:
+            return [name for name, _ in self.events]
+
+    def wait_for(self, name, count=1, timeout=10.0, **headers):
+        """Wait until `count` events called `name` (with these header values) were seen."""
+        def matching():
+            return [dict(h) for n, h in self.events
+                    if n == name and all(dict(h).get(k) == v for k, v in headers.items())]
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(matching()) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {count}x {name} {headers} within {timeout} s; "
+                                         f"saw {self.events}")
+                self._changed.wait(left)
+            return matching()[count - 1]
+
+
+@pytest.fixture
+def events():
+    return EventRecorder()
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture():
+    return wait_until
+
+
+@pytest.fixture
+def no_registrar_threads_left():
+    """Fails the test if a consul-registrar thread outlives it."""
+    yield
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("consul-registrar")]
+    assert not alive, f"registrar threads still alive: {alive}"

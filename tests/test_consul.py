@@ -1,0 +1,227 @@
+"""The Consul client against a real agent, and against deliberately broken peers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from asterisk_consul.consul import (Agent, Consul, ConsulError, ConsulNotFound,
+                                    ConsulPermissionDenied, ConsulRequestError,
+                                    ConsulServerError, ConsulUnreachable, Transport)
+from asterisk_consul.settings import Settings
+from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
+
+SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
+
+
+def client(url, token="", timeout_s=2.0):
+    transport = Transport(url, token, timeout_s)
+    return transport, Agent(transport)
+
+
+def service(service_id="svc-1", **extra):
+    body = {"ID": service_id, "Name": "Asterisk", "Tags": ["a", "b"], "Address": "127.0.0.1",
+            "Port": 5060, "Meta": {"eid": "02:42:ac:11:00:02"}}
+    body.update(extra)
+    return body
+
+
+# -- a real agent ------------------------------------------------------------------------------
+
+def test_agent_self_reports_version(consul_agent):
+    _, agent = client(consul_agent.url)
+    assert agent.version() == "1.8.7"
+    assert "Member" in agent.self()
+
+
+def test_register_get_list_deregister(consul_agent):
+    _, agent = client(consul_agent.url)
+    agent.service.register(service())
+    got = agent.service.get("svc-1")
+    assert got["Service"] == "Asterisk"
+    assert got["Tags"] == ["a", "b"]
+    assert (got["Address"], got["Port"]) == ("127.0.0.1", 5060)
+    assert got["Meta"] == {"eid": "02:42:ac:11:00:02"}
+    assert "svc-1" in agent.service.list()
+    assert "svc-1" in consul_agent.services()
+
+    agent.service.deregister("svc-1")
+    assert agent.service.get("svc-1") is None
+    assert "svc-1" not in consul_agent.services()
+
+
+def test_check_register_list_deregister(consul_agent):
+    _, agent = client(consul_agent.url)
+    agent.service.register(service())
+    agent.check.register({"ID": "ttl-1", "Name": "ttl", "TTL": "30s", "ServiceID": "svc-1"})
+    assert agent.check.list()["ttl-1"]["ServiceID"] == "svc-1"
+    agent.check.deregister("ttl-1")
+    assert "ttl-1" not in agent.check.list()
+
+
+@pytest.mark.parametrize("reason", ["upgrade to 22.1 & reboot", "héllo/wörld?x=1#frag", "a+b%00"])
+def test_maintenance_reason_arrives_verbatim(consul_agent, reason):
+    _, agent = client(consul_agent.url)
+    agent.service.register(service())
+    agent.service.maintenance("svc-1", True, reason)
+    check = consul_agent.checks()["_service_maintenance:svc-1"]
+    assert check["Status"] == "critical"
+    assert check["Notes"] == reason  # no stray %00, no double encoding
+
+    agent.service.maintenance("svc-1", False)
+    assert "_service_maintenance:svc-1" not in consul_agent.checks()
+
+
+def test_maintenance_of_unknown_service_is_not_found(consul_agent):
+    _, agent = client(consul_agent.url)
+    with pytest.raises(ConsulNotFound) as caught:
+        agent.service.maintenance("nope", True, "x")
+    assert caught.value.status == 404
+
+
+def test_health_by_id_uses_status_codes(consul_agent):
+    _, agent = client(consul_agent.url)
+    assert agent.health.service_by_id("svc-1") == ("unknown", [])
+    agent.service.register(service())
+    assert agent.health.service_by_id("svc-1") == ("passing", [])
+    agent.check.register({"ID": "ttl-1", "Name": "ttl", "TTL": "30s", "ServiceID": "svc-1",
+                          "Status": "warning"})
+    status, checks = agent.health.service_by_id("svc-1")
+    assert status == "warning" and checks[0]["CheckID"] == "ttl-1"
+    agent.service.maintenance("svc-1", True, "r")
+    status, checks = agent.health.service_by_id("svc-1")
+    assert status == "critical"
+    assert "_service_maintenance:svc-1" in {c["CheckID"] for c in checks}
+
+
+def test_service_id_with_odd_characters_round_trips(consul_agent):
+    _, agent = client(consul_agent.url)
+    agent.service.register(service("asterisk pbx#1"))
+    assert agent.service.get("asterisk pbx#1")["ID"] == "asterisk pbx#1"
+    agent.service.deregister("asterisk pbx#1")
+    assert agent.service.get("asterisk pbx#1") is None
+
+
+def test_facade_builds_from_settings(consul_agent):
+    settings = Settings(host="127.0.0.1", port=consul_agent.http_port)
+    consul = Consul(settings)
+    try:
+        assert consul.url == consul_agent.url
+        assert consul.agent.version() == "1.8.7"
+    finally:
+        consul.close()
+
+
+def test_bad_request_is_a_request_error(consul_agent):
+    _, agent = client(consul_agent.url)
+    with pytest.raises(ConsulRequestError) as caught:
+        agent.service.register(service(Meta={"consul-x": "1"}))
+    assert caught.value.status == 400
+    assert "reserved" in str(caught.value)
+
+
+# -- ACL ---------------------------------------------------------------------------------------
+
+def test_acl_without_or_with_wrong_token_is_permission_denied(consul_factory):
+    agent_proc = consul_factory(acl=True)
+    for token in ("", SECRET):
+        _, agent = client(agent_proc.url, token)
+        with pytest.raises(ConsulPermissionDenied) as caught:
+            agent.service.register(service())
+        assert caught.value.status == 403
+        assert "permission denied" in str(caught.value)
+        assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+
+    _, agent = client(agent_proc.url, agent_proc.master_token)
+    agent.service.register(service())
+    assert "svc-1" in agent_proc.services()
+
+
+# -- broken peers ------------------------------------------------------------------------------
+
+def test_refused_is_unreachable_at_once():
+    with RefusingPeer() as peer:
+        _, agent = client(peer.url, SECRET)
+        started = time.monotonic()
+        with pytest.raises(ConsulUnreachable) as caught:
+            agent.service.register(service())
+        assert time.monotonic() - started < 1.0
+    assert caught.value.status is None
+    assert "refused" in str(caught.value).lower()
+    assert SECRET not in str(caught.value)
+
+
+def test_blackhole_is_unreachable_within_the_timeout():
+    with BlackholePeer() as peer:
+        _, agent = client(peer.url, SECRET, timeout_s=0.3)
+        started = time.monotonic()
+        with pytest.raises(ConsulUnreachable) as caught:
+            agent.service.register(service())
+        elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 0.8
+    assert "no answer" in str(caught.value)
+
+
+def test_dns_failure_is_unreachable():
+    _, agent = client("http://no-such-host.invalid:8500", SECRET)
+    with pytest.raises(ConsulUnreachable):
+        agent.self()
+
+
+@pytest.mark.parametrize("status,error", [(500, ConsulServerError), (503, ConsulServerError),
+                                          (400, ConsulRequestError), (404, ConsulNotFound),
+                                          (403, ConsulPermissionDenied)])
+def test_status_codes_map_to_errors(status, error):
+    with ErrorPeer(status=status, body=f"no: {SECRET}") as peer:
+        _, agent = client(peer.url, SECRET)
+        with pytest.raises(error) as caught:
+            agent.service.deregister("svc-1")
+    assert caught.value.status == status
+    assert isinstance(caught.value, ConsulError)
+    assert SECRET not in str(caught.value)  # even when the peer echoes the token back
+    assert "<redacted>" in str(caught.value)
+
+
+def test_token_travels_only_in_the_header():
+    with ErrorPeer(status=200, body="true") as peer:
+        transport, agent = client(peer.url, SECRET)
+        agent.service.maintenance("svc-1", True, "why not")
+        method, path, headers, _ = peer.requests[0]
+    assert method == "PUT"
+    assert headers.get("X-Consul-Token") == SECRET
+    assert SECRET not in path
+    assert path == "/v1/agent/service/maintenance/svc-1?enable=true&reason=why+not"
+    assert SECRET not in repr(transport)
+
+
+def test_non_json_answer_is_an_error():
+    with ErrorPeer(status=200, body="<html>hello</html>",
+                   headers={"Content-Type": "text/html"}) as peer:
+        _, agent = client(peer.url)
+        with pytest.raises(ConsulError):
+            agent.self()
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+def test_https_with_the_agent_ca(consul_factory):
+    agent_proc = consul_factory(tls=True)
+    transport = Transport(agent_proc.https_url, "", 2.0, verify=agent_proc.ca_file)
+    assert Agent(transport).version() == "1.8.7"
+
+    untrusting = Agent(Transport(agent_proc.https_url, SECRET, 2.0))  # system CAs only
+    with pytest.raises(ConsulUnreachable) as caught:
+        untrusting.self()
+    assert "TLS" in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_https_facade_from_settings(consul_factory):
+    agent_proc = consul_factory(tls=True)
+    settings = Settings(scheme="https", host="127.0.0.1", port=agent_proc.https_port)
+    consul = Consul(settings, verify=agent_proc.ca_file,
+                    cert=(agent_proc.client_cert, agent_proc.client_key))
+    try:
+        assert consul.agent.version() == "1.8.7"
+    finally:
+        consul.close()

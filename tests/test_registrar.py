@@ -1,0 +1,404 @@
+"""The registrar against a real Consul agent and against deliberately broken peers."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import pytest
+
+from asterisk_consul.registrar import Registrar, Result, StatusSnapshot
+from asterisk_consul.registration import HostFacts
+from asterisk_consul.settings import Settings
+from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
+
+FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
+MAINT = "_service_maintenance:pbx-1"
+
+
+def settings_for(port, **overrides):
+    base = dict(host="127.0.0.1", port=port, service_id="pbx-1", name="Asterisk",
+                tags=("asterisk", "edge"), discovery_ip="127.0.0.1", discovery_port=5060,
+                consul_timeout_ms=1000, resync_interval="300ms")
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def make_registrar(events, no_registrar_threads_left):
+    made = []
+
+    def make(settings, **kwargs):
+        kwargs.setdefault("backoff_initial_s", 0.05)
+        kwargs.setdefault("backoff_max_s", 0.4)
+        kwargs.setdefault("slow_retry_s", 5.0)
+        registrar = Registrar(settings, FACTS, events, **kwargs)
+        made.append(registrar)
+        return registrar
+
+    yield make
+    for registrar in made:
+        registrar.stop(deregister=False, timeout=0.5)
+
+
+@pytest.fixture
+def refused_port():
+    with RefusingPeer() as peer:
+        yield peer.port
+
+
+def started(registrar):
+    begun = time.monotonic()
+    registrar.start()
+    assert time.monotonic() - begun < 0.2, "start() must return at once"
+    return registrar
+
+
+# -- the happy path ----------------------------------------------------------------------------
+
+def test_registers_in_the_background(consul_agent, make_registrar, events):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    headers = events.wait_for("DiscoveryRegister")
+    assert headers == {"ID": "pbx-1", "Name": "Asterisk", "Address": "127.0.0.1", "Port": "5060"}
+    service = consul_agent.services()["pbx-1"]
+    assert service["Service"] == "Asterisk"
+    assert service["Tags"] == ["asterisk", "edge"]
+    assert (service["Address"], service["Port"]) == ("127.0.0.1", 5060)
+    assert service["Meta"] == {"eid": FACTS.eid, "asterisk_version": "22.1.0",
+                               "ari_port": "8088", "ari_scheme": "http"}
+
+    status = registrar.status(2.0)
+    assert isinstance(status, StatusSnapshot)
+    assert not status.stale and status.running
+    assert status.registered and status.registered_since <= time.time()
+    assert status.agent_url == consul_agent.url and status.agent_version == "1.8.7"
+    assert (status.service_id, status.service_name, status.address, status.port) == \
+        ("pbx-1", "Asterisk", "127.0.0.1", 5060)
+    assert status.health == "passing" and status.last_sync_result == "ok"
+    assert status.last_error == "" and status.check_id == ""
+
+
+def test_stop_deregisters_and_joins(consul_agent, make_registrar, events, wait_until):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+    begun = time.monotonic()
+    registrar.stop()
+    assert time.monotonic() - begun < 1.0
+    assert "pbx-1" not in consul_agent.services()
+    assert events.names() == ["DiscoveryRegister", "DiscoveryDeregister"]
+    assert not [t for t in threading.enumerate() if t.name == "consul-registrar"]
+    time.sleep(0.5)  # nothing fires after stop() returned, even at resync time
+    assert events.names() == ["DiscoveryRegister", "DiscoveryDeregister"]
+    assert registrar.set_maintenance(True, "x", 0.5).ok is False
+    assert registrar.status(0.5).stale
+
+
+def test_stop_without_start_and_twice(make_registrar, refused_port):
+    registrar = make_registrar(settings_for(refused_port))
+    registrar.stop()
+    registrar.stop()
+    with pytest.raises(RuntimeError):
+        registrar.start()
+
+
+def test_eid_check_registered_and_reported(consul_agent, make_registrar, events, refused_port,
+                                           wait_until):
+    settings = settings_for(consul_agent.http_port, check=True, check_http_port=refused_port,
+                            check_interval="1s", check_timeout="500ms", http_prefix="asterisk")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    check = consul_agent.checks()["check-asterisk-eid-pbx-1"]
+    assert check["Name"] == "Asterisk Instance EID Verification"
+    assert check["ServiceID"] == "pbx-1" and check["Type"] == "http"
+
+    status = wait_until(lambda: (s := registrar.status(2.0)).check_output and s, timeout=5,
+                        what="check output")
+    assert status.check_id == "check-asterisk-eid-pbx-1"
+    assert status.check_status == "critical" and status.health == "critical"
+    assert f"127.0.0.1:{refused_port}/asterisk/res_discovery_consul/check_eid" \
+           f"?expected_eid={FACTS.eid}" in status.check_output
+
+
+# -- maintenance -------------------------------------------------------------------------------
+
+def test_maintenance_on_and_off(consul_agent, make_registrar, events):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+
+    result = registrar.set_maintenance(True, "upgrade & reboot", 2.0)
+    assert result == Result(True, "Maintenance mode for service pbx-1 is set (Consul accepted it)")
+    check = consul_agent.checks()[MAINT]
+    assert check["Status"] == "critical" and check["Notes"] == "upgrade & reboot"
+    assert events.wait_for("DiscoverySetMaintenance") == \
+        {"ID": "pbx-1", "Maintenance": "true", "Reason": "upgrade & reboot"}
+    status = registrar.status(2.0)
+    assert status.maintenance and status.maintenance_reason == "upgrade & reboot"
+    assert status.maintenance_in_agent and status.health == "critical"
+
+    # Consul keeps the first reason on a second enable; ours must still show up, and the
+    # service must stay critical meanwhile (a guard check covers the swap, then goes).
+    assert registrar.set_maintenance(True, "new reason", 2.0).ok
+    checks = consul_agent.checks()
+    assert checks[MAINT]["Notes"] == "new reason"
+    assert [c for c in checks if c != MAINT] == []
+    assert events.wait_for("DiscoverySetMaintenance", Reason="new reason")
+    assert registrar.set_maintenance(True, "new reason", 2.0).ok  # same again: no event
+    assert events.names().count("DiscoverySetMaintenance") == 2
+
+    result = registrar.set_maintenance(False, "", 2.0)
+    assert result.ok and "unset" in result.message
+    assert MAINT not in consul_agent.checks()
+    assert events.wait_for("DiscoverySetMaintenance", Maintenance="false")["ID"] == "pbx-1"
+    assert registrar.status(2.0).health == "passing"
+
+
+def test_maintenance_before_registration_is_applied_with_it(consul_agent, make_registrar,
+                                                            events, wait_until):
+    consul_agent.stop()
+    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    result = registrar.set_maintenance(True, "not yet", 2.0)
+    assert not result.ok and "will keep trying" in result.message
+    consul_agent.start()
+    events.wait_for("DiscoverySetMaintenance", timeout=5)
+    assert consul_agent.checks()[MAINT]["Notes"] == "not yet"
+
+
+def test_maintenance_survives_agent_restart(consul_agent, make_registrar, events, wait_until):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+    assert registrar.set_maintenance(True, "drain", 2.0).ok
+    consul_agent.restart()  # a dev agent comes back empty
+    wait_until(lambda: MAINT in consul_agent.checks(), timeout=5, what="maintenance re-applied")
+    assert "pbx-1" in consul_agent.services()
+    assert consul_agent.checks()[MAINT]["Notes"] == "drain"
+
+
+def test_maintenance_answers_within_timeout_when_consul_blackholes(make_registrar):
+    with BlackholePeer() as peer:
+        registrar = started(make_registrar(settings_for(peer.port, consul_timeout_ms=800)))
+        time.sleep(0.1)  # the worker is now stuck in its first call
+        begun = time.monotonic()
+        result = registrar.set_maintenance(True, "x", 0.2)
+        assert time.monotonic() - begun < 0.6
+        assert result == Result(False, "timed out after 200 ms; will keep trying")
+        begun = time.monotonic()
+        status = registrar.status(0.2)
+        assert time.monotonic() - begun < 0.6
+        assert status.stale and not status.registered
+        registrar.stop()
+
+
+# -- self-healing ------------------------------------------------------------------------------
+
+def test_resync_after_someone_deregisters(consul_agent, make_registrar, events):
+    started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+    consul_agent.put("/v1/agent/service/deregister/pbx-1")
+    events.wait_for("DiscoveryRegister", count=2, timeout=3)
+    assert "pbx-1" in consul_agent.services()
+    assert "DiscoveryDeregister" not in events.names()
+
+
+def test_resync_after_agent_restart(consul_agent, make_registrar, events, wait_until):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+    consul_agent.restart()
+    wait_until(lambda: "pbx-1" in consul_agent.services(), timeout=5, what="re-registration")
+    assert registrar.status(2.0).registered
+
+
+def test_resync_restores_a_changed_definition(consul_agent, make_registrar, events, wait_until):
+    started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+    consul_agent.put("/v1/agent/service/register",
+                     json={"ID": "pbx-1", "Name": "Asterisk", "Port": 9999})
+    wait_until(lambda: consul_agent.services()["pbx-1"]["Port"] == 5060, timeout=3,
+               what="port restored")
+    assert consul_agent.services()["pbx-1"]["Tags"] == ["asterisk", "edge"]
+
+
+def test_status_notices_a_missing_service_at_once(consul_agent, make_registrar, events):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port,
+                                                    resync_interval="1h")))
+    events.wait_for("DiscoveryRegister")
+    consul_agent.put("/v1/agent/service/deregister/pbx-1")
+    status = registrar.status(2.0)
+    assert status.health == "unknown" and not status.registered
+    events.wait_for("DiscoveryRegister", count=2, timeout=2)
+
+
+# -- reload ------------------------------------------------------------------------------------
+
+def test_apply_identical_settings_does_nothing(consul_agent, make_registrar, events):
+    settings = settings_for(consul_agent.http_port, resync_interval="1h")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    registrar.apply(dataclasses.replace(settings))
+    time.sleep(0.3)
+    assert events.names() == ["DiscoveryRegister"]
+
+
+def test_apply_changes_in_place_without_a_gap(consul_agent, make_registrar, events):
+    settings = settings_for(consul_agent.http_port, resync_interval="1h")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    gaps, watching = [], threading.Event()
+
+    def watch():
+        while not watching.is_set():
+            if "pbx-1" not in consul_agent.services():
+                gaps.append(time.monotonic())
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        registrar.apply(dataclasses.replace(settings, discovery_port=5070, tags=("x",)))
+        events.wait_for("DiscoveryRegister", Port="5070")
+    finally:
+        watching.set()
+        watcher.join()
+    assert not gaps
+    service = consul_agent.services()["pbx-1"]
+    assert (service["Port"], service["Tags"]) == (5070, ["x"])
+    assert "DiscoveryDeregister" not in events.names()
+
+
+def test_apply_new_service_id_registers_then_deregisters_old(consul_agent, make_registrar,
+                                                             events):
+    settings = settings_for(consul_agent.http_port)
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    registrar.apply(dataclasses.replace(settings, service_id="pbx-2"))
+    events.wait_for("DiscoveryDeregister", ID="pbx-1")
+    assert [(n, dict(h)["ID"]) for n, h in events.events] == [
+        ("DiscoveryRegister", "pbx-1"), ("DiscoveryRegister", "pbx-2"),
+        ("DiscoveryDeregister", "pbx-1")]
+    assert set(consul_agent.services()) == {"pbx-2"}
+    registrar.stop()
+    assert consul_agent.services() == {}
+
+
+def test_apply_toggles_check_and_keeps_maintenance(consul_agent, make_registrar, events,
+                                                   refused_port, wait_until):
+    settings = settings_for(consul_agent.http_port, check_http_port=refused_port)
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    assert registrar.set_maintenance(True, "keep me", 2.0).ok
+
+    registrar.apply(dataclasses.replace(settings, check=True))
+    events.wait_for("DiscoveryRegister", count=2)
+    checks = consul_agent.checks()
+    assert "check-asterisk-eid-pbx-1" in checks and checks[MAINT]["Notes"] == "keep me"
+
+    registrar.apply(settings)
+    events.wait_for("DiscoveryRegister", count=3)
+    checks = consul_agent.checks()
+    assert "check-asterisk-eid-pbx-1" not in checks and checks[MAINT]["Notes"] == "keep me"
+    time.sleep(0.5)  # a resync finds nothing to fix
+    assert events.names().count("DiscoveryRegister") == 3
+
+
+# -- a Consul that is down, black-holed or failing ---------------------------------------------
+
+def test_refused_then_agent_comes_up(consul_factory, make_registrar, events, wait_until):
+    agent = consul_factory(start=False)
+    registrar = started(make_registrar(settings_for(agent.http_port)))
+    wait_until(lambda: "refused" in registrar.status(1.0).last_error, timeout=3,
+               what="a refused attempt")
+    time.sleep(1.0)  # long enough for the backoff to reach its cap (0.4 s)
+    agent.start()
+    up = time.monotonic()
+    events.wait_for("DiscoveryRegister", timeout=5)
+    # backoff cap 0.4 s, plus the register call and scheduling slack on a busy 2-core CI box
+    assert time.monotonic() - up < 0.4 + 0.6, "registered within one backoff period"
+    status = registrar.status(2.0)
+    assert status.registered and status.last_error == ""
+    begun = time.monotonic()
+    registrar.stop()
+    assert time.monotonic() - begun < 1.0
+    assert agent.services() == {}
+
+
+def test_blackholed_agent_start_and_stop_are_bounded(make_registrar, events):
+    with BlackholePeer() as peer:
+        registrar = started(make_registrar(settings_for(peer.port, consul_timeout_ms=300)))
+        time.sleep(1.0)
+        assert peer.accepted >= 2, "retries happen"
+        begun = time.monotonic()
+        registrar.stop()
+        assert time.monotonic() - begun < 0.3 + 0.4  # timeout_s plus slack, not n × timeout
+    assert events.names() == []
+
+
+def test_server_errors_are_retried_with_backoff_and_logged_once(make_registrar, caplog):
+    caplog.set_level(logging.DEBUG, logger="asterisk_consul")
+    with ErrorPeer(status=500) as peer:
+        registrar = started(make_registrar(settings_for(peer.port)))
+        time.sleep(1.5)
+        attempts = len(peer.requests)
+        status = registrar.status(1.0)
+        registrar.stop()
+    # 0.05 s doubling to 0.4 s with jitter: a handful of tries, not a storm
+    assert 4 <= attempts <= 30
+    assert "500" in status.last_error and not status.registered
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([w for w in warnings if "service/register" in w]) == 1, warnings
+
+
+def test_permission_denied_is_retried_slowly(make_registrar, caplog):
+    with ErrorPeer(status=403, body="Permission denied") as peer:
+        registrar = started(make_registrar(settings_for(peer.port), slow_retry_s=5.0))
+        time.sleep(1.0)
+        status = registrar.status(1.0)
+        registrar.stop(deregister=False)
+        register_calls = [r for r in peer.requests if r[1].startswith("/v1/agent/service/reg")]
+    assert len(register_calls) == 1
+    assert "permission denied" in status.last_error
+
+
+def test_event_handler_errors_do_not_stop_the_worker(consul_agent, make_registrar, wait_until):
+    def broken(name, headers):
+        raise RuntimeError("listener bug")
+    registrar = started(Registrar(settings_for(consul_agent.http_port), FACTS, broken))
+    try:
+        wait_until(lambda: registrar.status(1.0).registered, timeout=5, what="registration")
+        assert registrar.set_maintenance(True, "x", 2.0).ok
+    finally:
+        registrar.stop()
+
+
+# -- ACL ---------------------------------------------------------------------------------------
+
+def test_acl_tokens_and_no_token_leak(consul_factory, make_registrar, events, caplog,
+                                      wait_until):
+    caplog.set_level(logging.DEBUG)
+    agent = consul_factory(acl=True)
+    wrong = "00000000-dead-beef-0000-000000000000"
+    registrar = started(make_registrar(settings_for(agent.http_port, token=wrong)))
+    status = wait_until(lambda: (s := registrar.status(1.0)).last_error and s, timeout=3,
+                        what="an answer")
+    assert "permission denied" in status.last_error and not status.registered
+
+    policy = {"Name": "asterisk-pbx", "Rules": 'service_prefix "Aster" { policy = "write" }'}
+    assert agent.put("/v1/acl/policy", json=policy).status_code == 200
+    scoped = agent.put("/v1/acl/token", json={"Policies": [{"Name": "asterisk-pbx"}]}).json()
+    scoped_token = scoped["SecretID"]
+    registrar.apply(settings_for(agent.http_port, token=scoped_token))
+    events.wait_for("DiscoveryRegister", timeout=3)
+    assert "pbx-1" in agent.services()
+    assert registrar.set_maintenance(True, "acl", 2.0).ok
+    registrar.stop()
+    assert "pbx-1" not in agent.services()
+
+    master = started(make_registrar(settings_for(agent.http_port, service_id="other",
+                                                 token=agent.master_token)))
+    events.wait_for("DiscoveryRegister", ID="other")
+    assert master.status(2.0).agent_version == "1.8.7"
+    master.stop()
+
+    secrets = (wrong, scoped_token, agent.master_token)
+    texts = [r.getMessage() for r in caplog.records] + [str(r.exc_info) for r in caplog.records]
+    texts += [repr(status), repr(registrar.status(0.1)), str(events.events)]
+    leaks = [t for t in texts for s in secrets if s in t]
+    assert not leaks

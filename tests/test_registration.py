@@ -1,0 +1,158 @@
+"""The service definition we build, and how we judge the agent's view of it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from asterisk_consul.consul import Agent, Transport
+from asterisk_consul.registration import (CHECK_NAME, META_KEY_PATTERN, HostFacts, check_id,
+                                          check_url, drift,
+                                          maintenance_check_id, maintenance_in_agent, meta,
+                                          meta_problems, service_definition)
+from asterisk_consul.settings import Settings
+
+FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
+
+
+def make(**overrides):
+    base = dict(service_id="pbx-1", name="Asterisk", tags=("asterisk", "edge"),
+                discovery_ip="127.0.0.1", discovery_port=5060, ari_port=8089,
+                ari_scheme="https")
+    base.update(overrides)
+    return Settings(**base)
+
+
+# -- the definition ----------------------------------------------------------------------------
+
+def test_definition_fields():
+    definition = service_definition(make(), FACTS)
+    assert definition["ID"] == "pbx-1"
+    assert definition["Name"] == "Asterisk"
+    assert definition["Tags"] == ["asterisk", "edge"]
+    assert definition["Address"] == "127.0.0.1"
+    assert definition["Port"] == 5060
+    assert list(definition["Meta"].items()) == [
+        ("eid", "02:42:ac:11:00:02"), ("asterisk_version", "22.1.0"),
+        ("ari_port", "8089"), ("ari_scheme", "https")]
+    assert "Check" not in definition
+
+
+def test_profile_metadata_follows_ours_as_strings():
+    settings = make(metadata_profile="east",
+                    metadata=(("group", "east"), ("priority", "1"), ("weight", "10")))
+    assert list(meta(settings, FACTS))[4:] == ["group", "priority", "weight"]
+    assert all(isinstance(v, str) for v in meta(settings, FACTS).values())
+
+
+def test_bad_or_reserved_metadata_keys_are_left_out_and_reported():
+    settings = make(metadata=(("eid", "forged"), ("bad.key", "1"), ("consul-x", "1"),
+                              ("long", "x" * 513), ("ok_key-1", "v")))
+    result = meta(settings, FACTS)
+    assert result["eid"] == FACTS.eid
+    assert "bad.key" not in result and "consul-x" not in result and "long" not in result
+    assert result["ok_key-1"] == "v"
+    problems = meta_problems(settings)
+    assert len(problems) == 4
+    assert any("bad.key" in p for p in problems)
+
+
+def test_at_most_64_meta_entries():
+    settings = make(metadata=tuple((f"k{i}", "v") for i in range(100)))
+    assert len(meta(settings, FACTS)) == 64
+    assert len(meta_problems(settings)) == 100 - 60
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=140), st.text(max_size=600)), max_size=80))
+def test_meta_is_always_acceptable_to_consul(pairs):
+    result = meta(make(metadata=tuple(pairs)), FACTS)
+    assert len(result) <= 64
+    for key, value in result.items():
+        assert META_KEY_PATTERN.fullmatch(key) and not key.startswith("consul-")
+        assert isinstance(value, str) and len(value) <= 512
+
+
+def test_check_definition():
+    definition = service_definition(make(check=True, check_http_port=8088, check_interval="10s",
+                                         check_timeout="2s", check_deregister_after="5m"), FACTS)
+    check = definition["Check"]
+    assert check == {
+        "CheckID": "check-asterisk-eid-pbx-1",
+        "Name": CHECK_NAME,
+        "HTTP": "http://127.0.0.1:8088/res_discovery_consul/check_eid"
+                "?expected_eid=02:42:ac:11:00:02",
+        "Method": "GET",
+        "Interval": "10s",
+        "Timeout": "2s",
+        "DeregisterCriticalServiceAfter": "5m",
+    }
+
+
+@pytest.mark.parametrize("prefix", ["asterisk", "/asterisk", "asterisk/", "/asterisk/"])
+def test_check_url_with_http_prefix(prefix):
+    url = check_url(make(check=True, http_prefix=prefix), FACTS)
+    assert url == ("http://127.0.0.1:8088/asterisk/res_discovery_consul/check_eid"
+                   "?expected_eid=02:42:ac:11:00:02")
+
+
+def test_check_url_brackets_ipv6_and_uses_the_eid_not_the_id():
+    url = check_url(make(discovery_ip="2001:db8::10", service_id="02:42:ac:11:00:09"), FACTS)
+    assert url.startswith("http://[2001:db8::10]:8088/")
+    assert url.endswith("expected_eid=02:42:ac:11:00:02")
+
+
+def test_ids():
+    assert check_id("x") == "check-asterisk-eid-x"
+    assert maintenance_check_id("x") == "_service_maintenance:x"
+    assert maintenance_in_agent("x", {"_service_maintenance:x": {}})
+    assert not maintenance_in_agent("x", {"_service_maintenance:y": {}})
+
+
+# -- against what a real agent reports ---------------------------------------------------------
+
+def agent_view(consul_agent, service_id):
+    return consul_agent.services().get(service_id) and \
+        consul_agent.get(f"/v1/agent/service/{service_id}").json(), consul_agent.checks()
+
+
+def register(consul_agent, definition, replace_existing_checks=True):
+    Agent(Transport(consul_agent.url, "", 2.0)).service.register(definition,
+                                                                 replace_existing_checks)
+
+
+def test_registered_definition_is_in_sync(consul_agent):
+    settings = make(check=True, metadata=(("group", "east"),))
+    definition = service_definition(settings, FACTS)
+    register(consul_agent, definition)
+    service, checks = agent_view(consul_agent, "pbx-1")
+    assert service["Tags"] == ["asterisk", "edge"]  # a list, one tag each
+    assert service["Meta"]["eid"] == FACTS.eid
+    assert checks["check-asterisk-eid-pbx-1"]["Name"] == CHECK_NAME
+    assert drift(definition, service, checks) == []
+
+
+def test_drift_seen_when_changed_missing_or_check_stale(consul_agent):
+    settings = make(check=True)
+    definition = service_definition(settings, FACTS)
+    assert drift(definition, None, {}) == ["service pbx-1 is not registered"]
+
+    register(consul_agent, dict(definition, Port=5070))
+    service, checks = agent_view(consul_agent, "pbx-1")
+    assert drift(definition, service, checks) == ["Port is 5070, expected 5060"]
+
+    without_check = {k: v for k, v in definition.items() if k != "Check"}
+    register(consul_agent, without_check, replace_existing_checks=False)  # the check stays
+    service, checks = agent_view(consul_agent, "pbx-1")
+    assert "check" in drift(without_check, service, checks)[0]
+
+    consul_agent.put("/v1/agent/check/deregister/check-asterisk-eid-pbx-1")
+    service, checks = agent_view(consul_agent, "pbx-1")
+    assert drift(definition, service, checks) == ["check check-asterisk-eid-pbx-1 is missing"]
+
+
+def test_empty_tags_and_meta_compare_equal(consul_agent):
+    definition = dict(service_definition(make(tags=()), FACTS))
+    register(consul_agent, definition)
+    service, checks = agent_view(consul_agent, "pbx-1")
+    assert drift(definition, service, checks) == []
