@@ -86,7 +86,7 @@ test-integration:
 	$(TEST_PYTHON) -m pytest integration_tests $(PYTEST_ARGS)
 
 demo:
-	$(MAKE) -C integration_tests test-setup
+	$(MAKE) -C integration_tests test-setup ONLY=consul,ast16,venv
 	$(TEST_PYTHON) -m integration_tests.demo start
 
 demo-stop:

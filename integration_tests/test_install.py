@@ -1,0 +1,106 @@
+"""`make install` and `make samples`: the files land where that Asterisk looks for them.
+
+For each version the tree is built and installed the way an operator would on that system
+(Asterisk 22 inside its chroot), against the astmoddir/astetcdir of a test instance's
+asterisk.conf, and the installed module is then loaded by that instance.
+"""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from integration_tests.testbed import build, paths
+from integration_tests.testbed.asterisk import sid_command
+
+MODULE = "res_discovery_consul.so"
+SAMPLE = "res_discovery_consul.conf"
+SID_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+           "LANG": "C.UTF-8"}
+
+
+class Tree:
+    """A copy of the source tree, and make run in it as on that Asterisk's system."""
+
+    def __init__(self, version):
+        self.version = version
+        base = Path(tempfile.gettempdir()) if version == "16" else paths.sid_root() / "tmp"
+        self.host_dir = Path(tempfile.mkdtemp(prefix="acinst", dir=base))
+        build.copy_tree(self.host_dir / "src")
+        # The directory as make sees it (inside the chroot for 22).
+        self.dir = (self.host_dir if version == "16" else Path("/tmp") / self.host_dir.name) / "src"
+
+    def make(self, *args, **variables):
+        if self.version == "16":
+            variables.setdefault("PYTHON", paths.host_venv_python())
+            variables.setdefault("ASTINCDIR", paths.ast16_prefix() / "usr/include")
+        else:
+            variables.setdefault("PYTHON", paths.sid_venv_python())
+            variables.setdefault("ASTINCDIR", "/usr/include")
+        argv = ["make", "-C", str(self.dir), *args] + ["%s=%s" % kv for kv in variables.items()]
+        if self.version == "22":
+            argv = sid_command(argv)
+        res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=300, env=SID_ENV if self.version == "22" else None)
+        assert res.returncode == 0, res.stdout
+        return res.stdout
+
+    def host_path(self, path):
+        """Host path of a path as make (and Asterisk) see it."""
+        path = Path(path)
+        return path if self.version == "16" else paths.sid_root() / str(path).lstrip("/")
+
+    def remove(self):
+        shutil.rmtree(self.host_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def tree(ast_version):
+    t = Tree(ast_version)
+    yield t
+    t.remove()
+
+
+def test_install_and_samples_go_where_asterisk_looks(tree, asterisk_factory, ast_version, consul_agent):
+    ast = asterisk_factory(ast_version, start=False)
+    etc = ast.to_asterisk_path(ast.etc_dir)  # as Asterisk (and make, on its system) see it
+    out = tree.make("install", "samples", ASTETCDIR=etc)
+    # astmoddir of that Asterisk's asterisk.conf, not a hard-coded directory.
+    assert (ast.module_dir / MODULE).exists(), out
+    assert (ast.etc_dir / SAMPLE).read_text() == (tree.host_path(tree.dir) / "res_discovery_consul.conf.sample").read_text()
+
+    # The installed module, configured, registers.
+    ast.write_config(SAMPLE, "[consul]\nport = %d\nid = installed\n" % consul_agent.http_port)
+    ast.start()
+    assert "Loaded" in ast.rx("module load " + MODULE)
+    consul_agent.wait_service("installed", timeout=15)
+
+    # samples never overwrites an existing config, and says so.
+    out = tree.make("samples", ASTETCDIR=etc)
+    assert "exists: left as it is" in out
+    assert "id = installed" in (ast.etc_dir / SAMPLE).read_text()
+
+
+def test_install_into_destdir(tree):
+    destdir = Path("/tmp") / ("dest-" + tree.host_dir.name)
+    etc = "/etc/asterisk"  # the packaged Asterisk's own config dir on that system
+    astconf = tree.host_path(paths.ast16_prefix() / "etc/asterisk/asterisk.conf" if tree.version == "16"
+                             else "/etc/asterisk/asterisk.conf")
+    moddir = next(line.split("=>")[1].strip() for line in astconf.read_text().splitlines()
+                  if line.strip().startswith("astmoddir"))
+    if tree.version == "16":
+        # The private prefix's asterisk.conf stands in for the system's /etc/asterisk.
+        etc = str(paths.ast16_prefix() / "etc/asterisk")
+    out = tree.make("install", "samples", DESTDIR=destdir, ASTETCDIR=etc)
+    host_dest = tree.host_path(destdir)
+    try:
+        assert (host_dest / moddir.lstrip("/") / MODULE).exists(), out
+        assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
+        # The Python package goes under DESTDIR too, not into the running system.
+        assert list(host_dest.rglob("asterisk_consul/module.py")), out
+        if tree.version == "22":
+            assert moddir == "/usr/lib/x86_64-linux-gnu/asterisk/modules"  # Debian multiarch
+    finally:
+        shutil.rmtree(host_dest, ignore_errors=True)
