@@ -121,11 +121,7 @@ def _load_application_class():
     if extra_path and extra_path not in sys.path:
         sys.path.insert(0, extra_path)
     module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
-    if extra_path:
-        # A test application is re-read at every load.
-        module = importlib.reload(module)
-    return getattr(module, attribute)
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 class Bridge:

@@ -8,6 +8,7 @@ their content changes, so make rebuilds only what is needed.
 """
 
 import os
+import re
 import sys
 import sysconfig
 
@@ -106,13 +107,15 @@ def main():
     executable = os.path.abspath(sys.executable)
 
     offered, implemented = api_declarations()
+    externpy = " ".join("X(%s)" % name for name in re.findall(r"\b(rdc_py_\w+)\s*\(", implemented))
     ffi = cffi.FFI()
     ffi.cdef(offered)
     ffi.embedding_api(implemented)
     ffi.set_source(
         CFFI_MODULE,
-        "#define RDC_PYTHON_EXECUTABLE %s\n#define RDC_LIBPYTHON %s\n#include \"bridge_api.h\"\n%s"
-        % (c_string(executable), c_string(soname), read("pyinit.c")),
+        "#define RDC_PYTHON_EXECUTABLE %s\n#define RDC_LIBPYTHON %s\n#define RDC_EXTERNPY_LIST %s\n"
+        "#include \"bridge_api.h\"\n%s"
+        % (c_string(executable), c_string(soname), externpy, read("pyinit.c")),
     )
     ffi.embedding_init_code(INIT_CODE % {"module": CFFI_MODULE, "python": executable})
 

@@ -66,3 +66,49 @@ int rdc_python_start(char *err, size_t err_len)
 	}
 	return 0;
 }
+
+/*
+ * cffi caches, per extern "Python" function, the Python callable that serves it: one reference
+ * in the function's static struct (in this mapping) and one in an interpreter-wide dict keyed
+ * by that struct's address. Nothing releases them when Asterisk unmaps the module, so every
+ * unload/load cycle would keep its Python side alive. Drop them while still mapped.
+ * RDC_EXTERNPY_LIST (written by build_bridge.py) names the functions: X(rdc_py_load) ...
+ */
+#define X(name) static struct _cffi_externpy_s _cffi_externpy__##name;
+RDC_EXTERNPY_LIST
+#undef X
+
+static void release_externpy(struct _cffi_externpy_s *externpy, PyObject *registry)
+{
+	PyObject *key;
+
+	Py_CLEAR(*(PyObject **) &externpy->reserved1);
+	Py_CLEAR(*(PyObject **) &externpy->reserved2);
+	if (registry) {
+		key = PyLong_FromVoidPtr(externpy);
+		if (key && PyDict_DelItem(registry, key) < 0) {
+			PyErr_Clear();  /* never attached: nothing to drop */
+		}
+		Py_XDECREF(key);
+	}
+}
+
+void rdc_python_release(void)
+{
+	PyGILState_STATE gil;
+	PyObject *interp_dict, *registry = NULL;
+
+	if (!Py_IsInitialized()) {
+		return;
+	}
+	gil = PyGILState_Ensure();
+	interp_dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
+	if (interp_dict) {
+		registry = PyDict_GetItemString(interp_dict, "__cffi_backend_extern_py");
+	}
+#define X(name) release_externpy(&_cffi_externpy__##name, registry);
+	RDC_EXTERNPY_LIST
+#undef X
+	PyErr_Clear();
+	PyGILState_Release(gil);
+}

@@ -29,6 +29,7 @@
 
 /* In pyinit.c, compiled with the cffi-generated source. */
 int rdc_python_start(char *err, size_t err_len);
+void rdc_python_release(void);
 
 #define MAX_CLI 16
 #define MAX_AMI 8
@@ -457,6 +458,7 @@ static int unload_module(void)
 	ast_unregister_atexit(at_asterisk_exit);
 	unregister_all();
 	rdc_py_unload();
+	rdc_python_release();
 	return 0;
 }
 

@@ -108,6 +108,12 @@ class Application:
             "top": counts.most_common(12),
             "Bridge": counts.get("Bridge", 0), "Application": counts.get("Application", 0),
             "FFI": counts.get("FFI", 0), "CffiHost": counts.get("CffiHost", 0),
+            "functions": collections.Counter(getattr(o, "__qualname__", "?") for o in gc.get_objects()
+                                             if type(o).__name__ == "function").most_common(6),
+            "builtins": collections.Counter(repr(o)[:60] for o in gc.get_objects()
+                                            if type(o).__name__ == "builtin_function_or_method").most_common(4),
+            "tuples": collections.Counter(repr(o)[:50] for o in gc.get_objects()
+                                          if type(o).__name__ == "tuple").most_common(4),
         }))
 
     def _threads(self, args):
