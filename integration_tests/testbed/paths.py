@@ -1,0 +1,70 @@
+"""Where the test bed keeps things. Stdlib only: install.py imports this too."""
+
+import os
+from pathlib import Path
+
+#: Inside the sid chroot: the virtualenv that builds and runs the module for Asterisk 22.
+SID_VENV = "/opt/asterisk-consul/venv"
+#: Inside the sid chroot: where build.py copies the source tree.
+SID_BUILD_DIR = "/build/asterisk-consul"
+
+
+def cache_dir() -> Path:
+    """The cache root: $ASTERISK_CONSUL_CACHE, default ~/.cache/asterisk-consul."""
+    env = os.environ.get("ASTERISK_CONSUL_CACHE")
+    if env:
+        return Path(env).expanduser().absolute()
+    return Path.home() / ".cache" / "asterisk-consul"
+
+
+def repo_root() -> Path:
+    """The source tree this file belongs to."""
+    return Path(__file__).resolve().parents[2]
+
+
+def consul_prefix() -> Path:
+    return cache_dir() / "consul"
+
+
+def consul_binary() -> Path:
+    return consul_prefix() / "usr" / "bin" / "consul"
+
+
+def ast16_prefix() -> Path:
+    return cache_dir() / "ast16"
+
+
+def ast16_binary() -> Path:
+    return ast16_prefix() / "usr" / "sbin" / "asterisk"
+
+
+def ast16_library_path() -> str:
+    """LD_LIBRARY_PATH that makes the dpkg -x'ed Asterisk 16 find its bundled libraries."""
+    p = ast16_prefix()
+    dirs = [p / "usr/lib/x86_64-linux-gnu", p / "lib/x86_64-linux-gnu", p / "usr/lib"]
+    return ":".join(str(d) for d in dirs)
+
+
+def sid_root() -> Path:
+    return cache_dir() / "sid"
+
+
+def sid_venv_python() -> str:
+    """Chroot path of the sid venv's python."""
+    return SID_VENV + "/bin/python"
+
+
+def host_venv() -> Path:
+    return cache_dir() / "venv"
+
+
+def host_venv_python() -> Path:
+    return host_venv() / "bin" / "python"
+
+
+def apt_dir() -> Path:
+    return cache_dir() / "apt"
+
+
+def stamp_dir() -> Path:
+    return cache_dir() / "stamps"
