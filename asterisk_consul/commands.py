@@ -59,9 +59,9 @@ def show_status_text(app) -> str:
     rows = [
         ("Agent", agent),
         ("Service", "%s (name %s) at %s:%s" % (s.service_id, s.service_name, s.address, s.port)),
-        ("Registered", "yes, since %s" % _when(s.registered_since) if s.registered else "no"),
+        ("Registered", _registered_text(s)),
         ("Health", s.health or "unknown"),
-        ("Maintenance", ("on: %s" % (s.maintenance_reason or "(no reason given)")) if s.maintenance else "off"),
+        ("Maintenance", _maintenance_text(s)),
     ]
     if s.check_id:
         check = "%s: %s" % (s.check_id, s.check_status or "unknown")
@@ -78,12 +78,40 @@ def show_status_text(app) -> str:
     return text
 
 
+def _registered_text(s) -> str:
+    if not s.registered:
+        return "no"
+    text = "yes, since %s" % _when(s.registered_since)
+    if s.agent_reachable is False:
+        text += " (as last seen: the agent does not answer now)"
+    return text
+
+
+def _maintenance_text(s) -> str:
+    """What was asked for, and whether Consul shows it: a request Consul has not accepted
+    yet must not read as done."""
+    if s.maintenance:
+        text = "on: %s" % (s.maintenance_reason or "(no reason given)")
+        if s.maintenance_in_agent is not True:
+            text += " (requested; not applied in Consul yet)"
+        return text
+    if s.maintenance_in_agent:
+        return "ON in Consul (not set by this module, or its 'off' is not applied yet)"
+    return "off"
+
+
 def set_maintenance(app, enable: bool, reason: str):
     registrar = app.registrar
     if registrar is None:
         return False, "res_discovery_consul is not running (disabled or not configured); nothing to change"
     result = registrar.set_maintenance(enable, reason, timeout=app.timeout_s)
-    return result.ok, result.message
+    if result.ok:
+        return True, result.message
+    # The registrar's reason names the Consul call that failed, which may be another one
+    # (a registration still pending): say first what did not happen.
+    service_id = app.settings.service_id if app.settings is not None else "?"
+    return False, "Maintenance mode for service %s is NOT %s: %s" % (
+        service_id, "set" if enable else "unset", result.message)
 
 
 def _show_settings(app, args: List[str]) -> CliResult:

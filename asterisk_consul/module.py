@@ -98,6 +98,9 @@ class Application:
                 log.error("reload of %s failed; the running configuration stays in use", CONFIG_FILE)
                 return False
             if settings == self.settings and (self.registrar is not None) == settings.enabled:
+                # Same values, but lines may have moved: 'discovery show settings' must name
+                # where each value is now.
+                self.settings = settings
                 log.debug("%s unchanged; nothing to do", CONFIG_FILE)
                 return True
             if not settings.enabled:

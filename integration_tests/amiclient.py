@@ -1,5 +1,6 @@
 """A small AMI client that stays logged in, for tests that need actions and events together."""
 
+import select
 import socket
 import time
 
@@ -7,21 +8,40 @@ import time
 class AmiSession:
     def __init__(self, port, user, secret, timeout=10.0):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-        self.file.readline()  # banner
+        self.timeout = timeout
+        self._buffer = b""
+        self._read_line(timeout)  # banner
         self.blocks = []  # every block read so far, in order
         self._next_id = 0
         reply = self.action("Login", Username=user, Secret=secret, Events="system")
         if reply.get("Response") != "Success":
             raise RuntimeError("AMI login failed: %r" % reply)
 
-    def _read_block(self):
+    def _read_line(self, timeout):
+        """One line, or None when nothing complete arrives within timeout."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("AMI connection closed")
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("utf-8", "replace").rstrip("\r")
+
+    def _read_block(self, timeout):
+        """The next block, or None if none is complete within timeout (partial lines are kept)."""
+        deadline = time.monotonic() + timeout
         block = {}
         while True:
-            line = self.file.readline()
-            if not line:
-                raise ConnectionError("AMI connection closed")
-            line = line.decode("utf-8", "replace").rstrip("\r\n")
+            line = self._read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                if block:  # finish a block that has started
+                    deadline = time.monotonic() + self.timeout
+                    continue
+                return None
             if not line:
                 if block:
                     self.blocks.append(block)
@@ -38,8 +58,8 @@ class AmiSession:
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            block = self._read_block()
-            if block.get("ActionID") == action_id and "Response" in block:
+            block = self._read_block(max(0.0, deadline - time.monotonic()))
+            if block and block.get("ActionID") == action_id and "Response" in block:
                 return block
         raise TimeoutError("no response to %s" % name)
 
@@ -52,17 +72,10 @@ class AmiSession:
             if matches(block):
                 return block
         deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.5)
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    block = self._read_block()
-                except socket.timeout:
-                    continue
-                if matches(block):
-                    return block
-        finally:
-            self.sock.settimeout(timeout)
+        while time.monotonic() < deadline:
+            block = self._read_block(max(0.0, deadline - time.monotonic()))
+            if block and matches(block):
+                return block
         raise TimeoutError("no %s event with %r; saw %r" % (name, match, [b.get("Event") for b in self.blocks]))
 
     def events(self, name):
