@@ -5,6 +5,8 @@
 #   make samples              install res_discovery_consul.conf.sample as the config (ASTETCDIR)
 #   make test                 install the test bed (cached) and run every test
 #   make demo / demo-stop     a live Consul + Asterisk 16 on loopback with the module loaded
+#   make bench                the module vs Asterisk's own /httpstatus, load/unload times, RSS
+#                             (prints a table, writes bench/results/*.json; BENCH_ARGS=--quick)
 
 PYTHON ?= python3
 ASTINCDIR ?= /usr/include
@@ -93,8 +95,8 @@ demo-stop:
 	$(TEST_PYTHON) -m integration_tests.demo stop
 
 bench:
-	$(MAKE) -C integration_tests test-setup
-	$(TEST_PYTHON) -m bench
+	$(MAKE) -C integration_tests test-setup ONLY=consul,ast16,venv,bench
+	$(TEST_PYTHON) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(MODULE)

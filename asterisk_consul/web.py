@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 Pairs = List[Tuple[str, str]]
 
@@ -32,7 +32,10 @@ class HttpRequest:
 
 
 class HttpResponse:
-    __slots__ = ("status", "reason", "body", "content_type", "headers")
+    """A response. Treat it as a value: the EID check's answers are shared constants, and the
+    header block and the encoded form are made once, at first use."""
+
+    __slots__ = ("status", "reason", "body", "content_type", "headers", "_block", "_wire")
 
     def __init__(self, status: int, reason: str, body: str = "", content_type: str = "text/plain",
                  headers: Sequence[Tuple[str, str]] = ()):
@@ -41,12 +44,37 @@ class HttpResponse:
         self.body = body
         self.content_type = content_type
         self.headers = headers
+        self._block: Optional[str] = None
+        self._wire: Optional[Tuple[bytes, bytes, bytes]] = None
 
     def header_block(self) -> str:
         """Header lines for ast_http_send (it adds Content-Length, Date, Server, Connection)."""
-        lines = ["Content-Type: %s\r\n" % self.content_type]
-        lines.extend("%s: %s\r\n" % (k, v) for k, v in self.headers)
-        return "".join(lines)
+        block = self._block
+        if block is None:
+            lines = ["Content-Type: %s\r\n" % self.content_type]
+            lines.extend("%s: %s\r\n" % (k, v) for k, v in self.headers)
+            block = self._block = "".join(lines)
+        return block
+
+    def wire(self) -> Tuple[bytes, bytes, bytes]:
+        """(reason, header block, body) encoded as the shim takes them."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = (self.reason.encode("utf-8", "replace"),
+                                 self.header_block().encode("utf-8", "replace"),
+                                 self.body.encode("utf-8", "replace"))
+        return wire
+
+
+class FixedAnswer(NamedTuple):
+    """A request the host may answer by itself, without calling the handler: GET or HEAD of
+    `path` whose only query parameter is `param`, with a value equal to `value` in ASCII
+    letter case. `response` must be exactly what the handler answers to such a request."""
+
+    path: str
+    param: str
+    value: str
+    response: HttpResponse
 
 
 def plain(status: int, reason: str, body: str = "") -> HttpResponse:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Install the test bed into a cache outside the work tree (stdlib only, idempotent).
 
-    python3 integration_tests/testbed/install.py [--only consul,ast16,ast22,venv] [--force]
+    python3 integration_tests/testbed/install.py [--only consul,ast16,ast22,venv,bench] [--force]
 
 Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     consul/   Consul 1.8.7, dpkg -x of Debian bullseye's `consul`      -> consul/usr/bin/consul
@@ -9,6 +9,9 @@ Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     sid/      a Debian sid minbase chroot with Asterisk 22, its headers, python3, cffi, requests,
               gcc/make, and a venv /opt/asterisk-consul/venv (--system-site-packages)
     venv/     a host venv with integration_tests/test-requirements.txt
+    bench/    only with --only ...,bench (for `make bench`): wrk and the libraries this machine
+              lacks for it (dpkg -x of the machine's own suite, bookworm) -> bench/usr/bin/wrk,
+              and bench/requirements.txt (py-spy) pip-installed into the host venv
     apt/      private apt state (lists, caches, downloaded .debs, debootstrap)
     stamps/   one stamp file per finished component
 
@@ -33,9 +36,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paths  # noqa: E402  (stdlib-only sibling module)
 
-COMPONENTS = ("consul", "ast16", "ast22", "venv")
+COMPONENTS = ("consul", "ast16", "ast22", "venv", "bench")
+# Installed only when named in --only (the tests do not need them).
+OPTIONAL = ("bench",)
 # Bump a recipe version to force that component to be rebuilt on every cache.
-RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1}
+RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "bench": 1}
 
 CONSUL_VERSION = "1.8.7"
 AST16_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev"]
@@ -45,6 +50,8 @@ SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev
                 "python3-setuptools", "python3-pip", "python3-venv",
                 "gcc", "make", "libc6-dev", "ca-certificates"]
 AST22_VERSION_PREFIX = "22."
+BENCH_SUITE = "bookworm"
+BENCH_PACKAGES = ["wrk"]
 DEFAULT_URI = "http://deb.debian.org/debian"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 HOST_SOURCES = "/etc/apt/sources.list.d/debian.sources"
@@ -584,11 +591,94 @@ def install_venv():
     return found
 
 
+# ----------------------------------------------------------------------------- bench tools
+def bench_env():
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = paths.bench_library_path()
+    return env
+
+
+def bench_requirements_file():
+    return paths.repo_root() / "bench" / "requirements.txt"
+
+
+def bench_inputs():
+    req = bench_requirements_file()
+    digest = hashlib.sha256(req.read_bytes()).hexdigest() if req.exists() else "none"
+    return {"packages": BENCH_PACKAGES, "suite": BENCH_SUITE, "requirements_sha256": digest}
+
+
+def verify_bench():
+    """wrk answers from the cache with its private libraries, and the host venv has the bench's
+    Python requirements (the venv component may have rebuilt the venv since)."""
+    wrk = paths.wrk_binary()
+    if not wrk.exists():
+        return None
+    # `wrk -v` prints its version and usage and exits 1.
+    proc = run([wrk, "-v"], env=bench_env(), capture=True, check=False)
+    m = re.search(r"^wrk (\S+)", proc.stdout or "", re.M)
+    if not m or "error while loading shared libraries" in (proc.stdout or ""):
+        return None
+    found = f"wrk {m.group(1)} ({wrk})"
+    req = bench_requirements_file()
+    if req.exists():
+        venv_py = paths.host_venv_python()
+        if not venv_py.exists():
+            return None
+        spy = paths.host_venv() / "bin" / "py-spy"
+        probe = run([spy, "--version"], capture=True, check=False) if spy.exists() else None
+        if probe is None or probe.returncode != 0:
+            return None
+        found += f"; {probe.stdout.strip()} in {paths.host_venv()}"
+    return found
+
+
+def install_bench():
+    apt = PrivateApt(BENCH_SUITE)
+    apt.update()
+    # What this machine lacks for wrk; wrk itself even if the machine happens to have it.
+    proc = run(["apt-get", *apt.opts(), "-s", "-q", "--no-install-recommends", "install",
+                *BENCH_PACKAGES], capture=True, check=False,
+               what=f"apt-get -s install ({BENCH_SUITE})")
+    if proc.returncode != 0:
+        raise InstallError(f"apt-get -s install {' '.join(BENCH_PACKAGES)} ({BENCH_SUITE}) "
+                           "failed:\n" + "\n".join(proc.stdout.splitlines()[-30:]))
+    plan = dict(re.findall(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+)", proc.stdout, re.M))
+    for name in BENCH_PACKAGES:
+        plan.setdefault(name, candidate_version(apt, name))
+    plan = sorted(plan.items())
+    log(f"bench: {len(plan)} package(s) from {BENCH_SUITE}: "
+        + ", ".join(f"{n} {v}" for n, v in plan))
+    debs = apt.download(plan)
+    tmp = fresh_dir(paths.cache_dir() / "bench.partial")
+    dpkg_extract(debs, tmp)
+    (tmp / "packages.txt").write_text("".join(f"{n} {v}\n" for n, v in plan))
+    replace_dir(tmp, paths.bench_prefix())
+    req = bench_requirements_file()
+    if req.exists():
+        if not paths.host_venv_python().exists():
+            raise InstallError(f"{paths.host_venv()} is missing: install the venv component first")
+        proc = run([paths.host_venv_python(), "-m", "pip", "--disable-pip-version-check", "-q",
+                    "install", "-r", req], capture=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-15:])
+            if re.search(r"NewConnectionError|Max retries|Could not find a version|SSLError|"
+                         r"Temporary failure", proc.stdout):
+                raise ArchiveUnreachable(f"pip could not reach PyPI to install {req}:\n{tail}")
+            raise InstallError(f"pip install -r {req} into {paths.host_venv()} failed:\n{tail}")
+    found = verify_bench()
+    if not found:
+        raise InstallError(f"wrk extracted to {paths.bench_prefix()} but `wrk -v` does not answer"
+                           " (or py-spy is missing from the host venv)")
+    return found
+
+
 # ----------------------------------------------------------------------------- driver
 INSTALLERS = {"consul": (install_consul, verify_consul),
               "ast16": (install_ast16, verify_ast16),
               "ast22": (install_ast22, verify_ast22),
-              "venv": (install_venv, verify_venv)}
+              "venv": (install_venv, verify_venv),
+              "bench": (install_bench, verify_bench)}
 
 
 def inputs_for(name):
@@ -599,6 +689,8 @@ def inputs_for(name):
         data["packages"] = AST16_PACKAGES
     elif name == "ast22":
         data["packages"] = SID_PACKAGES
+    elif name == "bench":
+        data.update(bench_inputs())
     return data
 
 
@@ -678,8 +770,9 @@ def ensure(name, force=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(COMPONENTS),
-                        help="comma-separated subset of " + ",".join(COMPONENTS))
+    parser.add_argument("--only", default=",".join(c for c in COMPONENTS if c not in OPTIONAL),
+                        help="comma-separated subset of " + ",".join(COMPONENTS)
+                        + " (default: all but " + ",".join(OPTIONAL) + ")")
     parser.add_argument("--force", action="store_true", help="reinstall even if stamped")
     args = parser.parse_args(argv)
     only = [c.strip() for c in args.only.split(",") if c.strip()]

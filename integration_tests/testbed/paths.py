@@ -62,6 +62,22 @@ def host_venv_python() -> Path:
     return host_venv() / "bin" / "python"
 
 
+def bench_prefix() -> Path:
+    """The bench tools (wrk and the libraries it needs), dpkg -x'ed by the installer."""
+    return cache_dir() / "bench"
+
+
+def wrk_binary() -> Path:
+    return bench_prefix() / "usr" / "bin" / "wrk"
+
+
+def bench_library_path() -> str:
+    """LD_LIBRARY_PATH that makes the dpkg -x'ed wrk find its bundled libraries."""
+    p = bench_prefix()
+    dirs = [p / "usr/lib/x86_64-linux-gnu", p / "lib/x86_64-linux-gnu", p / "usr/lib"]
+    return ":".join(str(d) for d in dirs)
+
+
 def apt_dir() -> Path:
     return cache_dir() / "apt"
 

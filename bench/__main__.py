@@ -1,0 +1,175 @@
+"""`make bench` (from the repository root; BENCH_ARGS=... passes options): res_discovery_consul
+against Asterisk 16's own HTTP endpoint, and what it costs Asterisk, on the real test bed
+(Asterisk 16.28, Consul 1.8.7).
+
+    python -m bench                    http, load, memory, restart
+    python -m bench --quick            fewer rounds and samples (to try the tool)
+    python -m bench --only load,restart
+    python -m bench --profile          also where Asterisk's time goes (perf, py-spy)
+    python -m bench --module-so X.so   bench that build instead of building the work tree
+
+Phases (each on Asterisk processes of its own, one Consul agent for all):
+    http     the EID check endpoint vs /httpstatus: wrk, 8 keep-alive connections, A/B rounds
+    load     module load / unload wall time with Consul up, refusing, blackholed; time to the
+             catalog and to the check passing
+    memory   RSS before load, after load, after N unload/load cycles
+    restart  time to re-register after the Consul agent restarts (resync_interval 1s;
+             `python -m bench.lifecycle` also has it with the default 30s)
+
+It prints a table (PASS/MISS against the goals of issue #7) and writes the JSON to
+bench/results/ (latest.json too). A missed goal never fails the command; a phase that crashes
+(the tool or the test bed broke) is reported under "errors", the others still run, and the
+command then exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Dict
+
+from integration_tests.testbed import paths, runtime
+
+from . import http, memory, report, restart, states
+from .harness import Bed, log
+
+PHASES = ("http", "load", "memory", "restart")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds and samples: to try the tool, not figures to keep")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help="comma-separated phases: %s (and profile)" % ",".join(PHASES))
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile Asterisk serving each endpoint (perf, py-spy)")
+    parser.add_argument("--json", type=Path, help="write the JSON here (default bench/results/)")
+    parser.add_argument("--module-so", type=Path,
+                        help="bench this res_discovery_consul.so (built for Asterisk 16) "
+                             "instead of building the work tree")
+    parser.add_argument("--rounds", type=int, help="HTTP A/B rounds (4)")
+    parser.add_argument("--seconds", type=float, help="seconds per wrk run (5)")
+    parser.add_argument("--cold", type=int, help="cold loads per Consul state (5)")
+    parser.add_argument("--warm", type=int, help="warm loads per Consul state (7)")
+    parser.add_argument("--cycles", type=int, help="memory: unload/load cycles (200)")
+    parser.add_argument("--restarts", type=int, help="Consul agent restarts (4)")
+    parser.add_argument("--check-interval", default="1s",
+                        help="the EID check's interval (1s; Consul runs a new check's first "
+                             "probe after a random part of it)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {"rounds": 2 if quick else 4, "seconds": 2.0 if quick else 5.0,
+                "cold": 2 if quick else 5, "warm": 3 if quick else 7,
+                "cycles": 40 if quick else 200, "restarts": 2 if quick else 4}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in only if p not in PHASES + ("profile",)]
+    if unknown:
+        parser.error("unknown phase(s): %s" % ", ".join(unknown))
+    if args.profile and "profile" not in only:
+        only.append("profile")
+    # Whatever the order asked, restart goes last: it restarts the agent the others use.
+    args.only = sorted(only, key=lambda p: (p == "restart", p == "profile"))
+    return args
+
+
+def _version(argv, env=None) -> str:
+    try:
+        out = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=20,
+                             env=env).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return out.strip().splitlines()[0] if out.strip() else "?"
+
+
+def _commit() -> str:
+    root = str(paths.repo_root())
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        # Only what goes into the module counts as a change to what is measured.
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--",
+                                "asterisk_consul", "cbridge", "setup.py", "Makefile"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (head or "?") + ("+uncommitted changes" if dirty else "")
+
+
+def _meta() -> Dict[str, object]:
+    """Facts about this run (bench.lifecycle records the same)."""
+    ast_env = dict(os.environ, LD_LIBRARY_PATH=paths.ast16_library_path())
+    return {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "asterisk": _version([paths.ast16_binary(), "-V"], ast_env),
+        "consul": _version([paths.consul_binary(), "version"]),
+        "cpus": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "commit": _commit(),
+        "loadavg_before": list(os.getloadavg()),
+    }
+
+
+def main(argv=None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    runtime.install_handlers()
+    results: Dict[str, object] = {
+        "meta": _meta(), "errors": {},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    if args.quick:
+        log("--quick: short runs to try the tool; the figures are not worth keeping")
+    if args.module_so is not None:
+        results["meta"]["module_so"] = str(args.module_so)
+    began = time.monotonic()
+    phases: Dict[str, Callable[[Bed], Dict[str, object]]] = {
+        "http": lambda bed: http.compare(bed, rounds=args.rounds, seconds=args.seconds),
+        "load": lambda bed: states.run(bed, cold=args.cold, warm=args.warm),
+        "memory": lambda bed: memory.run(bed, cycles=args.cycles),
+        "restart": lambda bed: restart.run(bed, samples=args.restarts),
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+            with Bed(Path(workdir), check_interval=args.check_interval,
+                     module_so=args.module_so) as bed:
+                for name in args.only:
+                    if name == "profile":
+                        from . import profile
+
+                        def run(bed, seconds=max(args.seconds, 4.0)):
+                            return profile.run(bed, seconds=seconds)
+                    else:
+                        run = phases[name]
+                    log("phase %s ..." % name)
+                    try:
+                        results[name] = run(bed)
+                    except Exception:  # noqa: BLE001 - one failed phase must not lose the others
+                        results["errors"][name] = traceback.format_exc()
+                        log("phase %s FAILED:\n%s" % (name, results["errors"][name]))
+    except Exception:  # noqa: BLE001 - the bed itself (build, Consul) failed: still report
+        results["errors"]["bed"] = traceback.format_exc()
+        log("the test bed FAILED:\n%s" % results["errors"]["bed"])
+    finally:
+        runtime.cleanup_all()
+    results["meta"]["loadavg_after"] = list(os.getloadavg())
+    results["meta"]["seconds"] = round(time.monotonic() - began, 1)
+    results["goals"] = report.goals(results)
+    path = report.write_json(results, args.json)
+    results["json_path"] = str(path)
+    print()
+    print(report.table(results))
+    log("done in %.0f s" % results["meta"]["seconds"])
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
