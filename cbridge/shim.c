@@ -295,19 +295,16 @@ static int http_callback(struct ast_tcptls_session_instance *ser, const struct a
 		hvalues[nh++] = v->value;
 	}
 
-	/* Asterisk's HTTP server calls handlers without holding the module: hold it ourselves so
-	 * `module unload` waits ("use count") instead of unmapping code a request is running. */
-	if (!ast_module_running_ref(AST_MODULE_SELF)) {
-		ast_http_error(ser, 503, "Service Unavailable", "res_discovery_consul is unloading");
-		return 0;
-	}
+	/* Asterisk's HTTP server calls handlers without holding the module: count requests
+	 * inside, so that unload waits for them before the code they run is unmapped. (A module
+	 * reference would do the same but make `module unload` fail now and then, and costs
+	 * a use-count update per request.) */
 	ast_atomic_fetchadd_int(&http_in_flight, +1);
 	if (rdc_py_http((int) (intptr_t) urih->data, ser, method, method_name ? method_name : "UNKNOWN",
 			uri ? uri : "", np, pnames, pvalues, nh, hnames, hvalues) != RDC_OK) {
 		ast_http_error(ser, 500, "Internal Server Error", "res_discovery_consul failed; see the Asterisk log");
 	}
 	ast_atomic_fetchadd_int(&http_in_flight, -1);
-	ast_module_unref(AST_MODULE_SELF);
 	return 0;
 }
 
@@ -355,9 +352,15 @@ static void unregister_all(void)
 		ast_http_uri_unlink(&http_uris[i]);
 	}
 	http_registered = 0;
-	/* A request that found the URI just before the unlink may still be on its way in. */
-	for (i = 0; i < 200 && http_in_flight > 0; i++) {
+	/* Requests that found a URI before the unlink may still be inside (or on their way
+	 * in: a short grace period covers the few instructions before the count). The check
+	 * handler answers from memory in microseconds; the bound only guards a stuck one. */
+	usleep(20000);
+	for (i = 0; i < 1000 && http_in_flight > 0; i++) {
 		usleep(10000);
+	}
+	if (http_in_flight > 0) {
+		ast_log(LOG_ERROR, "%d HTTP request(s) still inside res_discovery_consul after 10 s\n", http_in_flight);
 	}
 	if (cli_registered) {
 		ast_cli_unregister_multiple(cli_entries, cli_registered);
