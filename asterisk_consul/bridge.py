@@ -20,7 +20,7 @@ import traceback
 from typing import List, Optional, Sequence, Tuple
 
 from . import host as hostapi
-from .logbridge import detach_log_handler, install_log_handler
+from .logbridge import detach_log_handler, install_log_handler, redact
 from .web import HttpRequest
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class CffiHost(hostapi.Host):
         lib = self._lib
         if lib is None:
             return
+        # Also what bypasses logging (tracebacks formatted by the bridge) is masked.
+        message = redact(message)
         lib.rdc_host_log(
             _LEVELS.get(level, 4),
             file.encode("utf-8", "replace"),
@@ -106,7 +108,7 @@ class CffiHost(hostapi.Host):
         lib = self._lib
         if lib is None:
             return
-        body = "".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in headers)
+        body = redact("".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in headers))
         lib.rdc_host_manager_event(event.encode(), body.encode("utf-8", "replace"))
 
 
@@ -233,7 +235,7 @@ class Bridge:
             args = [_text(ffi, argv[i]) for i in range(argc)]
             result = self.cli[index].run(args)
             if result.text:
-                lib.rdc_host_cli_write(fd, result.text.encode("utf-8", "replace"))
+                lib.rdc_host_cli_write(fd, redact(result.text).encode("utf-8", "replace"))
             return {"ok": lib.RDC_OK, "usage": lib.RDC_CLI_SHOWUSAGE}.get(result.status, lib.RDC_CLI_FAILURE)
         except BaseException:
             self._report("CLI command")
@@ -290,9 +292,9 @@ class Bridge:
         except BaseException:
             self._report("AMI action")
             return 0
-        extra = "".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in reply.headers)
+        extra = redact("".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in reply.headers))
         lib.rdc_host_ami_respond(session, message, 1 if reply.success else 0,
-                                 _header_safe(reply.message).encode("utf-8", "replace"),
+                                 _header_safe(redact(reply.message)).encode("utf-8", "replace"),
                                  extra.encode("utf-8", "replace"))
         return lib.RDC_OK
 

@@ -12,9 +12,11 @@ Error messages never quote the text of a line: a malformed line may hold a secre
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
+import stat
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 # Deep enough for any sane layout; stops runaway (non-looping) include chains.
@@ -219,8 +221,7 @@ class _Parser:
             raise ConfigError(f"includes nested deeper than {MAX_INCLUDE_DEPTH}",
                               where_file, where_line)
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
+            data = read_regular_file(path)
         except FileNotFoundError:
             if optional:
                 return
@@ -343,6 +344,32 @@ class _Parser:
         if not key:
             raise ConfigError("missing option name before '='", filename, number)
         self.current._add(Entry(key, value.strip(), filename, number))
+
+
+class NotARegularFile(OSError):
+    """A FIFO, socket, device or directory where a file was expected."""
+
+
+def read_regular_file(path: str, limit: Optional[int] = None) -> bytes:
+    """The bytes of a regular file (at most `limit` + 1 of them, when given).
+
+    Opened non-blocking and checked before reading: a FIFO or a device in place of a config
+    or token file would otherwise block `module load` (an Asterisk thread) forever.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise NotARegularFile(errno.EINVAL, kind)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            return handle.read() if limit is None else handle.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _decode(data: bytes, shown: str) -> str:

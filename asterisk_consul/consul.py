@@ -275,6 +275,10 @@ class Agent:
     def version(self, timeout_s: Optional[float] = None) -> str:
         return str((self.self(timeout_s=timeout_s).get("Config") or {}).get("Version") or "")
 
+    def node_id(self, timeout_s: Optional[float] = None) -> str:
+        """The agent's node ID: the same agent reached under two URLs has one node ID."""
+        return str((self.self(timeout_s=timeout_s).get("Config") or {}).get("NodeID") or "")
+
 
 class Consul:
     """The client for one agent, built from Settings: `consul.agent.service.register(...)`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Set
+from typing import List
 
 from . import host as hostapi
 
@@ -22,21 +22,35 @@ logging.addLevelName(VERBOSE, "VERBOSE")
 _MASK = "<redacted>"
 
 
+# Tokens replaced by a reload stay masked: a line about the old agent may still be on its way.
+_MAX_SECRETS = 16
+
+
 class AsteriskLogHandler(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.host = None
-        self._secrets: Set[str] = set()
+        self._secrets: List[str] = []  # longest first, so a secret inside another is not half-masked
+        self._recent: List[str] = []   # in order of registration, newest last
         self._secrets_lock = threading.Lock()
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def set_secrets(self, secrets) -> None:
+        """The secrets in use now; earlier ones stay masked too (up to a few)."""
         with self._secrets_lock:
-            self._secrets = {s for s in secrets if s}
+            for secret in secrets:
+                if not secret:
+                    continue
+                if secret in self._recent:
+                    self._recent.remove(secret)
+                self._recent.append(secret)
+            del self._recent[:-_MAX_SECRETS]
+            self._secrets = sorted(self._recent, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, _MASK)
+            if secret in text:
+                text = text.replace(secret, _MASK)
         return text
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -87,3 +101,9 @@ def detach_log_handler() -> None:
 
 def set_secrets(*secrets: str) -> None:
     _handler.set_secrets(secrets)
+
+
+def redact(text: str) -> str:
+    """Mask every registered secret in text: for anything that reaches Asterisk without
+    going through logging (tracebacks the bridge formats itself, CLI and AMI text)."""
+    return _handler.redact(text)

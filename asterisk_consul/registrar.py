@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import sys
 import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
@@ -38,6 +39,7 @@ EventSink = Callable[[str, List[Tuple[str, str]]], None]
 
 WORKER_THREAD_NAME = "consul-registrar"
 DEFAULT_RESYNC_S = 30.0
+RETIRED_ATTEMPTS = 10  # tries to deregister what a reload left at another ID or agent
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,24 @@ class StatusSnapshot:
     stale: bool = False  # True: the worker did not answer in time; this is the cached view
 
 
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _name_native_thread(name: str) -> None:
+    """Give the worker its name in /proc/<pid>/task/*/comm and `top -H` (Python does so
+    itself from 3.14 on). Linux keeps 15 bytes. Best effort: nothing depends on it."""
+    if sys.version_info >= (3, 14) or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, ctypes.c_char_p(name.encode("ascii", "replace")[:15]), 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _maintenance_guard_id(service_id: str) -> str:
     return f"_asterisk_maintenance_guard:{service_id}"
 
@@ -86,6 +106,9 @@ class _Command:
     kind: str  # "apply", "maintenance", "status", "stop"
     args: Tuple[Any, ...]
     future: "Future[Any]"
+    # Set by a caller that stopped waiting: the worker records the intent (maintenance) or
+    # drops the job (status) instead of spending another Consul timeout on nobody.
+    abandoned: bool = False
 
 
 @dataclass
@@ -95,6 +118,7 @@ class _Retired:
     consul: Consul
     service_id: str
     name: str
+    attempts: int = 0
 
 
 class Registrar:
@@ -135,6 +159,7 @@ class Registrar:
         self._last_error_kind = ""
         self._agent_reachable: Optional[bool] = None
         self._agent_version = ""
+        self._agent_self_denied: Optional[Consul] = None
         self._health = ""
         self._check_status = ""
         self._check_output = ""
@@ -196,6 +221,7 @@ class Registrar:
         try:
             return command.future.result(timeout=max(float(timeout), 0.0))
         except FutureTimeout:
+            command.abandoned = True
             if self._stop_requested.is_set():
                 return Result(False, "the discovery module is stopping")
             return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
@@ -211,11 +237,14 @@ class Registrar:
         try:
             return command.future.result(timeout=max(float(timeout), 0.0))
         except FutureTimeout:
+            command.abandoned = True
+            command.future.cancel()  # not started yet: the worker will skip it
             return replace(self._snapshot, stale=True)
 
     # -- the worker ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _name_native_thread(WORKER_THREAD_NAME)
         self._consul = self._consul_factory(self._settings)
         self._log(logging.INFO, "Consul: registering service %s with the agent at %s",
                   self._settings.service_id, self._settings.agent_url)
@@ -233,7 +262,12 @@ class Registrar:
                     if command.kind == "stop":
                         self._guarded(self._shutdown, *command.args)
                         return
-                    self._guarded(self._handle, command)
+                    if self._stop_requested.is_set():
+                        # Stopping: what is still queued ahead of "stop" gets a quick "no".
+                        self._refuse(command)
+                        continue
+                    if command.future.set_running_or_notify_cancel():
+                        self._guarded(self._handle, command)
                 if time.monotonic() >= self._next_due:
                     self._guarded(self._sync)
         finally:
@@ -265,11 +299,25 @@ class Registrar:
             else:
                 command.future.set_result(None)
 
+    def _refuse(self, command: _Command) -> None:
+        # A reload queued just before stop is not applied: stop deregisters what is registered.
+        if command.future.set_running_or_notify_cancel():
+            command.future.set_result(
+                Result(False, "the discovery module is stopping")
+                if command.kind == "maintenance" else None)
+
     def _handle(self, command: _Command) -> None:
         if command.kind == "apply":
             self._apply(*command.args)
             command.future.set_result(None)
         elif command.kind == "maintenance":
+            if command.abandoned:
+                # Its caller has answered "will keep trying": remember the wish and let the
+                # next attempt (on the retry schedule) carry it out.
+                self._want_maintenance(*command.args)
+                self._next_due = min(self._next_due, time.monotonic() + self._backoff_initial_s)
+                command.future.set_result(Result(False, "queued"))
+                return
             command.future.set_result(self._set_maintenance(*command.args))
         elif command.kind == "status":
             self._refresh_live_status()
@@ -296,11 +344,17 @@ class Registrar:
                 self._log(logging.WARNING, "Consul: service %s drifted (%s); re-registering",
                           service_id, "; ".join(differences))
                 self._need_register = True
+                outcome = _short("ok, re-registered (" + "; ".join(differences)) + ")"
             elif self._maintenance_wanted and not self._maintenance_in_agent:
                 self._log(logging.WARNING, "Consul: maintenance mode of %s was lost; "
                           "setting it again", service_id)
+                outcome = "ok, maintenance mode set again (it was lost)"
+            else:
+                outcome = "ok, in sync"
+        else:
+            outcome = "ok, registered"
         self._converge()
-        self._succeeded()
+        self._succeeded(outcome)
 
     def _converge(self) -> None:
         """Register if needed, then maintenance, then clean up what a reload left behind."""
@@ -318,7 +372,31 @@ class Registrar:
                     raise
                 self._need_register = True
                 self._registered = False
-        self._deregister_retired()
+        self._clean_up_retired()
+
+    def _clean_up_retired(self) -> None:
+        """Deregister what a reload left behind. Our own registration is in place by now, so
+        an old agent that does not answer fails only this part: it is retried at the next
+        syncs and given up after a few, as an agent that is gone took its services along."""
+        try:
+            self._deregister_retired()
+        except _Stopping:
+            raise
+        except ConsulError as exc:
+            retired = self._retired[0]
+            retired.attempts += 1
+            if retired.attempts >= RETIRED_ATTEMPTS:
+                self._log(logging.WARNING, "Consul: giving up deregistering old service %s "
+                          "from %s after %d attempts: %s", retired.service_id,
+                          retired.consul.url, retired.attempts, self._scrub(str(exc)))
+                self._retired.pop(0)
+                if retired.consul is not self._consul and all(
+                        r.consul is not retired.consul for r in self._retired):
+                    retired.consul.close()
+            elif retired.attempts == 1:
+                self._log(logging.WARNING, "Consul: could not deregister old service %s from "
+                          "%s yet (will retry): %s", retired.service_id, retired.consul.url,
+                          self._scrub(str(exc)))
 
     def _register(self) -> None:
         consul = self._require_consul()
@@ -362,8 +440,10 @@ class Registrar:
         if not self._maintenance_dirty:
             if wanted and in_agent is True:
                 return
-            if not wanted and in_agent is not True:
-                return  # off, or unknown and nobody asked: nothing to undo
+            if not wanted:
+                # Off here and nobody asked: maintenance someone set with the Consul CLI or
+                # API is an operator's decision (a drained box) that a resync must not undo.
+                return
         consul = self._require_consul()
         service_id = self._definition["ID"]
         self._check_stop()
@@ -416,15 +496,41 @@ class Registrar:
             if (retired.consul.url, retired.service_id) != current:
                 if interruptible:
                     self._check_stop()
-                retired.consul.agent.service.deregister(retired.service_id, timeout_s=budget_s)
-                self._log(logging.INFO, "Consul: old service %s deregistered from %s",
-                          retired.service_id, retired.consul.url)
-                self._emit("DiscoveryDeregister", [("ID", retired.service_id),
-                                                   ("Name", retired.name)])
+                if retired.service_id != current[1] or self._other_agent(
+                        retired.consul, budget_s, interruptible):
+                    retired.consul.agent.service.deregister(retired.service_id,
+                                                            timeout_s=budget_s)
+                    self._log(logging.INFO, "Consul: old service %s deregistered from %s",
+                              retired.service_id, retired.consul.url)
+                    self._emit("DiscoveryDeregister", [("ID", retired.service_id),
+                                                       ("Name", retired.name)])
             self._retired.pop(0)
             if retired.consul is not self._consul and all(
                     r.consul is not retired.consul for r in self._retired):
                 retired.consul.close()
+
+    def _other_agent(self, old: Consul, budget_s: Optional[float],
+                     interruptible: bool = True) -> bool:
+        """Is `old` (the agent before a reload) another agent than the current one? The same
+        agent may be reached under another URL (http -> https, a host name for its address):
+        deregistering our ID there would remove the registration just made."""
+        try:
+            old_node = old.agent.node_id(timeout_s=budget_s)
+            if interruptible:
+                self._check_stop()
+            new_node = self._require_consul().agent.node_id(timeout_s=budget_s)
+        except ConsulUnreachable:
+            raise  # retried: the old agent is still to be cleaned when it answers
+        except ConsulError as exc:
+            self._log(logging.WARNING, "Consul: service %s is left registered with %s: cannot "
+                      "tell whether that is the same agent as %s (%s)", self._definition["ID"],
+                      old.url, self._settings.agent_url, self._scrub(str(exc)))
+            return False
+        if old_node and old_node == new_node:
+            self._log(logging.INFO, "Consul: %s and %s are the same agent; service %s stays",
+                      old.url, self._settings.agent_url, self._definition["ID"])
+            return False
+        return True
 
     def _apply(self, settings: Settings) -> None:
         old = self._settings
@@ -440,6 +546,7 @@ class Registrar:
             self._retired.append(_Retired(old_consul, old.service_id, old.name))
         if agent_changed:
             self._consul = self._consul_factory(settings)
+            self._agent_version = ""  # another agent (or token): asked again
             if not any(r.consul is old_consul for r in self._retired):
                 old_consul.close()
         if moved:
@@ -459,23 +566,27 @@ class Registrar:
         elif not self._need_register:
             self._next_due = time.monotonic() + self._resync_s()
 
-    def _set_maintenance(self, enable: bool, reason: str) -> Result:
+    def _want_maintenance(self, enable: bool, reason: str) -> None:
         self._maintenance_wanted = enable
         self._maintenance_reason = reason if enable else ""
         self._maintenance_dirty = True
+
+    def _set_maintenance(self, enable: bool, reason: str) -> Result:
+        self._want_maintenance(enable, reason)
         service_id = self._definition["ID"]
         try:
             self._converge()
         except ConsulError as exc:
             self._failed(exc)
             return Result(False, f"{self._scrub(str(exc))}; will keep trying")
-        self._succeeded()
+        self._succeeded(f"ok, maintenance mode {'set' if enable else 'unset'}")
         return Result(True, f"Maintenance mode for service {service_id} is "
                             f"{'set' if enable else 'unset'} (Consul accepted it)")
 
     def _refresh_live_status(self) -> None:
         consul = self._require_consul()
         service_id = self._definition["ID"]
+        self._check_stop()
         try:
             health, checks = consul.agent.health.service_by_id(service_id)
             self._agent_reachable = True
@@ -506,10 +617,15 @@ class Registrar:
             self._next_due = 0.0  # the agent answers: no reason to wait for the backoff
 
     def _agent_version_or_blank(self, consul: Consul) -> str:
+        if self._agent_version or self._agent_self_denied is consul:
+            return self._agent_version  # asked once per agent: it does not change under us
         try:
             return consul.agent.version()
         except ConsulPermissionDenied:
-            return ""  # a token scoped to our service may not read the agent: not an error
+            # A token scoped to our service may not read the agent: not an error, and not
+            # worth a refused call at every status.
+            self._agent_self_denied = consul
+            return ""
 
     def _shutdown(self, deregister: bool, deadline: float) -> None:
         consul = self._consul
@@ -539,7 +655,7 @@ class Registrar:
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, outcome: str = "ok") -> None:
         if self._last_error:
             self._log(logging.INFO, "Consul: the agent at %s answers again",
                       self._settings.agent_url)
@@ -548,8 +664,13 @@ class Registrar:
         self._last_error_kind = ""
         self._agent_reachable = True
         self._last_sync = time.time()
-        self._last_sync_result = "ok"
+        self._last_sync_result = outcome
         self._next_due = time.monotonic() + self._resync_s()
+
+    def _backoff_cap_s(self) -> float:
+        """Retries never wait longer than a resync would (nor than backoff_max_s): an agent
+        that is back is noticed as soon as a healthy one would be."""
+        return max(self._backoff_initial_s, min(self._backoff_max_s, self._resync_s()))
 
     def _failed(self, exc: BaseException) -> None:
         """Note a failed job and schedule the next attempt."""
@@ -557,11 +678,12 @@ class Registrar:
             # A configuration problem: retrying fast cannot help and would flood the agent.
             delay = self._slow_retry_s
         else:
-            delay = min(self._backoff_max_s, self._backoff_initial_s * (2 ** self._failures))
+            delay = min(self._backoff_cap_s(), self._backoff_initial_s * (2 ** self._failures))
             delay *= random.uniform(0.5, 1.0)  # jitter: a fleet must not retry in lockstep
             self._failures = min(self._failures + 1, 30)
         if isinstance(exc, ConsulUnreachable):
             self._agent_reachable = False
+            self._agent_version = ""  # it may come back as another version
         elif isinstance(exc, ConsulError):
             self._agent_reachable = True
         self._note_error(exc, retry_in=delay)
@@ -581,7 +703,8 @@ class Registrar:
                       "Consul: %s%s", message, suffix)
             self._last_error_kind = kind
         else:
-            self._log(logging.DEBUG, "Consul: still failing: %s", message)
+            suffix = f"; retrying in {retry_in:.2f} s" if retry_in is not None else ""
+            self._log(logging.DEBUG, "Consul: still failing: %s%s", message, suffix)
 
     def _resync_s(self) -> float:
         try:

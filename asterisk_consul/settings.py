@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import netinfo
-from .config import Config, ConfigError, Entry, Section, parse_file
+from .config import Config, ConfigError, Entry, Section, parse_file, read_regular_file
 
 
 @dataclass(frozen=True)
@@ -284,9 +284,15 @@ def parse_metadata_profile(text: str) -> str:
 
 
 def check_token(text: str) -> str:
-    """Tokens go into an HTTP header: refuse anything that could break it. Never echoes it."""
+    """Tokens go into an HTTP header: refuse anything that could break it. Never echoes it.
+
+    Consul's tokens are UUIDs; anything but printable ASCII would fail later in the HTTP
+    library, whose error messages may quote part of the value.
+    """
     if any(c.isspace() or _is_control(c) for c in text):
         raise InvalidValue("contains whitespace or control characters (value not shown)")
+    if not all(" " < c < "\x7f" for c in text):
+        raise InvalidValue("contains characters other than printable ASCII (value not shown)")
     return text
 
 
@@ -351,7 +357,7 @@ class _Loader:
 
     def load(self) -> Tuple[Settings, List[str]]:
         path = os.path.join(self.config_dir, CONFIG_FILE)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise ConfigError(f"not found: looked for {path}", CONFIG_FILE)
         config = parse_file(path, self.config_dir)
         if config.is_empty():
@@ -529,8 +535,7 @@ class _Loader:
 
     def read_token_file(self, path: str, where: str) -> str:
         try:
-            with open(path, "rb") as handle:
-                data = handle.read(TOKEN_FILE_MAX_BYTES + 1)
+            data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(f"{where}: cannot read the token file {path}: {reason}") from None

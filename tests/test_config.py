@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from asterisk_consul.config import ConfigError, Entry, parse_file, parse_text
+from asterisk_consul.config import ConfigError, Entry, parse_file, parse_text, read_regular_file
 
 
 def write(directory, name, text):
@@ -326,3 +326,24 @@ def test_absolute_include_outside_config_dir(tmp_path):
     write(conf, "main.conf", f"[s]\n#include {other / 'x.conf'}\n")
     section = parse_file(str(conf / "main.conf"), str(conf)).section("s")
     assert section.get("k").file == str(other / "x.conf")
+
+
+def test_include_of_a_fifo_is_refused_without_waiting(tmp_path):
+    os.mkfifo(tmp_path / "pipe.conf")
+    write(tmp_path, "main.conf", "[s]\n#include pipe.conf\n")
+    with pytest.raises(ConfigError, match=r"main\.conf:2: cannot read pipe\.conf .*: not a regular file"):
+        parse_file(str(tmp_path / "main.conf"))
+
+
+def test_tryinclude_of_a_fifo_is_skipped(tmp_path):
+    os.mkfifo(tmp_path / "pipe.conf")
+    write(tmp_path, "main.conf", "[s]\nk = v\n#tryinclude pipe.conf\n")
+    assert parse_file(str(tmp_path / "main.conf")).section("s").value("k") == "v"
+
+
+def test_read_regular_file_limit(tmp_path):
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    assert read_regular_file(str(tmp_path / "f"), 10) == b"x" * 11
+    assert read_regular_file(str(tmp_path / "f")) == b"x" * 100
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(str(tmp_path / "nope"))

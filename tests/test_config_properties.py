@@ -216,3 +216,106 @@ def test_load_settings_raises_only_config_error_and_hides_the_token(options, env
         assert "auto" not in (loaded.discovery_ip, loaded.service_id)
         messages = warnings + [cell for row in settings_report(loaded) for cell in row]
     assert not any(secret_mark in message for message in messages)
+
+
+# -- the loader: determinism, validity of what loads, located errors ----------------------
+
+_GOOD_VALUES = {
+    "enabled": st.sampled_from(["yes", "no", "on", "off", "1", "0", "true", "false", "Yes"]),
+    "host": st.sampled_from(["127.0.0.1", "::1", "[::1]", "consul.local", "localhost"]),
+    "port": st.integers(1, 65535).map(str),
+    "scheme": st.sampled_from(["http", "https", "HTTP"]),
+    "token": st.text("0123456789abcdef-", min_size=1, max_size=36),
+    "consul_timeout_ms": st.integers(1, 60000).map(str),
+    "id": st.sampled_from(["asterisk", "auto", "pbx-1", "edge.a"]),
+    "name": st.sampled_from(["Asterisk", "auto", "pbx"]),
+    "tags": st.lists(st.sampled_from(["a", "b", "edge", "x y"]), max_size=4).map(",".join),
+    "discovery_ip": st.sampled_from(["127.0.0.1", "10.0.0.1", "::1", "auto"]),
+    "discovery_port": st.integers(1, 65535).map(str),
+    "discovery_interface": st.just("lo"),
+    "check": st.sampled_from(["yes", "no"]),
+    "check_http_port": st.integers(1, 65535).map(str),
+    "check_interval": st.sampled_from(["1s", "15s", "1m30s", "500ms", "2h"]),
+    "check_timeout": st.sampled_from(["1s", "3s", "250ms"]),
+    "check_deregister_after": st.sampled_from(["30s", "1m", "90m"]),
+    "resync_interval": st.sampled_from(["1s", "30s", "5m", "100ms"]),
+}
+_ANY_OPTION_VALUE = st.sampled_from(sorted(_GOOD_VALUES)).flatmap(
+    lambda name: st.tuples(st.just(name), _GOOD_VALUES[name] | _VALUES))
+
+
+def _write_options(options, extra=""):
+    lines = []
+    for name, value in options:
+        section = "[general]" if name == "enabled" else "[consul]"
+        lines.append(section + "(+)" if section in lines else section)
+        lines.append(f"{name} = {value.replace(';', chr(92) + ';')}")
+    path = os.path.join(_LOADER_DIR, "res_discovery_consul.conf")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def _load(host=None):
+    host = host or StandInHost(config_dir=_LOADER_DIR)
+    try:
+        return load_settings(host, {})[0], None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ANY_OPTION_VALUE, max_size=8))
+def test_loading_the_same_file_twice_gives_the_same_settings(options):
+    # What `module reload` relies on to do nothing for an unchanged file.
+    _write_options(options)
+    host = StandInHost(config_dir=_LOADER_DIR)
+    first, first_error = _load(host)
+    second, second_error = _load(host)
+    assert first == second and first_error == second_error
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ANY_OPTION_VALUE, max_size=8))
+def test_whatever_loads_is_valid_for_consul(options):
+    _write_options(options)
+    loaded, error = _load()
+    if loaded is None:
+        assert error
+        return
+    assert 1 <= loaded.port <= 65535 and 1 <= loaded.discovery_port <= 65535
+    assert 1 <= loaded.check_http_port <= 65535 and 1 <= loaded.consul_timeout_ms <= 60000
+    assert loaded.scheme in ("http", "https")
+    for duration in (loaded.check_interval, loaded.check_timeout,
+                     loaded.check_deregister_after, loaded.resync_interval):
+        assert parse_go_duration(duration) > 0
+    assert "/" not in loaded.service_id and loaded.service_id not in ("", "auto")
+    assert loaded.discovery_ip != "auto" and loaded.name != "auto"
+    assert all(" " < c < "\x7f" for c in loaded.token)
+    assert all(tag and tag == tag.strip() for tag in loaded.tags)
+    assert loaded.agent_url.startswith(loaded.scheme + "://")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ANY_OPTION_VALUE, min_size=1, max_size=6))
+def test_option_errors_name_the_file_and_line(options):
+    path = _write_options(options)
+    loaded, error = _load()
+    if error is None:
+        return
+    with open(path, encoding="utf-8") as handle:
+        count = len(handle.read().split("\n"))
+    match = re.match(r"res_discovery_consul\.conf:(\d+): ", error)
+    assert match and 1 <= int(match.group(1)) <= count, error
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ANY_OPTION_VALUE, max_size=4), _CONFIG_LIKE_TEXT)
+def test_loader_on_options_plus_syntax_noise_raises_only_config_error(options, noise):
+    _write_options(options, extra=noise)
+    try:
+        loaded, warnings = load_settings(StandInHost(config_dir=_LOADER_DIR), {})
+    except ConfigError as exc:
+        assert str(exc)
+        return
+    assert isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)

@@ -225,3 +225,12 @@ def test_https_facade_from_settings(consul_factory):
         assert consul.agent.version() == "1.8.7"
     finally:
         consul.close()
+
+
+def test_node_id_names_the_agent(consul_agent, consul_factory):
+    _, agent = client(consul_agent.url)
+    _, same = client("http://localhost:%d" % consul_agent.http_port)
+    other = consul_factory()
+    _, another = client(other.url)
+    assert agent.node_id() and agent.node_id() == same.node_id()
+    assert another.node_id() != agent.node_id()

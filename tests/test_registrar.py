@@ -12,6 +12,7 @@ import pytest
 from asterisk_consul.registrar import Registrar, Result, StatusSnapshot
 from asterisk_consul.registration import HostFacts
 from asterisk_consul.settings import Settings
+from integration_tests.resilience import ConsulProxy
 from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
 
 FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
@@ -76,7 +77,7 @@ def test_registers_in_the_background(consul_agent, make_registrar, events):
     assert status.agent_url == consul_agent.url and status.agent_version == "1.8.7"
     assert (status.service_id, status.service_name, status.address, status.port) == \
         ("pbx-1", "Asterisk", "127.0.0.1", 5060)
-    assert status.health == "passing" and status.last_sync_result == "ok"
+    assert status.health == "passing" and status.last_sync_result == "ok, registered"
     assert status.last_error == "" and status.check_id == ""
 
 
@@ -402,3 +403,156 @@ def test_acl_tokens_and_no_token_leak(consul_factory, make_registrar, events, ca
     texts += [repr(status), repr(registrar.status(0.1)), str(events.events)]
     leaks = [t for t in texts for s in secrets if s in t]
     assert not leaks
+
+
+# -- never blocked by a backlog; retries; external maintenance; what the last sync did ---------
+
+def test_status_requests_that_timed_out_do_not_delay_stop(make_registrar):
+    with BlackholePeer() as peer:
+        registrar = started(make_registrar(settings_for(peer.port, consul_timeout_ms=500)))
+        time.sleep(0.05)
+        for _ in range(5):  # each one gives up while the worker waits for the blackhole
+            assert registrar.status(0.1).stale
+        assert not registrar.set_maintenance(True, "x", 0.1).ok
+        begun = time.monotonic()
+        registrar.stop()
+        # One in-flight call, then the deregistration's own short budget: not 6 more timeouts.
+        assert time.monotonic() - begun < 0.5 + 0.5
+
+
+class _SlowFirstRegister:
+    """A Consul client whose first registration takes `delay` seconds (the agent is slow)."""
+
+    def __init__(self, settings, delay=1.0):
+        from asterisk_consul.consul import Consul
+        self._consul = Consul(settings)
+        self._delay = delay
+        original = self._consul.agent.service.register
+
+        def register(*args, **kwargs):
+            if self._delay:
+                time.sleep(self._delay)
+                self._delay = 0
+            return original(*args, **kwargs)
+        self._consul.agent.service.register = register
+
+    def __getattr__(self, name):
+        return getattr(self._consul, name)
+
+
+def test_maintenance_whose_caller_gave_up_is_applied_later(consul_agent, make_registrar, events):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port, resync_interval="1h"),
+                                       consul_factory=_SlowFirstRegister))
+    time.sleep(0.1)  # the worker is in its slow first registration
+    result = registrar.set_maintenance(True, "late", 0.2)
+    assert result == Result(False, "timed out after 200 ms; will keep trying")
+    events.wait_for("DiscoverySetMaintenance", timeout=5)
+    assert consul_agent.checks()[MAINT]["Notes"] == "late"
+    assert registrar.status(2.0).maintenance_in_agent
+
+
+def test_maintenance_set_outside_the_module_is_left_alone(consul_agent, make_registrar, events):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port,
+                                                    resync_interval="100ms")))
+    events.wait_for("DiscoveryRegister")
+    consul_agent.put("/v1/agent/service/maintenance/pbx-1?enable=true&reason=ops")
+    time.sleep(0.6)  # several resyncs
+    assert consul_agent.checks()[MAINT]["Notes"] == "ops"
+    status = registrar.status(2.0)
+    assert status.maintenance is False and status.maintenance_in_agent is True
+    assert "DiscoverySetMaintenance" not in events.names()
+    # Asked for explicitly, off means off.
+    assert registrar.set_maintenance(False, "", 2.0).ok
+    assert MAINT not in consul_agent.checks()
+
+
+def test_backoff_is_capped_by_the_resync_interval(make_registrar):
+    with ConsulProxy(mode="error", status=503) as peer:
+        registrar = started(make_registrar(settings_for(peer.port, resync_interval="200ms"),
+                                           backoff_initial_s=0.05, backoff_max_s=30.0))
+        time.sleep(2.0)
+        registrar.stop(deregister=False)
+        times = [t for t, _, _, _ in peer.requests]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) >= 8, gaps  # never waiting 30 s: a healthy agent is noticed as fast
+    assert max(gaps) < 0.2 + 0.15, gaps
+
+
+def test_last_sync_says_what_it_did(consul_agent, make_registrar, events, wait_until):
+    registrar = started(make_registrar(settings_for(consul_agent.http_port,
+                                                    resync_interval="200ms")))
+    events.wait_for("DiscoveryRegister")
+    assert registrar.status(2.0).last_sync_result in ("ok, registered", "ok, in sync")
+    wait_until(lambda: registrar.status(2.0).last_sync_result == "ok, in sync", timeout=3,
+               what="a resync in sync")
+    seen = set()
+    consul_agent.put("/v1/agent/service/deregister/pbx-1")
+    wait_until(lambda: seen.add(registrar._snapshot.last_sync_result) or
+               any(s.startswith("ok, re-registered") for s in seen), timeout=3, interval=0.005,
+               what="the re-registration in the last sync result")
+    assert "ok, re-registered (service pbx-1 is not registered)" in seen
+
+
+def test_worker_has_its_name_in_the_kernel(make_registrar, refused_port, wait_until):
+    registrar = started(make_registrar(settings_for(refused_port)))
+    thread = registrar._thread
+    comm = f"/proc/self/task/{thread.native_id}/comm"
+    wait_until(lambda: open(comm).read().strip() == "consul-registra", timeout=2,
+               what="the native thread name")
+
+
+# -- reload to another agent URL -----------------------------------------------------------------
+
+def test_same_agent_under_another_url_keeps_the_registration(consul_agent, make_registrar,
+                                                             events):
+    settings = settings_for(consul_agent.http_port, resync_interval="1h")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    gaps, watching = [], threading.Event()
+
+    def watch():
+        while not watching.is_set():
+            if "pbx-1" not in consul_agent.services():
+                gaps.append(time.monotonic())
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        registrar.apply(dataclasses.replace(settings, host="localhost"))
+        events.wait_for("DiscoveryRegister", count=2)
+        time.sleep(0.3)
+    finally:
+        watching.set()
+        watcher.join()
+    assert not gaps and "pbx-1" in consul_agent.services()
+    assert "DiscoveryDeregister" not in events.names()
+    assert registrar.status(2.0).registered
+
+
+def test_another_agent_gets_the_registration_and_the_old_one_loses_it(consul_factory,
+                                                                      make_registrar, events):
+    first, second = consul_factory(), consul_factory()
+    settings = settings_for(first.http_port, resync_interval="300ms")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    registrar.apply(dataclasses.replace(settings, port=second.http_port))
+    events.wait_for("DiscoveryDeregister", ID="pbx-1")
+    assert "pbx-1" in second.services() and "pbx-1" not in first.services()
+
+
+def test_an_old_agent_that_is_down_does_not_fail_the_sync(consul_factory, make_registrar,
+                                                          events, caplog, wait_until):
+    caplog.set_level(logging.WARNING, logger="asterisk_consul")
+    first, second = consul_factory(), consul_factory()
+    settings = settings_for(first.http_port, resync_interval="300ms")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    first.stop()
+    registrar.apply(dataclasses.replace(settings, port=second.http_port))
+    events.wait_for("DiscoveryRegister", count=2)
+    wait_until(lambda: registrar.status(2.0).last_sync_result == "ok, in sync", timeout=3,
+               what="syncs that succeed although the old agent is down")
+    warnings = [r.getMessage() for r in caplog.records if "could not deregister old" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once, not at every sync
+    first.start()  # back (empty: a dev agent): the old registration is gone with its data
+    time.sleep(0.8)
+    assert "DiscoveryDeregister" in events.names() or "pbx-1" not in first.services()

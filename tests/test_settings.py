@@ -728,3 +728,44 @@ def test_very_long_numbers_are_ordinary_errors(host, confdir):
     assert "must be a whole number" in error_of(host, confdir, "port = " + "9" * 5000)
     assert consul(host, confdir, "port = " + "0" * 5000 + "80")[0].port == 80
     assert "too long a duration" in error_of(host, confdir, "check_interval = " + "9" * 5000 + "s")
+
+
+# -- files that are not regular files, tokens that are not printable ASCII ----------------
+
+def test_config_file_that_is_a_directory_says_so(host, confdir):
+    (confdir / CONF).mkdir()
+    with pytest.raises(ConfigError, match=r"cannot read res_discovery_consul\.conf .*: a directory"):
+        load_settings(host, {})
+
+
+def test_config_file_that_is_a_fifo_is_refused_at_once(host, confdir):
+    os.mkfifo(confdir / CONF)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_settings(host, {})  # opening a FIFO to read would wait for a writer forever
+
+
+def test_token_file_that_is_a_fifo_is_refused_at_once(host, confdir):
+    os.mkfifo(confdir / "consul.token")
+    message = error_of(host, confdir, "token_file = consul.token")
+    assert "consul.token: not a regular file" in message
+
+
+def test_env_token_file_that_is_a_fifo_is_refused(host, confdir):
+    os.mkfifo(confdir / "env.token")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        consul(host, confdir, "host = 127.0.0.1",
+               env={"CONSUL_HTTP_TOKEN_FILE": str(confdir / "env.token")})
+
+
+@pytest.mark.parametrize("token", ["t\u00f6ken", "token\u20ac", "tok\u00a0en", "tok\u200ben"])
+def test_non_ascii_token_is_refused_without_showing_it(host, confdir, token):
+    message = error_of(host, confdir, "token = " + token)
+    assert "printable ASCII (value not shown)" in message or "whitespace" in message
+    assert token not in message and "ken" not in message.split("token:")[-1]
+
+
+def test_non_ascii_token_in_file_and_env_is_refused(host, confdir):
+    write(confdir, "t\u00f6ken\n", "consul.token")
+    assert "printable ASCII" in error_of(host, confdir, "token_file = consul.token")
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        consul(host, confdir, "host = 127.0.0.1", env={"CONSUL_HTTP_TOKEN": "t\u00f6ken"})
