@@ -13,10 +13,23 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
-import requests
-from urllib3.util import Timeout as _Urllib3Timeout
-
 from .settings import Settings
+
+# requests takes ~180 ms to import (it loads the CA bundle): the first Transport imports it,
+# on the registrar's worker thread, so that `module load` on Asterisk's loader thread does not.
+requests: Any = None
+_Urllib3Timeout: Any = None
+
+
+def _import_requests() -> None:
+    global requests, _Urllib3Timeout
+    if requests is None:
+        from urllib3.util import Timeout
+
+        import requests as module
+
+        _Urllib3Timeout = Timeout
+        requests = module
 
 __all__ = [
     "ConsulError", "ConsulUnreachable", "ConsulServerError", "ConsulPermissionDenied",
@@ -75,6 +88,7 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self._token = token or ""
+        _import_requests()
         self._session = requests.Session()
         self._session.verify = verify
         self._session.cert = cert
