@@ -63,7 +63,9 @@ install: $(MODULE)
 	install -d $(DESTDIR)$(ASTMODDIR)
 	# A new inode: a running Asterisk may have the old file mapped.
 	install -m 0644 $(MODULE) $(DESTDIR)$(ASTMODDIR)/$(MODULE)
-	$(PYTHON) -m pip install $(if $(DESTDIR),--root $(DESTDIR)) .
+	# Staged (DESTDIR): only this package, and --ignore-installed, or pip would uninstall
+	# the copy the running system uses.
+	$(PYTHON) -m pip install $(if $(DESTDIR),--root $(DESTDIR) --ignore-installed --no-deps) .
 	@echo "Installed $(DESTDIR)$(ASTMODDIR)/$(MODULE) (embeds $$($(PYTHON) -c 'import sys; print(sys.executable)'))"
 
 samples:
