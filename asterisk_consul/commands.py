@@ -38,7 +38,8 @@ def show_settings_text(app) -> str:
     w2 = min(max(len(r[1]) for r in rows) + 2, 48)
     lines = ["res_discovery_consul settings (%s):\n" % ("enabled" if settings.enabled else "disabled"),
              "  %s%s%s\n" % ("Option".ljust(w1), "Value".ljust(w2), "From")]
-    lines += ["  %s%s%s\n" % (o.ljust(w1), v.ljust(w2), src) for o, v, src in rows]
+    # A value wider than the column (a certificate path) keeps two spaces before its source.
+    lines += ["  %s%s%s\n" % (o.ljust(w1), (v + "  ").ljust(w2), src) for o, v, src in rows]
     return "".join(lines)
 
 
@@ -72,9 +73,35 @@ def show_status_text(app) -> str:
         rows.append(("Check", "none (check = no)"))
     rows.append(("Last sync", "%s%s" % (_when(s.last_sync), ": " + s.last_sync_result if s.last_sync_result else "")))
     rows.append(("Last error", s.last_error or "none"))
+    if settings is not None and s.agent_url.startswith("https:"):
+        rows.insert(1, ("TLS", tls_text(settings)))
+    if s.events:
+        rows.append(("Events", _events_text(s)))
+        if s.last_event_error:
+            rows.append(("Last event error", s.last_event_error))
     text = "res_discovery_consul status:\n" + _table(rows)
     if s.stale:
         text += "  (Consul did not answer within %d ms: this is the last known state)\n" % int(app.timeout_s * 1000)
+    return text
+
+
+def tls_text(settings) -> str:
+    """How the connection to the agent is secured, in one line."""
+    if not settings.tls_verify:
+        text = "HTTPS, certificate NOT verified (tls_verify = no)"
+    else:
+        cas = " + ".join(p for p in (settings.ca_file, settings.ca_path) if p) or "the system's CAs"
+        text = "HTTPS, certificate verified against %s" % cas
+        if settings.tls_server_name:
+            text += " as %s" % settings.tls_server_name
+    text += ", client certificate %s" % (settings.client_cert or "none")
+    return text
+
+
+def _events_text(s) -> str:
+    text = "on: %d fired, %d failed" % (s.events_fired, s.events_failed)
+    if s.last_event:
+        text += "; last: %s" % s.last_event
     return text
 
 

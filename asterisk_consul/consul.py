@@ -13,28 +13,75 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
-from .settings import Settings
+from .settings import Settings, ca_directory_bundle
 
 # requests takes ~180 ms to import (it loads the CA bundle): the first Transport imports it,
 # on the registrar's worker thread, so that `module load` on Asterisk's loader thread does not.
 requests: Any = None
 _Urllib3Timeout: Any = None
+_TlsAdapter: Any = None
 
 
 def _import_requests() -> None:
-    global requests, _Urllib3Timeout
+    global requests, _Urllib3Timeout, _TlsAdapter
     if requests is None:
         from urllib3.util import Timeout
 
         import requests as module
 
         _Urllib3Timeout = Timeout
+        _TlsAdapter = _make_tls_adapter_class(module.adapters.HTTPAdapter)
         requests = module
+
+
+def _make_tls_adapter_class(base: Any) -> Any:
+    class TlsAdapter(base):
+        """An HTTPAdapter whose HTTPS pools get extra urllib3 TLS arguments: server_hostname
+        and assert_hostname (tls_server_name: SNI and the certificate are checked against that
+        name while connecting to the host in the URL), ca_cert_data (the CAs of ca_path).
+        Per request, requests adds verify/cert on top; these pool arguments stay."""
+
+        def __init__(self, pool_tls: Dict[str, Any]):
+            self._pool_tls = dict(pool_tls)
+            super().__init__()
+
+        def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+            pool_kwargs.update(self._pool_tls)
+            super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    return TlsAdapter
+
+
+def tls_options(settings: Settings) -> Tuple[Any, Any, Dict[str, Any]]:
+    """(verify, cert, pool arguments) for requests from the TLS settings.
+
+    verify: False (tls_verify = no), the CA file or directory, or True (the system's CAs).
+    The CAs of ca_path are also read here as one bundle, so that a directory of plain PEM
+    files works as it does for Consul's CLI (OpenSSL alone would want hash links).
+    """
+    pool: Dict[str, Any] = {}
+    if not settings.tls_verify:
+        verify: Any = False
+    elif settings.ca_file:
+        verify = settings.ca_file
+    elif settings.ca_path:
+        verify = settings.ca_path
+    else:
+        verify = True
+    if settings.tls_verify and settings.ca_path:
+        bundle = ca_directory_bundle(settings.ca_path)
+        if bundle:
+            pool["ca_cert_data"] = bundle
+    if settings.tls_verify and settings.tls_server_name:
+        pool["server_hostname"] = settings.tls_server_name
+        pool["assert_hostname"] = settings.tls_server_name
+    cert = (settings.client_cert, settings.client_key) if settings.client_cert else None
+    return verify, cert, pool
 
 __all__ = [
     "ConsulError", "ConsulUnreachable", "ConsulServerError", "ConsulPermissionDenied",
     "ConsulNotFound", "ConsulRequestError", "Transport", "Agent", "AgentService",
-    "AgentCheck", "AgentHealth", "Consul", "HEALTH_BY_STATUS_CODE",
+    "AgentCheck", "AgentHealth", "Event", "Consul", "HEALTH_BY_STATUS_CODE", "tls_options",
 ]
 
 _REDACTED = "<redacted>"
@@ -84,7 +131,7 @@ class Transport:
     """
 
     def __init__(self, base_url: str, token: str, timeout_s: float, verify: Any = True,
-                 cert: Any = None):
+                 cert: Any = None, pool_tls: Optional[Dict[str, Any]] = None):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self._token = token or ""
@@ -92,6 +139,14 @@ class Transport:
         self._session = requests.Session()
         self._session.verify = verify
         self._session.cert = cert
+        if pool_tls:
+            self._session.mount("https://", _TlsAdapter(pool_tls))
+        if verify is False and self.base_url.startswith("https:"):
+            # Said once, at load, by the settings; not once per call by urllib3.
+            from urllib3.exceptions import InsecureRequestWarning
+            import warnings
+
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         # Environment proxies (HTTP_PROXY…) would route calls to a local agent through a proxy.
         self._session.trust_env = False
         self._session.headers["User-Agent"] = "res_discovery_consul"
@@ -111,7 +166,7 @@ class Transport:
         return text
 
     def request(self, method: str, path: str, *, params: Optional[Dict[str, str]] = None,
-                json: Any = None, accept: Iterable[int] = (),
+                json: Any = None, data: Optional[bytes] = None, accept: Iterable[int] = (),
                 timeout_s: Optional[float] = None) -> requests.Response:
         """One HTTP call. 2xx and any status in `accept` are returned; the rest raise.
 
@@ -122,17 +177,21 @@ class Transport:
         where = f"{method} {path}"
         try:
             response = self._session.request(
-                method, self.base_url + path, params=params, json=json,
+                method, self.base_url + path, params=params, json=json, data=data,
                 timeout=_Urllib3Timeout(total=budget, connect=budget, read=budget))
         except requests.Timeout:
             raise ConsulUnreachable(
                 f"{where}: no answer from Consul at {self.base_url} within {budget:g} s") from None
         except requests.exceptions.SSLError as exc:
+            reason = self._reason(exc)
             raise ConsulUnreachable(
-                f"{where}: TLS failure talking to {self.base_url}: {self._reason(exc)}") from None
+                f"{where}: TLS failure talking to {self.base_url}: {reason}{_tls_hint(reason)}"
+            ) from None
         except requests.ConnectionError as exc:
-            raise ConsulUnreachable(
-                f"{where}: cannot reach Consul at {self.base_url}: {self._reason(exc)}") from None
+            # A TLS 1.3 alert (client certificate refused) may only arrive with the answer.
+            reason = self._reason(exc)
+            raise ConsulUnreachable(f"{where}: cannot reach Consul at {self.base_url}: {reason}"
+                                    f"{_tls_hint(reason)}") from None
         except requests.RequestException as exc:
             raise ConsulUnreachable(f"{where}: {self._reason(exc)}") from None
 
@@ -171,6 +230,25 @@ class Transport:
         if text.startswith("<") and ">: " in text:
             text = text.split(">: ", 1)[1]
         return self.scrub(_short(text))
+
+
+def _tls_hint(reason: str) -> str:
+    """What to check, for the TLS failures an operator meets."""
+    text = reason.lower()
+    if "hostname mismatch" in text or "doesn't match" in text or "not valid for" in text:
+        return (" (the agent's certificate does not carry the name checked: the host, or "
+                "tls_server_name when set)")
+    if "certificate verify failed" in text:
+        return (" (the agent's certificate is not signed by a CA in ca_file/ca_path; "
+                "the connection was refused, nothing was sent)")
+    if "certificate required" in text or "bad certificate" in text or "unknown ca" in text:
+        return " (the agent refused our client certificate, or wants one: client_cert/client_key)"
+    if "eof occurred in violation of protocol" in text or "unexpected eof" in text:
+        return (" (the agent closed the TLS connection: it may want a client certificate, "
+                "client_cert/client_key)")
+    if "wrong version number" in text or "record layer failure" in text:
+        return " (is this an HTTPS port? Consul's is usually 8501)"
+    return ""
 
 
 def _short(text: str) -> str:
@@ -273,6 +351,25 @@ class AgentHealth:
         return status, list(body.get("Checks") or [])
 
 
+class Event:
+    """/v1/event/*: Consul's user events, gossiped to every agent of the datacenter."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def fire(self, name: str, payload: bytes = b"", timeout_s: Optional[float] = None
+             ) -> Dict[str, Any]:
+        path = f"/v1/event/fire/{_segment(name)}"
+        response = self._transport.request("PUT", path, data=payload, timeout_s=timeout_s)
+        return _json(response, f"PUT {path}") or {}
+
+    def list(self, name: str = "", timeout_s: Optional[float] = None) -> List[Dict[str, Any]]:
+        path = "/v1/event/list"
+        params = {"name": name} if name else None
+        response = self._transport.get(path, params=params, timeout_s=timeout_s)
+        return list(_json(response, f"GET {path}") or [])
+
+
 class Agent:
     """/v1/agent/self, plus the agent's service, check and health areas."""
 
@@ -297,11 +394,19 @@ class Agent:
 class Consul:
     """The client for one agent, built from Settings: `consul.agent.service.register(...)`."""
 
-    def __init__(self, settings: Settings, verify: Any = True, cert: Any = None):
+    def __init__(self, settings: Settings, verify: Any = None, cert: Any = None):
+        """TLS comes from the settings; `verify`/`cert` given here replace theirs."""
         self.url = settings.agent_url
+        pool_tls: Dict[str, Any] = {}
+        if settings.uses_tls:
+            own_verify, own_cert, pool_tls = tls_options(settings)
+            verify = own_verify if verify is None else verify
+            cert = own_cert if cert is None else cert
         self.transport = Transport(settings.agent_url, settings.token, settings.timeout_s,
-                                   verify=verify, cert=cert)
+                                   verify=True if verify is None else verify, cert=cert,
+                                   pool_tls=pool_tls)
         self.agent = Agent(self.transport)
+        self.event = Event(self.transport)
 
     def close(self) -> None:
         self.transport.close()

@@ -17,6 +17,7 @@ someone deregistered us, maintenance lost). It never deregisters to refresh.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -40,6 +41,7 @@ EventSink = Callable[[str, List[Tuple[str, str]]], None]
 WORKER_THREAD_NAME = "consul-registrar"
 DEFAULT_RESYNC_S = 30.0
 RETIRED_ATTEMPTS = 10  # tries to deregister what a reload left at another ID or agent
+MAX_PENDING_EVENTS = 16  # Consul user events waiting for the end of the current job
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class StatusSnapshot:
     check_output: str = ""
     last_sync: Optional[float] = None
     last_sync_result: str = ""
+    events: bool = False  # Consul user events enabled
+    events_fired: int = 0
+    events_failed: int = 0
+    last_event: str = ""  # "<name> at <time>" of the last one Consul took
+    last_event_error: str = ""  # why the last one that failed did
     stale: bool = False  # True: the worker did not answer in time; this is the cached view
 
 
@@ -119,6 +126,8 @@ class _Retired:
     service_id: str
     name: str
     attempts: int = 0
+    address: str = ""
+    port: int = 0
 
 
 class Registrar:
@@ -165,6 +174,14 @@ class Registrar:
         self._check_output = ""
         self._last_sync: Optional[float] = None
         self._last_sync_result = ""
+        # Consul user events: (kind, payload) queued when Consul accepted a change, fired at
+        # the end of that job (a CLI/AMI caller has its answer by then), each tried once.
+        self._pending_events: List[Tuple[str, bytes]] = []
+        self._events_fired = 0
+        self._events_failed = 0
+        self._last_event = ""
+        self._last_event_error = ""
+        self._last_event_reason = ""
         # Immutable snapshot, replaced whole by the worker; readable from any thread.
         self._snapshot = self._make_snapshot(running=False)
 
@@ -298,6 +315,14 @@ class Registrar:
                 command.future.set_result(replace(self._snapshot, stale=True))
             else:
                 command.future.set_result(None)
+        if self._pending_events and not self._stop_requested.is_set():
+            # After the caller has its answer: an event never delays a CLI or AMI command.
+            try:
+                self._flush_events()
+            except Exception as exc:  # noqa: BLE001
+                self._pending_events.clear()
+                self._log(logging.ERROR, "Consul: firing events failed: %s", exc)
+            self._publish()
 
     def _refuse(self, command: _Command) -> None:
         # A reload queued just before stop is not applied: stop deregisters what is registered.
@@ -423,6 +448,8 @@ class Registrar:
         self._emit("DiscoveryRegister", [("ID", service_id), ("Name", definition["Name"]),
                                          ("Address", definition["Address"]),
                                          ("Port", str(definition["Port"]))])
+        self._queue_event("register", service_id, definition["Name"], definition["Address"],
+                          definition["Port"], self._maintenance_wanted)
 
     def _drop_check_quietly(self, consul: Consul, stale_check_id: str) -> None:
         """Remove our EID check if it is there; absent is fine (200 on 1.8.7, 404 or a
@@ -464,6 +491,8 @@ class Registrar:
         if wanted:
             headers.append(("Reason", self._maintenance_reason))
         self._emit("DiscoverySetMaintenance", headers)
+        self._queue_event("maintenance", service_id, self._definition["Name"],
+                          self._definition["Address"], self._definition["Port"], wanted)
 
     def _replace_maintenance_reason(self, consul: Consul, service_id: str) -> None:
         """Consul ignores a new reason while maintenance is on, and off-then-on would show the
@@ -504,6 +533,8 @@ class Registrar:
                               retired.service_id, retired.consul.url)
                     self._emit("DiscoveryDeregister", [("ID", retired.service_id),
                                                        ("Name", retired.name)])
+                    self._queue_event("deregister", retired.service_id, retired.name,
+                                      retired.address, retired.port, False)
             self._retired.pop(0)
             if retired.consul is not self._consul and all(
                     r.consul is not retired.consul for r in self._retired):
@@ -537,13 +568,14 @@ class Registrar:
         if settings == old:
             return
         definition = service_definition(settings, self._facts)
-        agent_changed = (settings.agent_url, settings.token, settings.consul_timeout_ms) != \
-            (old.agent_url, old.token, old.consul_timeout_ms)
+        agent_changed = settings.transport_key() != old.transport_key()
         moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
         old_consul = self._require_consul()
         if moved and self._maybe_registered:
             # Deregistered only once the new registration is in: never a moment without one.
-            self._retired.append(_Retired(old_consul, old.service_id, old.name))
+            self._retired.append(_Retired(old_consul, old.service_id, old.name,
+                                          address=self._definition["Address"],
+                                          port=self._definition["Port"]))
         if agent_changed:
             self._consul = self._consul_factory(settings)
             self._agent_version = ""  # another agent (or token): asked again
@@ -645,6 +677,8 @@ class Registrar:
                 self._registered_since = None
                 self._log(logging.INFO, "Consul: service %s deregistered", service_id)
                 self._emit("DiscoveryDeregister", [("ID", service_id), ("Name", name)])
+                self._queue_event("deregister", service_id, name, self._definition["Address"],
+                                  self._definition["Port"], self._maintenance_wanted)
         if deregister and self._retired and deadline > time.monotonic():
             try:
                 self._deregister_retired(budget_s=max(deadline - time.monotonic(), 0.05),
@@ -652,6 +686,79 @@ class Registrar:
             except ConsulError as exc:
                 self._log(logging.WARNING, "Consul: could not deregister an old service: %s",
                           self._scrub(str(exc)))
+        if self._pending_events:
+            # Within what is left of the caller's budget (a floor as for the deregister).
+            self._flush_events(max(deadline - time.monotonic(), min(0.1, timeout_s)),
+                               interruptible=False)
+
+    # -- Consul user events ----------------------------------------------------------------------
+
+    def _queue_event(self, kind: str, service_id: str, name: str, address: str, port: Any,
+                     maintenance: bool) -> None:
+        """Note an event for a change Consul has just accepted; fired at the end of the job."""
+        settings = self._settings
+        if not settings.events:
+            return
+        event_name = {"register": settings.event_register,
+                      "deregister": settings.event_deregister,
+                      "maintenance": settings.event_maintenance}[kind]
+        payload = json.dumps({"id": service_id, "name": name, "eid": self._facts.eid,
+                              "address": address, "port": int(port),
+                              "version": self._facts.version,
+                              "maintenance": bool(maintenance)},
+                             separators=(",", ":")).encode("utf-8")
+        if len(self._pending_events) >= MAX_PENDING_EVENTS:
+            dropped, _ = self._pending_events.pop(0)
+            self._events_failed += 1
+            self._log(logging.WARNING, "Consul: event %s dropped: too many waiting", dropped)
+        self._pending_events.append((event_name, payload))
+
+    def _flush_events(self, budget_s: Optional[float] = None, interruptible: bool = True) -> None:
+        """Fire what is queued, each once: a failure is logged and the event dropped (the
+        change it reports stands). An agent that does not answer drops the rest at once."""
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        consul = self._require_consul()
+        while self._pending_events:
+            if interruptible and self._stop_requested.is_set():
+                return  # the shutdown job fires what is left, within its budget
+            name, payload = self._pending_events.pop(0)
+            timeout_s = None
+            if deadline is not None:
+                timeout_s = deadline - time.monotonic()
+                if timeout_s <= 0:
+                    self._event_failed(name, "no time left before unload",
+                                       len(self._pending_events))
+                    return
+            try:
+                answer = consul.event.fire(name, payload, timeout_s=timeout_s)
+            except ConsulError as exc:
+                unreachable = isinstance(exc, ConsulUnreachable)
+                self._event_failed(name, self._scrub(str(exc)),
+                                   len(self._pending_events) if unreachable else 0)
+                if unreachable:
+                    return
+                continue
+            self._events_fired += 1
+            self._last_event = f"{name} at {time.strftime('%H:%M:%S')}"
+            if self._last_event_error:
+                self._log(logging.INFO, "Consul: events are accepted again")
+                self._last_event_error = ""
+                self._last_event_reason = ""
+            self._log(logging.DEBUG, "Consul: event %s fired (ID %s)", name,
+                      answer.get("ID", "?"))
+
+    def _event_failed(self, name: str, reason: str, also_dropped: int) -> None:
+        self._events_failed += 1 + also_dropped
+        if also_dropped:
+            self._pending_events.clear()
+        message = f"event {name} not fired: {reason}"
+        if also_dropped:
+            message += f" ({also_dropped} more dropped)"
+        # One warning per kind of failure (an ACL token without event:write fails them all).
+        level = logging.DEBUG if reason == self._last_event_reason else logging.WARNING
+        self._log(level, "Consul: %s; not retried", message)
+        self._last_event_error = message
+        self._last_event_reason = reason
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -771,6 +878,11 @@ class Registrar:
             check_output=self._check_output,
             last_sync=self._last_sync,
             last_sync_result=self._last_sync_result,
+            events=self._settings.events,
+            events_fired=self._events_fired,
+            events_failed=self._events_failed,
+            last_event=self._last_event,
+            last_event_error=self._last_event_error,
         )
 
     def _publish(self, running: bool = True) -> None:

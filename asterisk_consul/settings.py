@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
@@ -28,6 +29,14 @@ class Settings:
     port: int = 8500
     token: str = field(default="", repr=False)  # secret: only ever sent as X-Consul-Token
     consul_timeout_ms: int = 2000
+
+    # TLS to the agent (used when scheme is https). Paths are absolute once loaded.
+    ca_file: str = ""            # PEM bundle of the CAs to trust ("": the system's)
+    ca_path: str = ""            # directory of PEM CA certificates
+    client_cert: str = ""        # PEM client certificate, sent when the agent asks for one
+    client_key: str = ""         # its private key (path only: never read into the settings)
+    tls_verify: bool = True      # False: the agent's certificate is not checked at all
+    tls_server_name: str = ""    # name the certificate must carry ("": the host connected to)
 
     # The service (ids and names resolved: no 'auto' or 'asterisk' left here)
     service_id: str = "asterisk"
@@ -54,6 +63,12 @@ class Settings:
     # Housekeeping
     resync_interval: str = "30s"
 
+    # Consul user events fired after a change Consul accepted (PUT /v1/event/fire/<name>)
+    events: bool = False
+    event_register: str = "asterisk-register"
+    event_deregister: str = "asterisk-deregister"
+    event_maintenance: str = "asterisk-maintenance"
+
     # option name -> where its value came from: "default", "res_discovery_consul.conf:12",
     # "env CONSUL_HTTP_ADDR", "http.conf:4", ...  Compared out of equality on purpose.
     sources: Dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -66,6 +81,15 @@ class Settings:
     @property
     def timeout_s(self) -> float:
         return self.consul_timeout_ms / 1000.0
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.scheme == "https"
+
+    def transport_key(self) -> Tuple[object, ...]:
+        """Everything a Consul client is built from: a change needs a new client."""
+        return (self.agent_url, self.token, self.consul_timeout_ms, self.ca_file, self.ca_path,
+                self.client_cert, self.client_key, self.tls_verify, self.tls_server_name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -83,6 +107,14 @@ METADATA_VALUE_MAX = 512          # Consul rejects longer Meta values
 CONSUL_MIN_DEREGISTER_NS = 60 * 10**9
 DEFAULT_HTTPS_PORT = 8501         # Consul's conventional HTTPS port
 TOKEN_FILE_MAX_BYTES = 64 * 1024
+TLS_FILE_MAX_BYTES = 1024 * 1024  # a PEM bundle of every public CA is about 220 kB
+CA_PATH_MAX_FILES = 1000
+# Consul CLI / consul-template conventions: option -> environment variable.
+_TLS_ENV = {"ca_file": "CONSUL_CACERT", "ca_path": "CONSUL_CAPATH",
+            "client_cert": "CONSUL_CLIENT_CERT", "client_key": "CONSUL_CLIENT_KEY",
+            "tls_verify": "CONSUL_HTTP_SSL_VERIFY", "tls_server_name": "CONSUL_TLS_SERVER_NAME"}
+TLS_OPTIONS = ("ca_file", "ca_path", "client_cert", "client_key", "tls_verify", "tls_server_name")
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 _TRUE_WORDS = {"yes", "true", "y", "t", "1", "on"}      # Asterisk's ast_true()
 _FALSE_WORDS = {"no", "false", "n", "f", "0", "off"}    # Asterisk's ast_false()
@@ -283,6 +315,26 @@ def parse_metadata_profile(text: str) -> str:
     return text
 
 
+def parse_tls_server_name(text: str) -> str:
+    """The name the agent's certificate must carry: a DNS name or an IP address."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if is_host_name(text):
+        return text.rstrip(".")
+    raise InvalidValue("must be a host name (as in the agent's certificate) or an IP address")
+
+
+def parse_event_name(text: str) -> str:
+    """A Consul user event name: Consul reserves names starting with '_'."""
+    if text.startswith("_"):
+        raise InvalidValue("must not start with '_' (Consul reserves those event names)")
+    if not _EVENT_NAME.fullmatch(text):
+        raise InvalidValue("must be 1 to 128 letters, digits, '-', '_', '.' or ':'")
+    return text
+
+
 def check_token(text: str) -> str:
     """Tokens go into an HTTP header: refuse anything that could break it. Never echoes it.
 
@@ -325,9 +377,20 @@ _CONSUL_OPTIONS: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "check_timeout": ("check_timeout", parse_duration),
     "check_deregister_after": ("check_deregister_after", parse_duration),
     "resync_interval": ("resync_interval", parse_duration),
+    "ca_file": ("ca_file", str),                 # paths: checked by resolve_tls
+    "ca_path": ("ca_path", str),
+    "client_cert": ("client_cert", str),
+    "client_key": ("client_key", str),
+    "tls_verify": ("tls_verify", parse_bool),
+    "tls_server_name": ("tls_server_name", parse_tls_server_name),
+    "events": ("events", parse_bool),
+    "event_register": ("event_register", parse_event_name),
+    "event_deregister": ("event_deregister", parse_event_name),
+    "event_maintenance": ("event_maintenance", parse_event_name),
 }
 # Options whose final value depends on more than their own line: set by the resolve_* steps.
-_RESOLVED_LATER = {"token", "token_file", "id", "name", "discovery_ip"}
+_RESOLVED_LATER = {"token", "token_file", "id", "name", "discovery_ip", "ca_file", "ca_path",
+                   "client_cert", "client_key"}
 _SECRET_OPTIONS = {"token"}
 # An empty value means "not set" (default or fallback) except where empty means something.
 _EMPTY_IS_A_VALUE = {"tags", "metadata_profile"}
@@ -375,6 +438,7 @@ class _Loader:
         entries = self.read_consul(consul) if consul is not None else {}
         self.resolve_agent_address(entries)
         self.resolve_token(entries)
+        self.resolve_tls(entries)
         self.resolve_service_id(entries)
         self.resolve_name(entries)
         self.resolve_discovery_ip(entries)
@@ -553,6 +617,90 @@ class _Loader:
             self.warnings.append(f"{where}: the token file {path} is empty: no token is sent")
         return token
 
+    def resolve_tls(self, entries: Dict[str, Entry]) -> None:
+        """TLS to the agent: the file wins per option, else Consul's environment variables.
+        Every file named is checked now (readable, a regular file, PEM), so a typo refuses the
+        load with the option and the file named instead of failing at the first call."""
+        for option in ("tls_verify", "tls_server_name"):
+            env_name = _TLS_ENV[option]
+            raw = self.environ.get(env_name, "").strip()
+            if option in entries or not raw:
+                continue
+            parser = parse_bool if option == "tls_verify" else parse_tls_server_name
+            try:
+                self.set(option, parser(raw), f"env {env_name}")
+            except InvalidValue as exc:
+                raise ConfigError(f"env {env_name} = '{raw}': {exc}") from None
+        for option in ("ca_file", "ca_path"):
+            self.resolve_tls_path(option, entries.get(option))
+        cert_entry, key_entry = entries.get("client_cert"), entries.get("client_key")
+        if cert_entry or key_entry:
+            pair = {"client_cert": cert_entry, "client_key": key_entry}
+        else:  # from the environment only as a pair: never half from each place
+            pair = {"client_cert": None, "client_key": None}
+        for option, entry in pair.items():
+            self.resolve_tls_path(option, entry, from_env=not (cert_entry or key_entry))
+        has_cert = bool(self.values.get("client_cert"))
+        has_key = bool(self.values.get("client_key"))
+        if has_cert != has_key:
+            present, absent = ("client_cert", "client_key") if has_cert else \
+                ("client_key", "client_cert")
+            raise ConfigError(f"{self.sources[present]}: [consul] {present} is set but "
+                              f"{absent} is not: a client certificate needs its key (and the "
+                              f"key its certificate)")
+
+    def resolve_tls_path(self, option: str, entry: Optional[Entry], from_env: bool = True) -> None:
+        env_name = _TLS_ENV[option]
+        if entry is not None:
+            path = entry.value
+            if not os.path.isabs(path):
+                path = os.path.join(self.config_dir, path)
+            where = f"{entry.where}: [consul] {option} = '{entry.value}'"
+            source = entry.where if path == entry.value else f"{entry.where} ({path})"
+        else:
+            path = self.environ.get(env_name, "").strip() if from_env else ""
+            if not path:
+                return
+            where, source = f"env {env_name} = '{path}' ({option})", f"env {env_name}"
+        if option == "ca_path":
+            self.check_ca_directory(path, where)
+        else:
+            self.check_pem_file(path, option, where)
+        self.set(option, path, source)
+
+    def check_pem_file(self, path: str, option: str, where: str) -> None:
+        what = {"ca_file": "CA file", "client_cert": "client certificate",
+                "client_key": "client key"}[option]
+        try:
+            data = read_regular_file(path, TLS_FILE_MAX_BYTES)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{where}: cannot read the {what} {path}: {reason}") from None
+        if len(data) > TLS_FILE_MAX_BYTES:
+            raise ConfigError(f"{where}: the {what} {path} is larger than "
+                              f"{TLS_FILE_MAX_BYTES} bytes: not a PEM file")
+        if option == "client_key":
+            if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", data):
+                raise ConfigError(f"{where}: the {what} {path} holds no PEM private key "
+                                  f"('-----BEGIN ... PRIVATE KEY-----')")
+        elif b"-----BEGIN CERTIFICATE-----" not in data:
+            raise ConfigError(f"{where}: the {what} {path} holds no PEM certificate "
+                              f"('-----BEGIN CERTIFICATE-----')")
+
+    def check_ca_directory(self, path: str, where: str) -> None:
+        try:
+            mode = os.stat(path).st_mode
+            if not stat.S_ISDIR(mode):
+                raise ConfigError(f"{where}: {path} is not a directory (ca_path names a "
+                                  f"directory of CA certificates; use ca_file for one file)")
+            names = sorted(os.listdir(path))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{where}: cannot read the CA directory {path}: {reason}") from None
+        if not ca_directory_bundle(path, names):
+            raise ConfigError(f"{where}: the CA directory {path} holds no readable PEM "
+                              f"certificate")
+
     def resolve_service_id(self, entries: Dict[str, Entry]) -> None:
         entry = entries.get("id")
         written = entry.value if entry else "asterisk"
@@ -684,7 +832,11 @@ class _Loader:
 
     # -- checks across options ---------------------------------------------------------
 
+    def check_tls_use(self, entries: Dict[str, Entry]) -> None:
+        self.warnings += _tls_use_warnings(self.values, self.sources, entries)
+
     def cross_checks(self, entries: Dict[str, Entry]) -> None:
+        self.check_tls_use(entries)
         after = str(self.values.get("check_deregister_after", Settings.check_deregister_after))
         if self.values.get("check") and parse_go_duration(after) < CONSUL_MIN_DEREGISTER_NS:
             where = entries["check_deregister_after"].where if "check_deregister_after" in entries \
@@ -696,6 +848,51 @@ class _Loader:
             self.warnings.append(f"{where}: [consul] check = yes, but Asterisk's HTTP server is not "
                                  f"enabled in {HTTP_CONFIG_FILE} ([general] enabled = yes): "
                                  f"the EID check will fail")
+
+
+def ca_directory_bundle(path: str, names: Optional[List[str]] = None) -> str:
+    """The PEM certificates of the regular files in directory `path`, as one bundle.
+
+    As Consul's own clients read CONSUL_CAPATH: every file, no OpenSSL hash links needed.
+    Files that are not regular (FIFOs, devices), unreadable or without a certificate are
+    skipped; at most CA_PATH_MAX_FILES files are read.
+    """
+    if names is None:
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            return ""
+    pems: List[str] = []
+    for name in names[:CA_PATH_MAX_FILES]:
+        try:
+            data = read_regular_file(os.path.join(path, name), TLS_FILE_MAX_BYTES)
+        except (OSError, ValueError):
+            continue
+        if len(data) > TLS_FILE_MAX_BYTES:
+            continue
+        text = data.decode("ascii", "replace")
+        pems += re.findall(r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?"
+                           r"-----END CERTIFICATE-----", text)
+    return "\n".join(pems) + ("\n" if pems else "")
+
+
+def _tls_use_warnings(values: Mapping[str, object], sources: Mapping[str, str],
+                      entries: Mapping[str, Entry]) -> List[str]:
+    warnings: List[str] = []
+    https = values.get("scheme") == "https"
+    if not https:
+        unused = [o for o in TLS_OPTIONS if o in entries]
+        if unused:
+            where = entries[unused[0]].where
+            warnings.append(f"{where}: [consul] {', '.join(unused)} set, but scheme is http: "
+                            f"TLS options are not used (set scheme = https, or an https:// "
+                            f"CONSUL_HTTP_ADDR)")
+        return warnings
+    if values.get("tls_verify") is False:
+        warnings.append(f"{sources.get('tls_verify', 'default')}: tls_verify = no: the Consul "
+                        f"agent's TLS certificate is NOT verified; anyone able to intercept "
+                        f"the connection can pose as the agent (and read the ACL token)")
+    return warnings
 
 
 def _port_of_bind_address(text: str) -> int:
@@ -718,6 +915,12 @@ _REPORT_ROWS: Tuple[Tuple[str, str], ...] = (
     ("port", "port"),
     ("token", "token"),
     ("consul_timeout_ms", "consul_timeout_ms"),
+    ("ca_file", "ca_file"),
+    ("ca_path", "ca_path"),
+    ("client_cert", "client_cert"),
+    ("client_key", "client_key"),
+    ("tls_verify", "tls_verify"),
+    ("tls_server_name", "tls_server_name"),
     ("id", "service_id"),
     ("name", "name"),
     ("tags", "tags"),
@@ -734,6 +937,10 @@ _REPORT_ROWS: Tuple[Tuple[str, str], ...] = (
     ("ari_scheme", "ari_scheme"),
     ("ari_port", "ari_port"),
     ("resync_interval", "resync_interval"),
+    ("events", "events"),
+    ("event_register", "event_register"),
+    ("event_deregister", "event_deregister"),
+    ("event_maintenance", "event_maintenance"),
 )
 
 
@@ -753,6 +960,9 @@ def settings_report(settings: Settings) -> List[Tuple[str, str, str]]:
 def _shown(field_name: str, value: object) -> str:
     if field_name == "token":
         return f"(set, {len(str(value))} chars)" if value else "(not set)"
+    if field_name == "tls_server_name" and not value:
+        return "(none: the host connected to)"
+
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, tuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from asterisk_consul.consul import (Agent, Consul, ConsulError, ConsulNotFound,
                                     ConsulPermissionDenied, ConsulRequestError,
                                     ConsulServerError, ConsulUnreachable, Transport)
 from asterisk_consul.settings import Settings
+from integration_tests.testbed.consul import make_test_certs
 from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
 
 SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
@@ -234,3 +236,118 @@ def test_node_id_names_the_agent(consul_agent, consul_factory):
     _, another = client(other.url)
     assert agent.node_id() and agent.node_id() == same.node_id()
     assert another.node_id() != agent.node_id()
+
+
+# -- TLS from the settings (issue #6) ----------------------------------------------------------
+
+def tls_settings(agent_proc, **overrides):
+    base = dict(scheme="https", host="127.0.0.1", port=agent_proc.https_port,
+                ca_file=agent_proc.ca_file)
+    base.update(overrides)
+    return Settings(**base)
+
+
+def version_with(settings):
+    consul = Consul(settings)
+    try:
+        return consul.agent.version()
+    finally:
+        consul.close()
+
+
+def test_tls_settings_verify_the_agent_with_the_ca_file(consul_factory):
+    agent_proc = consul_factory(tls=True)
+    assert version_with(tls_settings(agent_proc)) == "1.8.7"
+
+
+def test_tls_wrong_ca_fails_clearly_and_sends_nothing(consul_factory, tmp_path):
+    agent_proc = consul_factory(tls=True)
+    other = make_test_certs(tmp_path / "other")
+    settings = tls_settings(agent_proc, ca_file=str(other["ca"]), token=SECRET)
+    with pytest.raises(ConsulUnreachable) as caught:
+        Consul(settings).agent.service.register(service())
+    assert "svc-1" not in agent_proc.services()  # nothing reached the agent, by any port
+    message = str(caught.value)
+    assert message.startswith("PUT /v1/agent/service/register: TLS failure talking to https://127.0.0.1:")
+    assert "certificate verify failed" in message and "ca_file" in message
+    assert SECRET not in message
+
+
+def test_tls_verify_no_accepts_an_unknown_ca(consul_factory, tmp_path, recwarn):
+    agent_proc = consul_factory(tls=True)
+    other = make_test_certs(tmp_path / "other")
+    settings = tls_settings(agent_proc, ca_file=str(other["ca"]), tls_verify=False)
+    assert version_with(settings) == "1.8.7"
+    assert not [w for w in recwarn if "Unverified HTTPS" in str(w.message)]
+
+
+def test_tls_server_name_checks_that_name_while_connecting_to_the_address(consul_factory):
+    agent_proc = consul_factory(tls=True)
+    # The agent's certificate names 127.0.0.1, localhost and server.dc1.consul.
+    assert version_with(tls_settings(agent_proc, tls_server_name="server.dc1.consul")) == "1.8.7"
+    with pytest.raises(ConsulUnreachable) as caught:
+        version_with(tls_settings(agent_proc, tls_server_name="other.dc1.consul"))
+    assert "other.dc1.consul" in str(caught.value) or "mismatch" in str(caught.value)
+    assert "tls_server_name" in str(caught.value)
+
+
+def test_tls_ca_path_of_plain_pem_files(consul_factory, tmp_path):
+    agent_proc = consul_factory(tls=True)
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    other = make_test_certs(tmp_path / "other")
+    (cas / "unrelated.pem").write_bytes(other["ca"].read_bytes())
+    (cas / "ours.crt").write_bytes(open(agent_proc.ca_file, "rb").read())  # no hash links
+    (cas / "README").write_text("not a certificate\n")
+    settings = tls_settings(agent_proc, ca_file="", ca_path=str(cas))
+    assert version_with(settings) == "1.8.7"
+
+    (cas / "ours.crt").unlink()
+    with pytest.raises(ConsulUnreachable, match="certificate verify failed"):
+        version_with(settings)
+
+
+def test_tls_client_certificate_required_by_the_agent(consul_factory):
+    agent_proc = consul_factory(tls=True, tls_verify_incoming=True)
+    with_cert = tls_settings(agent_proc, client_cert=agent_proc.client_cert,
+                             client_key=agent_proc.client_key)
+    assert version_with(with_cert) == "1.8.7"
+    with pytest.raises(ConsulUnreachable) as caught:
+        version_with(tls_settings(agent_proc))
+    assert "TLS failure" in str(caught.value) or "cannot reach" in str(caught.value)
+
+
+def test_tls_options_are_ignored_over_plain_http(consul_agent, tmp_path):
+    other = make_test_certs(tmp_path / "other")
+    settings = Settings(host="127.0.0.1", port=consul_agent.http_port, ca_file=str(other["ca"]),
+                        tls_server_name="nowhere.example")
+    assert version_with(settings) == "1.8.7"
+
+
+# -- user events -------------------------------------------------------------------------------
+
+def test_event_fire_and_list(consul_agent):
+    consul = Consul(Settings(host="127.0.0.1", port=consul_agent.http_port))
+    try:
+        answer = consul.event.fire("asterisk-test", b'{"a":1}')
+        assert answer["Name"] == "asterisk-test" and answer["ID"]
+        listed = consul.event.list("asterisk-test")
+        assert [e["ID"] for e in listed] == [answer["ID"]]
+        assert base64.b64decode(listed[0]["Payload"]) == b'{"a":1}'
+        assert consul.event.list("nothing-of-that-name") == []
+    finally:
+        consul.close()
+
+
+@pytest.mark.parametrize("reason,hint", [
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer",
+     "ca_file/ca_path"),
+    ("hostname 'x.example' doesn't match either of 'localhost'", "tls_server_name"),
+    ("[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate", "client_cert/client_key"),
+    ("EOF occurred in violation of protocol (_ssl.c:2393)", "client_cert/client_key"),
+    ("[SSL: WRONG_VERSION_NUMBER] wrong version number", "8501"),
+    ("Connection refused", None)])
+def test_tls_failures_say_what_to_check(reason, hint):
+    from asterisk_consul.consul import _tls_hint
+
+    assert (hint in _tls_hint(reason)) if hint else _tls_hint(reason) == ""

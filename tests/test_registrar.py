@@ -556,3 +556,82 @@ def test_an_old_agent_that_is_down_does_not_fail_the_sync(consul_factory, make_r
     first.start()  # back (empty: a dev agent): the old registration is gone with its data
     time.sleep(0.8)
     assert "DiscoveryDeregister" in events.names() or "pbx-1" not in first.services()
+
+
+# -- HTTPS to the agent (issue #6) --------------------------------------------------------------
+
+def _https_settings(agent_proc, **overrides):
+    overrides.setdefault("ca_file", agent_proc.ca_file)
+    return settings_for(agent_proc.https_port, scheme="https", **overrides)
+
+
+class _App:
+    """What commands.show_status_text reads of the Application."""
+
+    def __init__(self, settings, registrar):
+        self.settings, self.registrar, self.timeout_s = settings, registrar, 1.0
+
+
+def test_https_registers_and_status_says_how(consul_factory, make_registrar, events):
+    from asterisk_consul.commands import show_status_text
+
+    agent_proc = consul_factory(tls=True, tls_verify_incoming=True)
+    settings = _https_settings(agent_proc, client_cert=agent_proc.client_cert,
+                               client_key=agent_proc.client_key, tls_server_name="localhost")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    assert "pbx-1" in agent_proc.services()
+    text = show_status_text(_App(settings, registrar))
+    assert "Agent:" in text and "https://127.0.0.1:%d (reachable" % agent_proc.https_port in text
+    assert ("TLS:         HTTPS, certificate verified against %s as localhost, client "
+            "certificate %s" % (agent_proc.ca_file, agent_proc.client_cert)) in text
+
+
+def test_https_with_a_wrong_ca_reports_tls_and_registers_nothing(consul_factory, make_registrar,
+                                                                 events, tmp_path, caplog):
+    from asterisk_consul.commands import show_status_text
+    from integration_tests.testbed.consul import make_test_certs
+
+    agent_proc = consul_factory(tls=True)
+    other = make_test_certs(tmp_path / "other")
+    settings = _https_settings(agent_proc, ca_file=str(other["ca"]))
+    registrar = started(make_registrar(settings))
+    time.sleep(1.0)  # several retries
+    status = registrar.status(timeout=1.0)
+    assert not status.registered and "certificate verify failed" in status.last_error
+    assert status.agent_url.startswith("https://")
+    assert agent_proc.services() == {}  # nothing arrived, not over the plain HTTP port either
+    assert events.names() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "TLS failure" in w]) == 1  # once, not once per retry
+    text = show_status_text(_App(settings, registrar))
+    assert "Last error:" in text and "TLS failure talking to https://" in text
+
+
+def test_https_without_verification_registers_with_an_unknown_ca(consul_factory, make_registrar,
+                                                                  events, tmp_path):
+    from asterisk_consul.commands import show_status_text
+    from integration_tests.testbed.consul import make_test_certs
+
+    agent_proc = consul_factory(tls=True)
+    other = make_test_certs(tmp_path / "other")
+    settings = _https_settings(agent_proc, ca_file=str(other["ca"]), tls_verify=False)
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    assert "HTTPS, certificate NOT verified (tls_verify = no)" in \
+        show_status_text(_App(settings, registrar))
+
+
+def test_reload_to_another_ca_makes_a_new_client(consul_factory, make_registrar, events,
+                                                 tmp_path, wait_until):
+    from integration_tests.testbed.consul import make_test_certs
+
+    agent_proc = consul_factory(tls=True)
+    other = make_test_certs(tmp_path / "other")
+    bad = _https_settings(agent_proc, ca_file=str(other["ca"]))
+    registrar = started(make_registrar(bad))
+    wait_until(lambda: "certificate verify failed" in registrar.status().last_error,
+               what="a TLS failure")
+    registrar.apply(_https_settings(agent_proc))
+    events.wait_for("DiscoveryRegister")
+    assert "pbx-1" in agent_proc.services()

@@ -718,10 +718,22 @@ def test_the_sample_with_everything_uncommented_loads(host, confdir, monkeypatch
     (confdir / "consul.token").write_text("token-from-file\n")
     text = text.replace("/etc/asterisk/consul.token", str(confdir / "consul.token"))
     text = text.replace("\ntoken =\n", "\n")  # token and token_file are exclusive
+    # The TLS files the sample names, as PEM stand-ins in the test's directory.
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+    (confdir / "consul-ca.d").mkdir()
+    (confdir / "consul-ca.d" / "ca.pem").write_text(pem)
+    for name, body in (("consul-ca.pem", pem), ("consul-client.pem", pem),
+                       ("consul-client.key", key)):
+        (confdir / name).write_text(body)
+    text = text.replace("/etc/asterisk/consul-", str(confdir / "consul-"))
     settings, warnings = load(host, confdir, text, http="[general]\nenabled = yes\n")
     assert settings.token == "token-from-file"
     assert settings.metadata_profile == "default" and len(settings.metadata) == 5
-    assert all("Consul will use 1m" in w for w in warnings), warnings
+    assert settings.ca_path == str(confdir / "consul-ca.d") and settings.tls_verify is True
+    assert settings.events is False and settings.event_register == "asterisk-register"
+    # scheme = http as written: the TLS options are said to be unused.
+    assert all("Consul will use 1m" in w or "scheme is http" in w for w in warnings), warnings
 
 
 def test_very_long_numbers_are_ordinary_errors(host, confdir):
