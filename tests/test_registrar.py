@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -241,24 +242,32 @@ def test_apply_identical_settings_does_nothing(consul_agent, make_registrar, eve
     assert events.names() == ["DiscoveryRegister"]
 
 
-def test_apply_changes_in_place_without_a_gap(consul_agent, make_registrar, events):
-    settings = settings_for(consul_agent.http_port, resync_interval="1h")
-    registrar = started(make_registrar(settings))
-    events.wait_for("DiscoveryRegister")
+@contextlib.contextmanager
+def gaps_in_registration(agent, service_id="pbx-1"):
+    """Yield a list that collects the moments service_id was missing from the agent while
+    the block ran: a registration replaced in place leaves it empty."""
     gaps, watching = [], threading.Event()
 
     def watch():
         while not watching.is_set():
-            if "pbx-1" not in consul_agent.services():
+            if service_id not in agent.services():
                 gaps.append(time.monotonic())
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        registrar.apply(dataclasses.replace(settings, discovery_port=5070, tags=("x",)))
-        events.wait_for("DiscoveryRegister", Port="5070")
+        yield gaps
     finally:
         watching.set()
         watcher.join()
+
+
+def test_apply_changes_in_place_without_a_gap(consul_agent, make_registrar, events):
+    settings = settings_for(consul_agent.http_port, resync_interval="1h")
+    registrar = started(make_registrar(settings))
+    events.wait_for("DiscoveryRegister")
+    with gaps_in_registration(consul_agent) as gaps:
+        registrar.apply(dataclasses.replace(settings, discovery_port=5070, tags=("x",)))
+        events.wait_for("DiscoveryRegister", Port="5070")
     assert not gaps
     service = consul_agent.services()["pbx-1"]
     assert (service["Port"], service["Tags"]) == (5070, ["x"])
@@ -508,21 +517,10 @@ def test_same_agent_under_another_url_keeps_the_registration(consul_agent, make_
     settings = settings_for(consul_agent.http_port, resync_interval="1h")
     registrar = started(make_registrar(settings))
     events.wait_for("DiscoveryRegister")
-    gaps, watching = [], threading.Event()
-
-    def watch():
-        while not watching.is_set():
-            if "pbx-1" not in consul_agent.services():
-                gaps.append(time.monotonic())
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with gaps_in_registration(consul_agent) as gaps:
         registrar.apply(dataclasses.replace(settings, host="localhost"))
         events.wait_for("DiscoveryRegister", count=2)
         time.sleep(0.3)
-    finally:
-        watching.set()
-        watcher.join()
     assert not gaps and "pbx-1" in consul_agent.services()
     assert "DiscoveryDeregister" not in events.names()
     assert registrar.status(2.0).registered
