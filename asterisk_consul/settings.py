@@ -597,15 +597,21 @@ class _Loader:
                 raise ConfigError(f"env CONSUL_HTTP_TOKEN: {exc}") from None
             self.set("token", env_token, "env CONSUL_HTTP_TOKEN")
 
-    def read_token_file(self, path: str, where: str) -> str:
+    @staticmethod
+    def read_small_file(path: str, limit: int, where: str, what: str, expected: str) -> bytes:
+        """The bytes of a regular file of at most `limit` bytes (token, certificate, key), or a
+        ConfigError naming where it was configured, the file and why."""
         try:
-            data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
+            data = read_regular_file(path, limit)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"{where}: cannot read the token file {path}: {reason}") from None
-        if len(data) > TOKEN_FILE_MAX_BYTES:
-            raise ConfigError(f"{where}: the token file {path} is larger than "
-                              f"{TOKEN_FILE_MAX_BYTES} bytes: not a token")
+            raise ConfigError(f"{where}: cannot read the {what} {path}: {reason}") from None
+        if len(data) > limit:
+            raise ConfigError(f"{where}: the {what} {path} is larger than {limit} bytes: not {expected}")
+        return data
+
+    def read_token_file(self, path: str, where: str) -> str:
+        data = self.read_small_file(path, TOKEN_FILE_MAX_BYTES, where, "token file", "a token")
         try:
             token = data.decode("utf-8").strip()
             check_token(token)
@@ -671,14 +677,7 @@ class _Loader:
     def check_pem_file(self, path: str, option: str, where: str) -> None:
         what = {"ca_file": "CA file", "client_cert": "client certificate",
                 "client_key": "client key"}[option]
-        try:
-            data = read_regular_file(path, TLS_FILE_MAX_BYTES)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"{where}: cannot read the {what} {path}: {reason}") from None
-        if len(data) > TLS_FILE_MAX_BYTES:
-            raise ConfigError(f"{where}: the {what} {path} is larger than "
-                              f"{TLS_FILE_MAX_BYTES} bytes: not a PEM file")
+        data = self.read_small_file(path, TLS_FILE_MAX_BYTES, where, what, "a PEM file")
         if option == "client_key":
             if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", data):
                 raise ConfigError(f"{where}: the {what} {path} holds no PEM private key "
