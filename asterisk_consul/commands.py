@@ -1,4 +1,5 @@
-"""The operator's commands: `discovery ...` on the CLI and DiscoverySetMaintenance on AMI.
+"""The operator's commands: `discovery ...` on the CLI, DiscoverySetMaintenance and
+DiscoverySetCheck on AMI.
 
 Each command reads the Application's current state and asks the Registrar, which answers
 within the Consul timeout; nothing here waits longer than that.
@@ -64,17 +65,12 @@ def show_status_text(app) -> str:
         ("Health", s.health or "unknown"),
         ("Maintenance", _maintenance_text(s)),
     ]
-    if s.check_id:
-        check = "%s: %s" % (s.check_id, s.check_status or "unknown")
-        rows.append(("Check", check))
-        if s.check_output:
-            rows.append(("Check output", s.check_output.strip().replace("\n", " ")))
-    else:
-        rows.append(("Check", "none (check = no)"))
+    rows += _check_rows(s)
     rows.append(("Last sync", "%s%s" % (_when(s.last_sync), ": " + s.last_sync_result if s.last_sync_result else "")))
     rows.append(("Last error", s.last_error or "none"))
     if settings is not None and s.agent_url.startswith("https:"):
         rows.insert(1, ("TLS", tls_text(settings)))
+    rows += _kv_rows(s)
     if s.events:
         rows.append(("Events", _events_text(s)))
         if s.last_event_error:
@@ -83,6 +79,41 @@ def show_status_text(app) -> str:
     if s.stale:
         text += "  (Consul did not answer within %d ms: this is the last known state)\n" % int(app.timeout_s * 1000)
     return text
+
+
+_CHECK_LABELS = {"http": "EID check", "ttl": "TTL check"}
+
+
+def _check_rows(s) -> list:
+    by = ("set by 'discovery set check %s'; kept until the check options change"
+          % ("on" if s.checks_on else "off")) if s.checks_set_by != "config" else "config"
+    if not s.checks_on:
+        rows = [("Check", "off (%s)" % by)]
+    else:
+        rows = [("Check", "on, type %s (%s)" % (s.check_type, by))]
+    for kind, cid, status, output in s.checks:
+        rows.append((_CHECK_LABELS[kind], "%s: %s" % (cid, status or "unknown")))
+        if output:
+            rows.append(("  output", output.strip().replace("\n", " ")))
+    if s.ttl_error:
+        rows.append(("  TTL report error", s.ttl_error))
+    return rows
+
+
+def _kv_rows(s) -> list:
+    if not s.kv_wanted and not s.kv_keys:
+        return []
+    where = (s.kv_prefix + "/") if s.kv_prefix else "/"
+    if s.kv_session:
+        session = "session %s, renewed %s" % (s.kv_session, _when(s.kv_renewed))
+    else:
+        session = "no session yet"
+    rows = [("KV", "%d of %d keys under %s in Consul (%s)" % (len(s.kv_keys), s.kv_wanted,
+                                                             where, session))]
+    rows += [("  " + key, value if len(value) <= 80 else value[:79] + "…") for key, value in s.kv_keys]
+    if s.kv_error:
+        rows.append(("  KV error", s.kv_error))
+    return rows
 
 
 def tls_text(settings) -> str:
@@ -141,6 +172,18 @@ def set_maintenance(app, enable: bool, reason: str):
         service_id, "set" if enable else "unset", result.message)
 
 
+def set_check(app, enable: bool):
+    registrar = app.registrar
+    if registrar is None:
+        return False, "res_discovery_consul is not running (disabled or not configured); nothing to change"
+    result = registrar.set_checks(enable, timeout=app.timeout_s)
+    if result.ok:
+        return True, result.message
+    service_id = app.settings.service_id if app.settings is not None else "?"
+    return False, "Health check for service %s is NOT switched %s: %s" % (
+        service_id, "on" if enable else "off", result.message)
+
+
 def _show_settings(app, args: List[str]) -> CliResult:
     if len(args) != 3:
         return USAGE
@@ -160,6 +203,13 @@ def _set_maintenance(app, args: List[str]) -> CliResult:
     return ok(message) if done else failure(message)
 
 
+def _set_check(app, args: List[str]) -> CliResult:
+    if len(args) != 4 or args[3].lower() not in ("on", "off"):
+        return USAGE
+    done, message = set_check(app, args[3].lower() == "on")
+    return ok(message) if done else failure(message)
+
+
 def cli_commands(app) -> List[CliCommand]:
     return [
         CliCommand("discovery show settings", "Show the Consul discovery settings",
@@ -176,6 +226,13 @@ def cli_commands(app) -> List[CliCommand]:
                    "       stop sending it traffic. Kept and re-applied until turned off.\n",
                    lambda args: _set_maintenance(app, args),
                    choices=lambda pos: ["on", "off"] if pos == 3 else []),
+        CliCommand("discovery set check", "Add or remove this service's Consul health check",
+                   "Usage: discovery set check {on|off}\n"
+                   "       Adds or removes the health check(s) of check_type without re-registering\n"
+                   "       the service. Kept across resyncs and reloads until the check options\n"
+                   "       in res_discovery_consul.conf change.\n",
+                   lambda args: _set_check(app, args),
+                   choices=lambda pos: ["on", "off"] if pos == 3 else []),
     ]
 
 
@@ -188,6 +245,17 @@ def _ami_set_maintenance(app, fields) -> AmiReply:
     return AmiReply(done, message, [("ServiceID", service_id), ("Maintenance", "on" if enable else "off")])
 
 
+def _ami_set_check(app, fields) -> AmiReply:
+    enable = _BOOL_WORDS.get(fields.get("enable", "").strip().lower())
+    if enable is None:
+        return AmiReply(False, "Enable: must be yes or no")
+    done, message = set_check(app, enable)
+    service_id = app.settings.service_id if app.settings is not None else ""
+    return AmiReply(done, message, [("ServiceID", service_id), ("Check", "on" if enable else "off")])
+
+
 def ami_actions(app) -> List[AmiAction]:
     return [AmiAction("DiscoverySetMaintenance", "Set Consul maintenance mode",
-                      lambda fields: _ami_set_maintenance(app, fields))]
+                      lambda fields: _ami_set_maintenance(app, fields)),
+            AmiAction("DiscoverySetCheck", "Add or remove the Consul health check",
+                      lambda fields: _ami_set_check(app, fields))]

@@ -10,6 +10,7 @@ an error we raise (scrubbed, in case a peer echoes it back).
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
@@ -81,7 +82,7 @@ def tls_options(settings: Settings) -> Tuple[Any, Any, Dict[str, Any]]:
 __all__ = [
     "ConsulError", "ConsulUnreachable", "ConsulServerError", "ConsulPermissionDenied",
     "ConsulNotFound", "ConsulRequestError", "Transport", "Agent", "AgentService",
-    "AgentCheck", "AgentHealth", "Event", "Consul", "HEALTH_BY_STATUS_CODE", "tls_options",
+    "AgentCheck", "AgentHealth", "Event", "Session", "KV", "Consul", "HEALTH_BY_STATUS_CODE", "tls_options",
 ]
 
 _REDACTED = "<redacted>"
@@ -328,6 +329,12 @@ class AgentCheck:
         self._transport.put(f"/v1/agent/check/deregister/{_segment(check_id)}",
                             timeout_s=timeout_s)
 
+    def update(self, check_id: str, status: str, output: str = "",
+               timeout_s: Optional[float] = None) -> None:
+        """Report a TTL check's status (passing, warning, critical) with its output."""
+        self._transport.put(f"/v1/agent/check/update/{_segment(check_id)}",
+                            json={"Status": status, "Output": output}, timeout_s=timeout_s)
+
 
 #: The agent health endpoint answers with its status code.
 HEALTH_BY_STATUS_CODE = {200: "passing", 429: "warning", 503: "critical", 404: "unknown"}
@@ -370,6 +377,81 @@ class Event:
         return list(_json(response, f"GET {path}") or [])
 
 
+class Session:
+    """/v1/session/*: sessions, which hold KV keys (Behavior delete: they go with it)."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def create(self, name: str, ttl: str, behavior: str = "delete",
+               timeout_s: Optional[float] = None) -> str:
+        path = "/v1/session/create"
+        body = {"Name": name, "TTL": ttl, "Behavior": behavior, "LockDelay": "0s"}
+        answer = _json(self._transport.put(path, json=body, timeout_s=timeout_s), f"PUT {path}")
+        session_id = str((answer or {}).get("ID") or "")
+        if not session_id:
+            raise ConsulServerError(f"PUT {path}: the answer holds no session ID")
+        return session_id
+
+    def renew(self, session_id: str, timeout_s: Optional[float] = None) -> bool:
+        """False when Consul no longer knows the session (expired, destroyed, agent restarted)."""
+        path = f"/v1/session/renew/{_segment(session_id)}"
+        response = self._transport.put(path, accept=(404,), timeout_s=timeout_s)
+        return response.status_code != 404
+
+    def destroy(self, session_id: str, timeout_s: Optional[float] = None) -> None:
+        self._transport.put(f"/v1/session/destroy/{_segment(session_id)}", timeout_s=timeout_s)
+
+    def info(self, session_id: str, timeout_s: Optional[float] = None
+             ) -> Optional[Dict[str, Any]]:
+        path = f"/v1/session/info/{_segment(session_id)}"
+        answer = _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}")
+        return answer[0] if answer else None
+
+
+def _key_path(key: str) -> str:
+    # Keys are paths: '/' separates, everything else is escaped.
+    return "/v1/kv/" + quote(key, safe="/")
+
+
+class KV:
+    """/v1/kv/*: the key/value store."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def acquire(self, key: str, value: bytes, session_id: str,
+                timeout_s: Optional[float] = None) -> bool:
+        """Write `key` held by the session; False when another session holds it."""
+        path = _key_path(key)
+        response = self._transport.put(path, params={"acquire": session_id}, data=value,
+                                       timeout_s=timeout_s)
+        return _json(response, f"PUT {path}") is True
+
+    def get_tree(self, prefix: str, timeout_s: Optional[float] = None
+                 ) -> Dict[str, Dict[str, Any]]:
+        """key -> {Value (bytes), Session} for every key under `prefix`."""
+        path = _key_path(prefix)
+        response = self._transport.get(path, params={"recurse": "true"}, accept=(404,),
+                                       timeout_s=timeout_s)
+        if response.status_code == 404:
+            return {}
+        tree = {}
+        for item in _json(response, f"GET {path}") or []:
+            raw = item.get("Value")
+            tree[str(item.get("Key"))] = {
+                "Value": base64.b64decode(raw) if raw else b"",
+                "Session": item.get("Session", ""),
+            }
+        return tree
+
+    def get(self, key: str, timeout_s: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        return self.get_tree(key, timeout_s=timeout_s).get(key)
+
+    def delete(self, key: str, timeout_s: Optional[float] = None) -> None:
+        self._transport.request("DELETE", _key_path(key), timeout_s=timeout_s)
+
+
 class Agent:
     """/v1/agent/self, plus the agent's service, check and health areas."""
 
@@ -407,6 +489,8 @@ class Consul:
                                    pool_tls=pool_tls)
         self.agent = Agent(self.transport)
         self.event = Event(self.transport)
+        self.session = Session(self.transport)
+        self.kv = KV(self.transport)
 
     def close(self) -> None:
         self.transport.close()

@@ -52,13 +52,18 @@ class Application:
             log.warning("%s", warning)
         return settings
 
+    def _host_state(self):
+        """(fully booted, shutting down), for the TTL check; two flag reads in Asterisk."""
+        return self.host.is_fully_booted(), self.host.is_shutting_down()
+
     def _on_event(self, name, headers) -> None:
         self.host.manager_event(name, headers)
 
     def _start(self, settings: Settings) -> None:
         set_secrets(settings.token)
         self.settings = settings
-        self.registrar = Registrar(settings, self.facts, self._on_event)
+        self.registrar = Registrar(settings, self.facts, self._on_event,
+                                   host_state=self._host_state)
         self.registrar.start()
 
     def _stop(self, deregister: bool = True) -> None:

@@ -26,22 +26,27 @@ import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .consul import (Consul, ConsulError, ConsulNotFound, ConsulPermissionDenied,
                      ConsulRequestError, ConsulServerError, ConsulUnreachable)
-from .registration import (HostFacts, check_id, drift, maintenance_check_id, meta_problems,
-                           service_definition)
+from .kv import KvPublisher
+from .registration import (HostFacts, drift, maintenance_check_id, meta_problems,
+                           our_check_ids, service_definition, standalone_check, ttl_check_id,
+                           ttl_report_interval_s, ttl_status)
 from .settings import Settings, parse_go_duration
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[str, List[Tuple[str, str]]], None]
+HostState = Callable[[], Tuple[bool, bool]]  # (fully booted, shutting down); cheap, no I/O
 
 WORKER_THREAD_NAME = "consul-registrar"
 DEFAULT_RESYNC_S = 30.0
 RETIRED_ATTEMPTS = 10  # tries to deregister what a reload left at another ID or agent
 MAX_PENDING_EVENTS = 16  # Consul user events waiting for the end of the current job
+HOST_POLL_S = 1.0  # how often the TTL check looks at Asterisk's state (no I/O when unchanged)
+KV_RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,18 @@ class StatusSnapshot:
     maintenance_reason: str = ""
     maintenance_in_agent: Optional[bool] = None  # what the agent last reported
     health: str = ""  # aggregated: passing, warning, critical, unknown ("" = not fetched)
-    check_id: str = ""  # "" when the EID check is disabled
-    check_status: str = ""
-    check_output: str = ""
+    checks_on: bool = False
+    checks_set_by: str = "config"  # or "discovery set check" (kept until the check config changes)
+    check_type: str = "http"
+    # (kind "http"/"ttl", check ID, status, output) of each check we register
+    checks: Tuple[Tuple[str, str, str, str], ...] = ()
+    ttl_error: str = ""
+    kv_prefix: str = ""
+    kv_keys: Tuple[Tuple[str, str], ...] = ()  # (key, value) Consul holds for us
+    kv_wanted: int = 0
+    kv_session: str = ""
+    kv_renewed: Optional[float] = None
+    kv_error: str = ""
     last_sync: Optional[float] = None
     last_sync_result: str = ""
     events: bool = False  # Consul user events enabled
@@ -110,7 +124,7 @@ class _Stopping(Exception):
 
 @dataclass
 class _Command:
-    kind: str  # "apply", "maintenance", "status", "stop"
+    kind: str  # "apply", "maintenance", "checks", "status", "stop"
     args: Tuple[Any, ...]
     future: "Future[Any]"
     # Set by a caller that stopped waiting: the worker records the intent (maintenance) or
@@ -133,9 +147,11 @@ class _Retired:
 class Registrar:
     def __init__(self, settings: Settings, facts: HostFacts, on_event: EventSink, *,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
-                 slow_retry_s: float = 60.0, consul_factory: Callable[[Settings], Consul] = Consul):
+                 slow_retry_s: float = 60.0, consul_factory: Callable[[Settings], Consul] = Consul,
+                 host_state: HostState = lambda: (True, False)):
         self._on_event = on_event
         self._facts = facts
+        self._host_state = host_state
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._slow_retry_s = slow_retry_s
@@ -170,8 +186,21 @@ class Registrar:
         self._agent_version = ""
         self._agent_self_denied: Optional[Consul] = None
         self._health = ""
-        self._check_status = ""
-        self._check_output = ""
+        # discovery set check on|off: None = as the config says; kept until check_key changes
+        self._checks_override: Optional[bool] = None
+        self._check_states: Dict[str, Tuple[str, str]] = {}  # check ID -> (status, output)
+        # The TTL check: Asterisk's state is looked at every HOST_POLL_S, reported to Consul
+        # when it changes and at least every third of the TTL.
+        self._ttl_due: Optional[float] = None
+        self._ttl_report_due = 0.0
+        self._ttl_reported: Optional[Tuple[str, str]] = None
+        self._ttl_error = ""
+        # The [kv] keys and their session; synced when due (after registering, renewals).
+        self._kv = KvPublisher()
+        self._kv.want(settings, facts)
+        self._kv_due: Optional[float] = None
+        self._kv_failures = 0
+        self._kv_error = ""
         self._last_sync: Optional[float] = None
         self._last_sync_result = ""
         # Consul user events: (kind, payload) queued when Consul accepted a change, fired at
@@ -243,6 +272,21 @@ class Registrar:
                 return Result(False, "the discovery module is stopping")
             return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
 
+    def set_checks(self, enable: bool, timeout: float = 2.0) -> Result:
+        """Add or remove the health checks without re-registering the service; kept across
+        resyncs and reloads until the check options in the config change."""
+        if self._stop_requested.is_set():
+            return Result(False, "the discovery module is stopping")
+        command = _Command("checks", (bool(enable),), Future())
+        self._commands.put(command)
+        try:
+            return command.future.result(timeout=max(float(timeout), 0.0))
+        except FutureTimeout:
+            command.abandoned = True
+            if self._stop_requested.is_set():
+                return Result(False, "the discovery module is stopping")
+            return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
+
     def status(self, timeout: float = 1.0) -> StatusSnapshot:
         """The registration state, with live parts fetched from Consul within `timeout`;
         past it, the cached state marked stale."""
@@ -270,7 +314,8 @@ class Registrar:
         self._publish()
         try:
             while True:
-                wait = max(0.0, self._next_due - time.monotonic())
+                due = min(d for d in (self._next_due, self._ttl_due, self._kv_due) if d is not None)
+                wait = max(0.0, due - time.monotonic())
                 try:
                     command = self._commands.get(timeout=wait)
                 except queue.Empty:
@@ -287,6 +332,10 @@ class Registrar:
                         self._guarded(self._handle, command)
                 if time.monotonic() >= self._next_due:
                     self._guarded(self._sync)
+                if self._ttl_due is not None and time.monotonic() >= self._ttl_due:
+                    self._guarded(self._report_ttl)
+                if self._kv_due is not None and time.monotonic() >= self._kv_due:
+                    self._guarded(self._sync_kv)
         finally:
             self._fail_pending_commands()
             for consul in {id(c): c for c in [self._consul] + [r.consul for r in self._retired]
@@ -309,7 +358,7 @@ class Registrar:
         command = args[0] if args and isinstance(args[0], _Command) else None
         if command is not None and not command.future.done():
             # Never leave a caller waiting for its full timeout on a job that already ended.
-            if command.kind == "maintenance":
+            if command.kind in ("maintenance", "checks"):
                 command.future.set_result(Result(False, failure))
             elif command.kind == "status":
                 command.future.set_result(replace(self._snapshot, stale=True))
@@ -329,7 +378,7 @@ class Registrar:
         if command.future.set_running_or_notify_cancel():
             command.future.set_result(
                 Result(False, "the discovery module is stopping")
-                if command.kind == "maintenance" else None)
+                if command.kind in ("maintenance", "checks") else None)
 
     def _handle(self, command: _Command) -> None:
         if command.kind == "apply":
@@ -344,6 +393,12 @@ class Registrar:
                 command.future.set_result(Result(False, "queued"))
                 return
             command.future.set_result(self._set_maintenance(*command.args))
+        elif command.kind == "checks":
+            if command.abandoned:
+                self._want_checks(*command.args)
+                command.future.set_result(Result(False, "queued"))
+                return
+            command.future.set_result(self._set_checks(*command.args))
         elif command.kind == "status":
             self._refresh_live_status()
             self._publish()
@@ -380,6 +435,9 @@ class Registrar:
             outcome = "ok, registered"
         self._converge()
         self._succeeded(outcome)
+        if self._kv.active:
+            self._kv.verify = True  # someone may have edited or deleted our keys
+            self._kv_due = 0.0
 
     def _converge(self) -> None:
         """Register if needed, then maintenance, then clean up what a reload left behind."""
@@ -432,12 +490,17 @@ class Registrar:
         keep_maintenance = self._maintenance_wanted or self._maintenance_in_agent is True
         self._check_stop()
         self._maybe_registered = True
-        consul.agent.service.register(definition, replace_existing_checks=not keep_maintenance)
+        consul.agent.service.register(self._registration_body(),
+                                      replace_existing_checks=not keep_maintenance)
         if not keep_maintenance:
             self._maintenance_in_agent = False
             self._maintenance_notes_in_agent = None
-        elif "Check" not in definition:
-            self._drop_check_quietly(consul, check_id(service_id))
+        else:
+            wanted = {c["CheckID"] for c in definition.get("Checks") or []}
+            for stale in our_check_ids(service_id):
+                if stale not in wanted:
+                    self._drop_check_quietly(consul, stale)
+        self._schedule_after_register()
         was_registered = self._registered
         self._need_register = False
         self._registered = True
@@ -450,6 +513,28 @@ class Registrar:
                                          ("Port", str(definition["Port"]))])
         self._queue_event("register", service_id, definition["Name"], definition["Address"],
                           definition["Port"], self._maintenance_wanted)
+
+    def _registration_body(self) -> Dict[str, Any]:
+        """The definition, with the TTL check starting in Asterisk's current state (a new
+        check would otherwise start critical until the first report)."""
+        body = dict(self._definition)
+        if body.get("Checks"):
+            status = self._current_ttl_status()[0]
+            body["Checks"] = [dict(c, Status=status) if "TTL" in c else c for c in body["Checks"]]
+        return body
+
+    def _has_ttl_check(self) -> bool:
+        ttl_id = ttl_check_id(self._definition["ID"])
+        return any(c["CheckID"] == ttl_id for c in self._definition.get("Checks") or [])
+
+    def _schedule_after_register(self) -> None:
+        if self._has_ttl_check():
+            self._ttl_reported = None  # report at once: the output says more than the start
+            self._ttl_due = 0.0
+        else:
+            self._ttl_due = None
+        if self._kv.active:
+            self._kv_due = 0.0
 
     def _drop_check_quietly(self, consul: Consul, stale_check_id: str) -> None:
         """Remove our EID check if it is there; absent is fine (200 on 1.8.7, 404 or a
@@ -567,7 +652,15 @@ class Registrar:
         old = self._settings
         if settings == old:
             return
-        definition = service_definition(settings, self._facts)
+        if self._checks_override is not None and settings.check_key() != old.check_key():
+            self._log(logging.INFO, "Consul: the check options changed: 'discovery set check "
+                      "%s' no longer applies; the config decides", "on" if
+                      self._checks_override else "off")
+            self._checks_override = None
+        definition = service_definition(settings, self._facts, self._checks_override)
+        self._kv.want(settings, self._facts)
+        if self._kv.active and self._registered:
+            self._kv_due = 0.0
         agent_changed = settings.transport_key() != old.transport_key()
         moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
         old_consul = self._require_consul()
@@ -615,6 +708,128 @@ class Registrar:
         return Result(True, f"Maintenance mode for service {service_id} is "
                             f"{'set' if enable else 'unset'} (Consul accepted it)")
 
+    # -- the health checks: on/off, the TTL check --------------------------------------------
+
+    def _want_checks(self, enable: bool) -> None:
+        self._checks_override = enable
+        definition = service_definition(self._settings, self._facts, enable)
+        if definition != self._definition:
+            self._definition = definition
+            if self._maybe_registered:
+                self._need_register = True  # by the next sync, in place
+                self._next_due = min(self._next_due, time.monotonic() + self._backoff_initial_s)
+
+    def _set_checks(self, enable: bool) -> Result:
+        """discovery set check on|off: the checks are added or removed on their own, the
+        service stays registered as it is (no re-registration, no moment without it)."""
+        self._checks_override = enable
+        service_id = self._definition["ID"]
+        word = "on" if enable else "off"
+        definition = service_definition(self._settings, self._facts, enable)
+        checks = definition.get("Checks") or []
+        changed = definition != self._definition
+        self._definition = definition
+        try:
+            consul = self._require_consul()
+            if self._need_register or not self._registered:
+                self._converge()  # registers with the checks as now wanted
+            else:
+                for check in checks:
+                    self._check_stop()
+                    status = self._current_ttl_status()[0] if "TTL" in check else None
+                    consul.agent.check.register(standalone_check(check, service_id, status))
+                for unwanted in our_check_ids(service_id):
+                    if unwanted not in {c["CheckID"] for c in checks}:
+                        self._check_stop()
+                        self._drop_check_quietly(consul, unwanted)
+                self._schedule_after_register()
+        except ConsulError as exc:
+            self._need_register = True  # the next attempt re-registers in place with them
+            self._failed(exc)
+            return Result(False, f"{self._scrub(str(exc))}; will keep trying")
+        self._succeeded(f"ok, health check {word}")
+        if not enable:
+            self._check_states.clear()
+        if changed:
+            self._log(logging.INFO, "Consul: health check for service %s switched %s (%s)",
+                      service_id, word, ", ".join(c["CheckID"] for c in checks) or "none left")
+            self._emit("DiscoverySetCheck", [("ID", service_id), ("Check", word)])
+        kinds = self._settings.check_type if enable else "all"
+        return Result(True, f"Health check ({kinds}) for service {service_id} is {word} "
+                            f"(Consul accepted it)")
+
+    def _current_ttl_status(self) -> Tuple[str, str]:
+        try:
+            booted, shutting_down = self._host_state()
+        except Exception as exc:  # noqa: BLE001 - a host that cannot tell is not booted
+            return "warning", f"cannot read Asterisk's state: {exc}"
+        return ttl_status(booted, shutting_down, self._facts)
+
+    def _report_ttl(self) -> None:
+        """Look at Asterisk's state; tell Consul when it changed or the report is due."""
+        if not (self._registered and self._has_ttl_check()):
+            self._ttl_due = None  # registering schedules it again
+            return
+        now = time.monotonic()
+        state = self._current_ttl_status()
+        self._ttl_due = now + min(HOST_POLL_S, ttl_report_interval_s(self._settings))
+        if state == self._ttl_reported and now < self._ttl_report_due:
+            return
+        service_id = self._definition["ID"]
+        try:
+            self._require_consul().agent.check.update(ttl_check_id(service_id), *state)
+        except ConsulNotFound:
+            # The agent forgot the check (restarted, or someone removed it): register again.
+            self._log(logging.WARNING, "Consul: TTL check of %s is gone; re-registering",
+                      service_id)
+            self._need_register = True
+            self._next_due = 0.0
+            return
+        except ConsulError as exc:
+            message = self._scrub(str(exc))
+            if message != self._ttl_error:
+                self._log(logging.WARNING, "Consul: TTL check not reported: %s", message)
+            self._ttl_error = message
+            return  # tried again at the next poll
+        if self._ttl_error:
+            self._log(logging.INFO, "Consul: TTL check reported again")
+            self._ttl_error = ""
+        if state[0] != (self._ttl_reported or ("",))[0]:
+            self._log(logging.INFO if state[0] == "passing" else logging.WARNING,
+                      "Consul: TTL check of %s is %s: %s", service_id, *state)
+        self._ttl_reported = state
+        self._ttl_report_due = now + ttl_report_interval_s(self._settings)
+        self._check_states[ttl_check_id(service_id)] = state
+
+    # -- the [kv] keys -----------------------------------------------------------------------
+
+    def _sync_kv(self) -> None:
+        if not self._kv.active or not self._registered:
+            self._kv_due = None  # registering schedules it again
+            return
+        try:
+            done = self._kv.sync(self._require_consul())
+        except ConsulError as exc:
+            delay = min(KV_RETRY_MAX_S, self._resync_s(),
+                        self._backoff_initial_s * (2 ** self._kv_failures))
+            self._kv_failures = min(self._kv_failures + 1, 30)
+            message = self._scrub(str(exc))
+            if message != self._kv_error:
+                self._log(logging.WARNING, "Consul: KV keys under %s not in place: %s; "
+                          "retrying in %.1f s", self._kv.prefix or "/", message, delay)
+            self._kv_error = message
+            self._kv_due = time.monotonic() + delay
+            return
+        if self._kv_error:
+            self._log(logging.INFO, "Consul: KV keys under %s are in place again",
+                      self._kv.prefix or "/")
+        self._kv_error = ""
+        self._kv_failures = 0
+        if done:
+            self._log(logging.INFO, "Consul: KV under %s: %s", self._kv.prefix or "/", done)
+        self._kv_due = time.monotonic() + self._kv.renew_interval_s() if self._kv.active \
+            else None
+
     def _refresh_live_status(self) -> None:
         consul = self._require_consul()
         service_id = self._definition["ID"]
@@ -633,9 +848,8 @@ class Registrar:
             return
         self._health = health
         by_id = {c.get("CheckID"): c for c in checks}
-        ours = by_id.get(check_id(service_id)) if self._settings.check else None
-        self._check_status = (ours or {}).get("Status", "")
-        self._check_output = (ours or {}).get("Output", "")
+        self._check_states = {cid: (c.get("Status", ""), c.get("Output", ""))
+                              for cid, c in by_id.items() if cid in our_check_ids(service_id)}
         if health == "unknown":
             if self._registered:
                 self._log(logging.WARNING, "Consul: the agent no longer knows service %s; "
@@ -679,6 +893,15 @@ class Registrar:
                 self._emit("DiscoveryDeregister", [("ID", service_id), ("Name", name)])
                 self._queue_event("deregister", service_id, name, self._definition["Address"],
                                   self._definition["Port"], self._maintenance_wanted)
+        if deregister and consul is not None and self._kv.session_id:
+            budget = min(timeout_s, max(deadline - time.monotonic(), min(0.1, timeout_s)))
+            try:
+                self._kv.remove(consul, timeout_s=budget)
+                self._log(logging.INFO, "Consul: KV keys under %s removed", self._kv.prefix or "/")
+            except ConsulError as exc:
+                self._log(logging.WARNING, "Consul: could not remove the KV keys under %s: %s "
+                          "(they go when the session's TTL runs out)", self._kv.prefix or "/",
+                          self._scrub(str(exc)))
         if deregister and self._retired and deadline > time.monotonic():
             try:
                 self._deregister_retired(budget_s=max(deadline - time.monotonic(), 0.05),
@@ -841,7 +1064,7 @@ class Registrar:
             if not command.future.done():
                 command.future.set_result(
                     Result(False, "the discovery module is stopping")
-                    if command.kind == "maintenance" else None)
+                    if command.kind in ("maintenance", "checks") else None)
 
     def _emit(self, name: str, headers: Sequence[Tuple[str, str]]) -> None:
         if self._silenced.is_set():
@@ -873,9 +1096,19 @@ class Registrar:
             maintenance_reason=self._maintenance_reason,
             maintenance_in_agent=self._maintenance_in_agent,
             health=self._health,
-            check_id=check_id(definition["ID"]) if self._settings.check else "",
-            check_status=self._check_status,
-            check_output=self._check_output,
+            checks_on=bool(definition.get("Checks")),
+            checks_set_by="config" if self._checks_override is None else "discovery set check",
+            check_type=self._settings.check_type,
+            checks=tuple(("ttl" if "TTL" in c else "http", c["CheckID"],
+                          *self._check_states.get(c["CheckID"], ("", "")))
+                         for c in definition.get("Checks") or []),
+            ttl_error=self._ttl_error,
+            kv_prefix=self._kv.prefix,
+            kv_keys=tuple((k, v.decode("utf-8", "replace")) for k, v in self._kv.written.items()),
+            kv_wanted=len(self._kv.wanted),
+            kv_session=self._kv.session_id,
+            kv_renewed=self._kv.renewed_at,
+            kv_error=self._kv_error,
             last_sync=self._last_sync,
             last_sync_result=self._last_sync_result,
             events=self._settings.events,

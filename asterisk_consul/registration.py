@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
-from .settings import Settings
+from .settings import Settings, parse_go_duration
 
 CHECK_NAME = "Asterisk Instance EID Verification"
+TTL_CHECK_NAME = "Asterisk Instance Liveness"
 CHECK_PATH = "/res_discovery_consul/check_eid"
 META_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # whole key: use fullmatch
 # Consul's own limits on service metadata (it rejects the whole registration otherwise).
@@ -31,7 +32,17 @@ class HostFacts:
 
 
 def check_id(service_id: str) -> str:
+    """The HTTP EID check's ID."""
     return f"check-asterisk-eid-{service_id}"
+
+
+def ttl_check_id(service_id: str) -> str:
+    """The TTL check's ID: the module reports its status to Consul."""
+    return f"check-asterisk-ttl-{service_id}"
+
+
+def our_check_ids(service_id: str) -> Tuple[str, str]:
+    return check_id(service_id), ttl_check_id(service_id)
 
 
 def maintenance_check_id(service_id: str) -> str:
@@ -51,12 +62,13 @@ def check_url(settings: Settings, facts: HostFacts) -> str:
     """
     prefix = settings.http_prefix.strip("/")
     path = (f"/{prefix}" if prefix else "") + CHECK_PATH
-    return (f"http://{_host_in_url(settings.discovery_ip)}:{settings.check_http_port}{path}"
+    return (f"{settings.check_scheme}://{_host_in_url(settings.discovery_ip)}:{settings.check_http_port}{path}"
             f"?expected_eid={quote(facts.eid, safe=':')}")
 
 
 def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
-    return {
+    """The HTTP EID check, as it goes into the service's Checks."""
+    definition: Dict[str, Any] = {
         "CheckID": check_id(settings.service_id),
         "Name": CHECK_NAME,
         "HTTP": check_url(settings, facts),
@@ -65,6 +77,50 @@ def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
         "Timeout": settings.check_timeout,
         "DeregisterCriticalServiceAfter": settings.check_deregister_after,
     }
+    if settings.check_scheme == "https":
+        # Sent only when set: Consul 1.8 refuses a body naming TLSServerName at all.
+        if settings.check_tls_skip_verify:
+            definition["TLSSkipVerify"] = True
+        if settings.check_tls_server_name:
+            definition["TLSServerName"] = settings.check_tls_server_name
+    return definition
+
+
+def ttl_report_interval_s(settings: Settings) -> float:
+    """How often the TTL check is reported: a third of its TTL, so one lost report is harmless."""
+    return max(parse_go_duration(settings.check_ttl) / 1e9 / 3.0, 0.3)
+
+
+def ttl_check_definition(settings: Settings) -> Dict[str, Any]:
+    """The TTL check; its Status is added when registering (it is the state at that moment)."""
+    return {
+        "CheckID": ttl_check_id(settings.service_id),
+        "Name": TTL_CHECK_NAME,
+        "TTL": settings.check_ttl,
+        "Notes": (f"Reported by res_discovery_consul every {ttl_report_interval_s(settings):g} s: "
+                  f"passing when Asterisk is fully booted, warning while it starts, critical "
+                  f"while it shuts down or when the reports stop"),
+        "DeregisterCriticalServiceAfter": settings.check_deregister_after,
+    }
+
+
+def check_definitions(settings: Settings, facts: HostFacts) -> List[Dict[str, Any]]:
+    """The checks of check_type, in the order they are registered."""
+    checks = []
+    if settings.http_check:
+        checks.append(check_definition(settings, facts))
+    if settings.ttl_check:
+        checks.append(ttl_check_definition(settings))
+    return checks
+
+
+def ttl_status(booted: bool, shutting_down: bool, facts: HostFacts) -> Tuple[str, str]:
+    """(Consul status, output) the TTL check reports for Asterisk's state."""
+    if shutting_down:
+        return "critical", f"Asterisk {facts.version} is shutting down"
+    if not booted:
+        return "warning", f"Asterisk {facts.version} is starting: not fully booted yet"
+    return "passing", f"Asterisk {facts.version} is fully booted (EID {facts.eid})"
 
 
 def meta_problems(settings: Settings) -> List[str]:
@@ -107,8 +163,10 @@ def _build_meta(settings: Settings, facts: HostFacts) -> Tuple[Dict[str, str], L
     return result, problems
 
 
-def service_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
-    """The body of PUT /v1/agent/service/register for these settings."""
+def service_definition(settings: Settings, facts: HostFacts,
+                       checks_on: Optional[bool] = None) -> Dict[str, Any]:
+    """The body of PUT /v1/agent/service/register for these settings; `checks_on` overrides
+    the config's `check` (discovery set check on|off)."""
     definition: Dict[str, Any] = {
         "ID": settings.service_id,
         "Name": settings.name,
@@ -117,9 +175,19 @@ def service_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
         "Port": int(settings.discovery_port),
         "Meta": meta(settings, facts),
     }
-    if settings.check:
-        definition["Check"] = check_definition(settings, facts)
+    if settings.check if checks_on is None else checks_on:
+        definition["Checks"] = check_definitions(settings, facts)
     return definition
+
+
+def standalone_check(check: Mapping[str, Any], service_id: str,
+                     status: Optional[str] = None) -> Dict[str, Any]:
+    """A service's check as the body of PUT /v1/agent/check/register (ID, bound to the service)."""
+    body = {("ID" if key == "CheckID" else key): value for key, value in check.items()}
+    body["ServiceID"] = service_id
+    if status:
+        body["Status"] = status
+    return body
 
 
 def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, Any]],
@@ -153,18 +221,29 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         if actual[field_name] != want:
             differences.append(f"{field_name} is {actual[field_name]!r}, expected {want!r}")
 
-    wanted_check = definition.get("Check")
-    our_check_id = check_id(service_id)
-    present = agent_checks.get(our_check_id)
-    if wanted_check:
-        if present is None:
-            differences.append(f"check {our_check_id} is missing")
-        elif (present.get("ServiceID") != service_id
-              or present.get("Name") != wanted_check["Name"]
-              or present.get("Type", "http") != "http"):
-            differences.append(f"check {our_check_id} differs")
-    elif present is not None and present.get("ServiceID") == service_id:
-        differences.append(f"check {our_check_id} is registered but disabled in the settings")
+    differences += check_drift(definition, agent_checks)
+    return differences
+
+
+def check_drift(definition: Mapping[str, Any],
+                agent_checks: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """How the agent's checks of our service differ from the definition's; [] = in sync."""
+    service_id = definition["ID"]
+    wanted = {c["CheckID"]: c for c in definition.get("Checks") or []}
+    differences = []
+    for our_check_id in our_check_ids(service_id):
+        present = agent_checks.get(our_check_id)
+        wanted_check = wanted.get(our_check_id)
+        if wanted_check:
+            kind = "ttl" if "TTL" in wanted_check else "http"
+            if present is None:
+                differences.append(f"check {our_check_id} is missing")
+            elif (present.get("ServiceID") != service_id
+                  or present.get("Name") != wanted_check["Name"]
+                  or present.get("Type", kind) != kind):
+                differences.append(f"check {our_check_id} differs")
+        elif present is not None and present.get("ServiceID") == service_id:
+            differences.append(f"check {our_check_id} is registered but switched off")
     return differences
 
 

@@ -48,11 +48,16 @@ class Settings:
     metadata_profile: str = ""
     metadata: Tuple[Tuple[str, str], ...] = ()  # from [metadata_<profile>], in file order
 
-    # The HTTP EID check
+    # The health checks: the HTTP EID check Consul polls, and/or a TTL check we report to
     check: bool = False
-    check_http_port: int = 8088
+    check_type: str = "http"     # http, ttl or both
+    check_http_port: int = 8088  # https: Asterisk's TLS port from http.conf unless set
+    check_scheme: str = "http"   # https: Consul polls Asterisk's TLS server (http.conf tlsenable)
+    check_tls_server_name: str = ""    # name Consul checks Asterisk's certificate against
+    check_tls_skip_verify: bool = False
     check_interval: str = "15s"
     check_timeout: str = "3s"
+    check_ttl: str = "30s"       # TTL check: critical if not reported within this
     check_deregister_after: str = "30s"
 
     # Facts read from http.conf (Asterisk's HTTP server)
@@ -62,6 +67,12 @@ class Settings:
 
     # Housekeeping
     resync_interval: str = "30s"
+
+    # Consul KV: keys written under kv_prefix, held by a session (Behavior delete). Values and
+    # the prefix are templates (${ID}, ${EID}, ...) rendered with the registration's facts.
+    kv: Tuple[Tuple[str, str], ...] = ()  # from [kv], in file order
+    kv_prefix: str = "${ID}"
+    kv_session_ttl: str = "30s"
 
     # Consul user events fired after a change Consul accepted (PUT /v1/event/fire/<name>)
     events: bool = False
@@ -85,6 +96,20 @@ class Settings:
     @property
     def uses_tls(self) -> bool:
         return self.scheme == "https"
+
+    @property
+    def http_check(self) -> bool:
+        return self.check_type in ("http", "both")
+
+    @property
+    def ttl_check(self) -> bool:
+        return self.check_type in ("ttl", "both")
+
+    def check_key(self) -> Tuple[object, ...]:
+        """The options behind the health checks: `discovery set check` lasts until they change."""
+        return (self.check, self.check_type, self.check_http_port, self.check_scheme,
+                self.check_tls_server_name, self.check_tls_skip_verify, self.check_interval,
+                self.check_timeout, self.check_ttl, self.check_deregister_after)
 
     def transport_key(self) -> Tuple[object, ...]:
         """Everything a Consul client is built from: a change needs a new client."""
@@ -115,6 +140,15 @@ _TLS_ENV = {"ca_file": "CONSUL_CACERT", "ca_path": "CONSUL_CAPATH",
             "tls_verify": "CONSUL_HTTP_SSL_VERIFY", "tls_server_name": "CONSUL_TLS_SERVER_NAME"}
 TLS_OPTIONS = ("ca_file", "ca_path", "client_cert", "client_key", "tls_verify", "tls_server_name")
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+CHECK_TYPES = ("http", "ttl", "both")
+KV_SECTION = "kv"
+KV_PLACEHOLDERS = ("ID", "NAME", "EID", "ADDRESS", "PORT", "VERSION")
+_KV_PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}|\$")
+KV_MAX_KEY_CHARS = 512
+KV_MAX_VALUE_BYTES = 512 * 1024   # Consul's limit for one value
+KV_MAX_KEYS = 64
+SESSION_TTL_MIN_NS = 10 * 10**9   # Consul's bounds for a session TTL
+SESSION_TTL_MAX_NS = 86400 * 10**9
 
 _TRUE_WORDS = {"yes", "true", "y", "t", "1", "on"}      # Asterisk's ast_true()
 _FALSE_WORDS = {"no", "false", "n", "f", "0", "off"}    # Asterisk's ast_false()
@@ -335,6 +369,75 @@ def parse_event_name(text: str) -> str:
     return text
 
 
+def parse_check_type(text: str) -> str:
+    kind = text.lower()
+    if kind not in CHECK_TYPES:
+        raise InvalidValue("must be http (Consul polls the EID endpoint), ttl (the module "
+                           "reports to Consul) or both")
+    return kind
+
+
+def parse_check_ttl(text: str) -> str:
+    parse_duration(text)
+    if parse_go_duration(text) < 10**9:
+        raise InvalidValue("must be at least 1s (the module reports every third of it)")
+    return text
+
+
+def parse_session_ttl(text: str) -> str:
+    parse_duration(text)
+    if not SESSION_TTL_MIN_NS <= parse_go_duration(text) <= SESSION_TTL_MAX_NS:
+        raise InvalidValue("must be from 10s to 24h (Consul's bounds for a session TTL)")
+    return text
+
+
+def kv_template_problem(text: str) -> Optional[str]:
+    """Why a [kv] value or kv_prefix is not a valid template, or None.
+
+    ${ID} ${NAME} ${EID} ${ADDRESS} ${PORT} ${VERSION} are replaced; $$ is a '$'."""
+    for match in _KV_PLACEHOLDER.finditer(text):
+        if match.group(0) == "$$":
+            continue
+        name = match.group(1)
+        if name is None:
+            return "has a '$' that starts no ${NAME} placeholder (write $$ for a '$')"
+        if name not in KV_PLACEHOLDERS:
+            return (f"has an unknown placeholder ${{{name}}} (known: "
+                    f"{', '.join('${%s}' % n for n in KV_PLACEHOLDERS)})")
+    return None
+
+
+def render_kv_template(text: str, values: Mapping[str, str]) -> str:
+    """The template with its placeholders replaced (validated at load: unknown ones stay)."""
+    def replace(match: "re.Match[str]") -> str:
+        if match.group(0) == "$$" or match.group(1) is None:
+            return "$"
+        return values.get(match.group(1), match.group(0))
+    return _KV_PLACEHOLDER.sub(replace, text)
+
+
+def parse_kv_prefix(text: str) -> str:
+    problem = kv_template_problem(text)
+    if problem:
+        raise InvalidValue(problem)
+    if text.startswith("/") or _has_control(text):
+        raise InvalidValue("must not start with '/' or contain control characters")
+    return text.rstrip("/")
+
+
+def check_kv_key(key: str) -> None:
+    """A key of [kv]: one path below kv_prefix."""
+    if len(key) > KV_MAX_KEY_CHARS or _has_control(key) or any(c.isspace() for c in key):
+        raise InvalidValue(f"key must be at most {KV_MAX_KEY_CHARS} characters without spaces "
+                           f"or control characters")
+    if key.startswith("/") or key.endswith("/") or "//" in key or \
+            any(part in (".", "..") for part in key.split("/")):
+        raise InvalidValue("key must be a relative path below kv_prefix (no leading or "
+                           "trailing '/', no '.' or '..' parts)")
+    if "$" in key:
+        raise InvalidValue("key must not contain '$' (only values and kv_prefix are templates)")
+
+
 def check_token(text: str) -> str:
     """Tokens go into an HTTP header: refuse anything that could break it. Never echoes it.
 
@@ -372,9 +475,14 @@ _CONSUL_OPTIONS: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "discovery_interface": ("discovery_interface", parse_interface),
     "metadata_profile": ("metadata_profile", parse_metadata_profile),
     "check": ("check", parse_bool),
+    "check_type": ("check_type", parse_check_type),
     "check_http_port": ("check_http_port", parse_port),
+    "check_scheme": ("check_scheme", parse_scheme),
+    "check_tls_server_name": ("check_tls_server_name", parse_tls_server_name),
+    "check_tls_skip_verify": ("check_tls_skip_verify", parse_bool),
     "check_interval": ("check_interval", parse_duration),
     "check_timeout": ("check_timeout", parse_duration),
+    "check_ttl": ("check_ttl", parse_check_ttl),
     "check_deregister_after": ("check_deregister_after", parse_duration),
     "resync_interval": ("resync_interval", parse_duration),
     "ca_file": ("ca_file", str),                 # paths: checked by resolve_tls
@@ -387,6 +495,8 @@ _CONSUL_OPTIONS: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "event_register": ("event_register", parse_event_name),
     "event_deregister": ("event_deregister", parse_event_name),
     "event_maintenance": ("event_maintenance", parse_event_name),
+    "kv_prefix": ("kv_prefix", parse_kv_prefix),
+    "kv_session_ttl": ("kv_session_ttl", parse_session_ttl),
 }
 # Options whose final value depends on more than their own line: set by the resolve_* steps.
 _RESOLVED_LATER = {"token", "token_file", "id", "name", "discovery_ip", "ca_file", "ca_path",
@@ -415,6 +525,7 @@ class _Loader:
         self.sources: Dict[str, str] = {}
         self.warnings: List[str] = []
         self.http_enabled = False   # Asterisk's HTTP server is off unless http.conf enables it
+        self.https_enabled = False  # and its TLS server unless tlsenable = yes
 
     # -- top level ---------------------------------------------------------------------
 
@@ -443,7 +554,9 @@ class _Loader:
         self.resolve_name(entries)
         self.resolve_discovery_ip(entries)
         self.read_metadata(config, entries)
+        self.read_kv(config)
         self.read_http_conf()
+        self.resolve_check_port(entries)
         self.cross_checks(entries)
         return self.build(), self.warnings
 
@@ -461,7 +574,8 @@ class _Loader:
     def warn_unknown_sections(self, config: Config) -> None:
         for section in config:
             name = section.name.lower()
-            if name in ("general", "consul") or name.startswith(METADATA_SECTION_PREFIX):
+            if name in ("general", "consul", KV_SECTION) or \
+                    name.startswith(METADATA_SECTION_PREFIX):
                 continue
             self.warnings.append(f"{section.where}: unknown section [{section.name}] (ignored)")
 
@@ -530,6 +644,14 @@ class _Loader:
                 self.set("host", host, source)
             if "port" in missing and port:
                 self.set("port", port, source)
+        ssl = self.environ.get("CONSUL_HTTP_SSL", "").strip()
+        if ssl and "scheme" not in self.values:
+            # Consul's CLI: CONSUL_HTTP_SSL=true means https when the address names no scheme.
+            try:
+                https = parse_bool(ssl)
+            except InvalidValue as exc:
+                raise ConfigError(f"env CONSUL_HTTP_SSL = '{ssl}': {exc}") from None
+            self.set("scheme", "https" if https else "http", "env CONSUL_HTTP_SSL")
         if "port" not in self.values and self.values.get("scheme") == "https":
             self.set("port", DEFAULT_HTTPS_PORT, "default")
 
@@ -784,6 +906,32 @@ class _Loader:
             self.sources[f"metadata.{key.lower()}"] = item.where
         self.set("metadata", tuple(metadata), section.where)
 
+    def read_kv(self, config: Config) -> None:
+        """[kv]: key = value pairs written to Consul's KV store under kv_prefix."""
+        section = config.section(KV_SECTION)
+        if section is None:
+            return
+        pairs: List[Tuple[str, str]] = []
+        for key in section.keys():
+            item = section.get(key)
+            assert item is not None
+            self.warn_duplicates(section, key)
+            try:
+                check_kv_key(key)
+            except InvalidValue as exc:
+                raise self.error(item, section.name, str(exc)) from None
+            problem = kv_template_problem(item.value)
+            if problem is None and len(item.value.encode("utf-8")) > KV_MAX_VALUE_BYTES:
+                problem = f"is longer than Consul's limit of {KV_MAX_VALUE_BYTES} bytes"
+            if problem:
+                raise self.error(item, section.name, problem)
+            pairs.append((key, item.value))
+            self.sources[f"kv.{key}"] = item.where
+        if len(pairs) > KV_MAX_KEYS:
+            raise ConfigError(f"[{section.name}] has {len(pairs)} keys: at most {KV_MAX_KEYS}",
+                              section.file, section.line)
+        self.set("kv", tuple(pairs), section.where)
+
     # -- http.conf ---------------------------------------------------------------------
 
     def read_http_conf(self) -> None:
@@ -812,6 +960,7 @@ class _Loader:
 
         enabled, _ = read("enabled", parse_bool)
         self.http_enabled = bool(enabled)
+        self.https_enabled = False
         prefix, prefix_entry = read("prefix", str)
         if prefix_entry:
             self.set("http_prefix", str(prefix).strip("/"), prefix_entry.where)
@@ -822,12 +971,23 @@ class _Loader:
             if tls_entry is None:
                 tlsport, tls_entry = read("tlsbindaddr", _port_of_bind_address)
             self.set("ari_scheme", "https", tlsenable_entry.where)
+            self.https_enabled = True
             if tls_entry:
                 self.set("ari_port", tlsport, tls_entry.where)
             else:
                 self.set("ari_port", 8089, "default")  # Asterisk's default TLS port
         elif bindport_entry:
             self.set("ari_port", bindport, bindport_entry.where)
+
+    def resolve_check_port(self, entries: Dict[str, Entry]) -> None:
+        """check_scheme = https without check_http_port: Consul polls Asterisk's TLS port."""
+        if self.values.get("check_scheme") != "https" or "check_http_port" in entries:
+            return
+        if self.https_enabled:
+            self.set("check_http_port", self.values.get("ari_port", 8089),
+                     f"{self.sources.get('ari_port', 'default')} (Asterisk's TLS port)")
+        else:
+            self.set("check_http_port", 8089, "default (Asterisk's TLS port)")
 
     # -- checks across options ---------------------------------------------------------
 
@@ -842,11 +1002,27 @@ class _Loader:
                 else CONFIG_FILE + " (default)"
             self.warnings.append(f"{where}: [consul] check_deregister_after = '{after}' is below "
                                  f"Consul's minimum: Consul will use 1m")
-        if self.values.get("check") and not self.http_enabled:
+        http_check = self.values.get("check_type", Settings.check_type) != "ttl"
+        if self.values.get("check") and http_check and not self.http_enabled:
             where = entries["check"].where
             self.warnings.append(f"{where}: [consul] check = yes, but Asterisk's HTTP server is not "
                                  f"enabled in {HTTP_CONFIG_FILE} ([general] enabled = yes): "
                                  f"the EID check will fail")
+        elif (self.values.get("check") and http_check and self.http_enabled
+              and self.values.get("check_scheme") == "https" and not self.https_enabled):
+            where = entries["check_scheme"].where
+            self.warnings.append(f"{where}: [consul] check_scheme = https, but {HTTP_CONFIG_FILE} "
+                                 f"does not enable Asterisk's TLS server ([general] tlsenable = "
+                                 f"yes): the EID check will fail")
+        https_only = [o for o in ("check_tls_server_name", "check_tls_skip_verify") if o in entries]
+        if https_only and self.values.get("check_scheme", "http") != "https":
+            where = entries[https_only[0]].where
+            self.warnings.append(f"{where}: [consul] {', '.join(https_only)} set, but "
+                                 f"check_scheme is http: not used")
+        if self.values.get("check_tls_skip_verify") and self.values.get("check_scheme") == "https":
+            self.warnings.append(f"{entries['check_tls_skip_verify'].where}: [consul] "
+                                 f"check_tls_skip_verify = yes: Consul does not verify Asterisk's "
+                                 f"certificate for the EID check")
 
 
 def ca_directory_bundle(path: str, names: Optional[List[str]] = None) -> str:
@@ -928,9 +1104,14 @@ _REPORT_ROWS: Tuple[Tuple[str, str], ...] = (
     ("discovery_interface", "discovery_interface"),
     ("metadata_profile", "metadata_profile"),
     ("check", "check"),
+    ("check_type", "check_type"),
+    ("check_scheme", "check_scheme"),
     ("check_http_port", "check_http_port"),
+    ("check_tls_server_name", "check_tls_server_name"),
+    ("check_tls_skip_verify", "check_tls_skip_verify"),
     ("check_interval", "check_interval"),
     ("check_timeout", "check_timeout"),
+    ("check_ttl", "check_ttl"),
     ("check_deregister_after", "check_deregister_after"),
     ("http_prefix", "http_prefix"),
     ("ari_scheme", "ari_scheme"),
@@ -940,6 +1121,9 @@ _REPORT_ROWS: Tuple[Tuple[str, str], ...] = (
     ("event_register", "event_register"),
     ("event_deregister", "event_deregister"),
     ("event_maintenance", "event_maintenance"),
+    ("kv_prefix", "kv_prefix"),
+    ("kv_session_ttl", "kv_session_ttl"),
+    ("kv", "kv"),
 )
 
 
@@ -948,6 +1132,12 @@ def settings_report(settings: Settings) -> List[Tuple[str, str, str]]:
     rows: List[Tuple[str, str, str]] = []
     for option, field_name in _REPORT_ROWS:
         source = settings.sources.get(field_name, "default")
+        if field_name == "kv":
+            rows += [(f"kv {key}", value, settings.sources.get(f"kv.{key}", "default"))
+                     for key, value in settings.kv]
+            if not settings.kv:
+                rows.append(("kv", "(none: no [kv] section)", source))
+            continue
         rows.append((option, _shown(field_name, getattr(settings, field_name)), source))
         if field_name == "metadata_profile":
             for key, value in settings.metadata:
@@ -961,6 +1151,8 @@ def _shown(field_name: str, value: object) -> str:
         return f"(set, {len(str(value))} chars)" if value else "(not set)"
     if field_name == "tls_server_name" and not value:
         return "(none: the host connected to)"
+    if field_name == "check_tls_server_name" and not value:
+        return "(none: the address in the check URL)"
 
     if isinstance(value, bool):
         return "yes" if value else "no"

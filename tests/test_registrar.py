@@ -79,7 +79,7 @@ def test_registers_in_the_background(consul_agent, make_registrar, events):
     assert (status.service_id, status.service_name, status.address, status.port) == \
         ("pbx-1", "Asterisk", "127.0.0.1", 5060)
     assert status.health == "passing" and status.last_sync_result == "ok, registered"
-    assert status.last_error == "" and status.check_id == ""
+    assert status.last_error == "" and not status.checks_on and status.checks == ()
 
 
 def test_stop_deregisters_and_joins(consul_agent, make_registrar, events, wait_until):
@@ -115,12 +115,13 @@ def test_eid_check_registered_and_reported(consul_agent, make_registrar, events,
     assert check["Name"] == "Asterisk Instance EID Verification"
     assert check["ServiceID"] == "pbx-1" and check["Type"] == "http"
 
-    status = wait_until(lambda: (s := registrar.status(2.0)).check_output and s, timeout=5,
-                        what="check output")
-    assert status.check_id == "check-asterisk-eid-pbx-1"
-    assert status.check_status == "critical" and status.health == "critical"
+    status = wait_until(lambda: (s := registrar.status(2.0)).checks and s.checks[0][3] and s,
+                        timeout=5, what="check output")
+    (kind, cid, check_status, output), = status.checks
+    assert (kind, cid) == ("http", "check-asterisk-eid-pbx-1")
+    assert check_status == "critical" and status.health == "critical"
     assert f"127.0.0.1:{refused_port}/asterisk/res_discovery_consul/check_eid" \
-           f"?expected_eid={FACTS.eid}" in status.check_output
+           f"?expected_eid={FACTS.eid}" in output
 
 
 # -- maintenance -------------------------------------------------------------------------------

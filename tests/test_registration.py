@@ -76,7 +76,7 @@ def test_meta_is_always_acceptable_to_consul(pairs):
 def test_check_definition():
     definition = service_definition(make(check=True, check_http_port=8088, check_interval="10s",
                                          check_timeout="2s", check_deregister_after="5m"), FACTS)
-    check = definition["Check"]
+    check, = definition["Checks"]
     assert check == {
         "CheckID": "check-asterisk-eid-pbx-1",
         "Name": CHECK_NAME,
@@ -141,7 +141,7 @@ def test_drift_seen_when_changed_missing_or_check_stale(consul_agent):
     service, checks = agent_view(consul_agent, "pbx-1")
     assert drift(definition, service, checks) == ["Port is 5070, expected 5060"]
 
-    without_check = {k: v for k, v in definition.items() if k != "Check"}
+    without_check = {k: v for k, v in definition.items() if k != "Checks"}
     register(consul_agent, without_check, replace_existing_checks=False)  # the check stays
     service, checks = agent_view(consul_agent, "pbx-1")
     assert "check" in drift(without_check, service, checks)[0]

@@ -233,7 +233,9 @@ def test_report_rows(host, pems):
     assert shown["event_maintenance"] == ("asterisk-maintenance", "default")
     options = [row[0] for row in rows]
     assert options.index("consul_timeout_ms") < options.index("ca_file") < options.index("id")
-    assert options[-4:] == ["events", "event_register", "event_deregister", "event_maintenance"]
+    events_at = options.index("events")
+    assert options[events_at:events_at + 4] == ["events", "event_register", "event_deregister",
+                                                 "event_maintenance"]
     assert consul(host, pems)[0].sources["tls_server_name"] == "default"
     assert dict((r[0], r[1]) for r in settings_report(Settings()))["tls_server_name"] == \
         "(none: the host connected to)"

@@ -1,0 +1,156 @@
+"""The [kv] keys: written to Consul's KV store under kv_prefix, held by a Consul session.
+
+The session has Behavior delete and a TTL the registrar's worker renews, so the keys vanish
+on their own when Asterisk dies without unloading. `KvPublisher` is owned by the Registrar
+and only ever used on its worker thread; `kv_entries` is the pure part.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Tuple
+
+from .consul import Consul, ConsulError, ConsulNotFound
+from .registration import HostFacts
+from .settings import Settings, parse_go_duration, render_kv_template
+
+
+def session_name(service_id: str) -> str:
+    return f"res_discovery_consul:{service_id}"
+
+
+def kv_values(settings: Settings, facts: HostFacts) -> Dict[str, str]:
+    """What the placeholders of [kv] values and kv_prefix stand for."""
+    return {"ID": settings.service_id, "NAME": settings.name, "EID": facts.eid,
+            "ADDRESS": settings.discovery_ip, "PORT": str(settings.discovery_port),
+            "VERSION": facts.version}
+
+
+def kv_prefix(settings: Settings, facts: HostFacts) -> str:
+    return render_kv_template(settings.kv_prefix, kv_values(settings, facts)).strip("/")
+
+
+def kv_entries(settings: Settings, facts: HostFacts) -> List[Tuple[str, bytes]]:
+    """(full key, value) for every [kv] entry, rendered, in file order."""
+    values = kv_values(settings, facts)
+    prefix = kv_prefix(settings, facts)
+    return [((f"{prefix}/{key}" if prefix else key),
+             render_kv_template(value, values).encode("utf-8"))
+            for key, value in settings.kv]
+
+
+class KvConflict(ConsulError):
+    """A key is held by a session that is not ours: we do not take it."""
+
+
+class KvPublisher:
+    """The session and the keys it holds. Worker thread only."""
+
+    def __init__(self) -> None:
+        self.wanted: Dict[str, bytes] = {}
+        self.written: Dict[str, bytes] = {}  # what Consul holds for us, as far as we know
+        self.session_id = ""
+        self.session_name = ""
+        self.session_ttl = "30s"
+        self._session_made_as = ("", "")  # (name, TTL) the live session was created with
+        self.prefix = ""
+        self.renewed_at: Optional[float] = None  # time.time() of the last create/renew
+        self.verify = True  # compare with Consul's tree at the next sync
+
+    def want(self, settings: Settings, facts: HostFacts) -> None:
+        """Set what should be in Consul; the next sync writes and deletes accordingly."""
+        self.wanted = dict(kv_entries(settings, facts))
+        self.prefix = kv_prefix(settings, facts)
+        # Another service ID or TTL: the next sync replaces the session (keys follow it).
+        self.session_name = session_name(settings.service_id)
+        self.session_ttl = settings.kv_session_ttl
+
+    @property
+    def active(self) -> bool:
+        """Is there anything to keep in Consul (or to clean up)?"""
+        return bool(self.wanted or self.written or self.session_id)
+
+    def renew_interval_s(self) -> float:
+        # Consul invalidates a session after up to 2 x TTL; renewing at TTL/2 leaves room
+        # for a few failed attempts.
+        return max(parse_go_duration(self.session_ttl) / 1e9 / 2.0, 1.0)
+
+    def sync(self, consul: Consul) -> str:
+        """Make Consul hold exactly the wanted keys; returns what was done (for the log)."""
+        done: List[str] = []
+        if not self.wanted:
+            if self.session_id or self.written:
+                self.remove(consul)
+                done.append("keys removed ([kv] is empty)")
+            return ", ".join(done)
+        if self.session_id and self._session_outdated():
+            self._destroy_session(consul)
+            done.append("session replaced")
+        if self.session_id:
+            if not consul.session.renew(self.session_id):
+                self.session_id = ""
+                self.written.clear()
+                done.append("session was lost")
+        if not self.session_id:
+            self.session_id = consul.session.create(self.session_name, self.session_ttl)
+            self._session_made_as = (self.session_name, self.session_ttl)
+            self.written.clear()
+            self.verify = True
+        self.renewed_at = time.time()
+        if self.verify:
+            self._learn_written(consul)
+        for key, value in self.wanted.items():
+            if self.written.get(key) != value:
+                self._acquire(consul, key, value)
+                done.append(f"{key} written")
+        for key in [k for k in self.written if k not in self.wanted]:
+            consul.kv.delete(key)
+            self.written.pop(key, None)
+            done.append(f"{key} deleted")
+        self.verify = False
+        return ", ".join(done)
+
+    def remove(self, consul: Consul, timeout_s: Optional[float] = None) -> None:
+        """Take every key away: destroying the session deletes what it holds."""
+        if self.session_id:
+            self._destroy_session(consul, timeout_s)
+        for key in list(self.written):
+            consul.kv.delete(key, timeout_s=timeout_s)
+            self.written.pop(key, None)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _session_outdated(self) -> bool:
+        return self._session_made_as != (self.session_name, self.session_ttl)
+
+    def _destroy_session(self, consul: Consul, timeout_s: Optional[float] = None) -> None:
+        try:
+            consul.session.destroy(self.session_id, timeout_s=timeout_s)
+        except ConsulNotFound:
+            pass
+        # Behavior delete: the keys it held are gone with it.
+        self.session_id = ""
+        self.written.clear()
+
+    def _learn_written(self, consul: Consul) -> None:
+        """What Consul really holds for our session (after a restart, someone's edit...)."""
+        tree = consul.kv.get_tree(self.prefix + "/" if self.prefix else "")
+        self.written = {key: item["Value"] for key, item in tree.items()
+                        if key in self.wanted and item.get("Session") == self.session_id}
+
+    def _acquire(self, consul: Consul, key: str, value: bytes) -> None:
+        if consul.kv.acquire(key, value, self.session_id):
+            self.written[key] = value
+            return
+        # Held by another session. One of ours (an earlier run of this service that died, or
+        # whose unload could not reach Consul) is taken over; anybody else's is left alone.
+        holder = (consul.kv.get(key) or {}).get("Session", "")
+        info = consul.session.info(holder) if holder else None
+        if info is not None and info.get("Name") == self.session_name:
+            consul.session.destroy(holder)
+            if consul.kv.acquire(key, value, self.session_id):
+                self.written[key] = value
+                return
+        name = (info or {}).get("Name") or "?"
+        raise KvConflict(f"KV key {key} is held by another Consul session ({holder or '?'}, "
+                         f"name {name}): not written")
