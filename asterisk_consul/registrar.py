@@ -490,8 +490,15 @@ class Registrar:
         keep_maintenance = self._maintenance_wanted or self._maintenance_in_agent is True
         self._check_stop()
         self._maybe_registered = True
-        consul.agent.service.register(self._registration_body(),
-                                      replace_existing_checks=not keep_maintenance)
+        try:
+            consul.agent.service.register(self._registration_body(),
+                                          replace_existing_checks=not keep_maintenance)
+        except ConsulRequestError as exc:
+            if "TLSServerName" in str(exc):
+                raise ConsulRequestError(f"{exc} (check_tls_server_name needs Consul 1.10 or "
+                                         f"newer: this agent does not know the field)",
+                                         exc.status) from None
+            raise
         if not keep_maintenance:
             self._maintenance_in_agent = False
             self._maintenance_notes_in_agent = None
