@@ -99,15 +99,23 @@ class KvPublisher:
         self.renewed_at = time.time()
         if self.verify:
             self._learn_written(consul)
+        conflicts: List[str] = []
         for key, value in self.wanted.items():
             if self.written.get(key) != value:
-                self._acquire(consul, key, value)
+                try:
+                    self._acquire(consul, key, value)
+                except KvConflict as exc:
+                    conflicts.append(str(exc))  # the other keys still go in
+                    continue
                 done.append(f"{key} written")
         for key in [k for k in self.written if k not in self.wanted]:
             consul.kv.delete(key)
             self.written.pop(key, None)
             done.append(f"{key} deleted")
         self.verify = False
+        if conflicts:
+            self.verify = True  # look again at the next attempt
+            raise KvConflict("; ".join(conflicts))
         return ", ".join(done)
 
     def remove(self, consul: Consul, timeout_s: Optional[float] = None) -> None:
@@ -134,9 +142,13 @@ class KvPublisher:
 
     def _learn_written(self, consul: Consul) -> None:
         """What Consul really holds for our session (after a restart, someone's edit...)."""
-        tree = consul.kv.get_tree(self.prefix + "/" if self.prefix else "")
-        self.written = {key: item["Value"] for key, item in tree.items()
-                        if key in self.wanted and item.get("Session") == self.session_id}
+        scope = self.prefix + "/" if self.prefix else ""
+        tree = consul.kv.get_tree(scope)
+        # Ours outside the tree read (an old prefix) stay known, so that they get deleted.
+        kept = {key: value for key, value in self.written.items() if not key.startswith(scope)}
+        kept.update({key: item["Value"] for key, item in tree.items()
+                     if item.get("Session") == self.session_id})
+        self.written = kept
 
     def _acquire(self, consul: Consul, key: str, value: bytes) -> None:
         if consul.kv.acquire(key, value, self.session_id):
@@ -145,7 +157,12 @@ class KvPublisher:
         # Held by another session. One of ours (an earlier run of this service that died, or
         # whose unload could not reach Consul) is taken over; anybody else's is left alone.
         holder = (consul.kv.get(key) or {}).get("Session", "")
-        info = consul.session.info(holder) if holder else None
+        if not holder:
+            # Released a moment ago by a session with a lock delay: Consul refuses it for
+            # that long. Tried again at the next attempt.
+            raise KvConflict(f"KV key {key} is in another session's lock delay (it was just "
+                             f"released): not written yet")
+        info = consul.session.info(holder)
         if info is not None and info.get("Name") == self.session_name:
             consul.session.destroy(holder)
             if consul.kv.acquire(key, value, self.session_id):

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .consul import (Consul, ConsulError, ConsulNotFound, ConsulPermissionDenied,
                      ConsulRequestError, ConsulServerError, ConsulUnreachable)
-from .kv import KvPublisher
+from .kv import KvConflict, KvPublisher
 from .registration import (HostFacts, drift, maintenance_check_id, meta_problems,
                            our_check_ids, service_definition, standalone_check, ttl_check_id,
                            ttl_report_interval_s, ttl_status)
@@ -785,18 +785,19 @@ class Registrar:
         service_id = self._definition["ID"]
         try:
             self._require_consul().agent.check.update(ttl_check_id(service_id), *state)
-        except ConsulNotFound:
+        except (ConsulNotFound, ConsulServerError) as exc:
+            if isinstance(exc, ConsulServerError) and "TTL" not in str(exc):
+                self._note_ttl_error(exc)
+                return
             # The agent forgot the check (restarted, or someone removed it): register again.
+            # Consul 1.8 says so with a 500 "does not have associated TTL".
             self._log(logging.WARNING, "Consul: TTL check of %s is gone; re-registering",
                       service_id)
             self._need_register = True
             self._next_due = 0.0
             return
         except ConsulError as exc:
-            message = self._scrub(str(exc))
-            if message != self._ttl_error:
-                self._log(logging.WARNING, "Consul: TTL check not reported: %s", message)
-            self._ttl_error = message
+            self._note_ttl_error(exc)
             return  # tried again at the next poll
         if self._ttl_error:
             self._log(logging.INFO, "Consul: TTL check reported again")
@@ -808,6 +809,12 @@ class Registrar:
         self._ttl_report_due = now + ttl_report_interval_s(self._settings)
         self._check_states[ttl_check_id(service_id)] = state
 
+    def _note_ttl_error(self, exc: ConsulError) -> None:
+        message = self._scrub(str(exc))
+        if message != self._ttl_error:
+            self._log(logging.WARNING, "Consul: TTL check not reported: %s", message)
+        self._ttl_error = message
+
     # -- the [kv] keys -----------------------------------------------------------------------
 
     def _sync_kv(self) -> None:
@@ -817,8 +824,11 @@ class Registrar:
         try:
             done = self._kv.sync(self._require_consul())
         except ConsulError as exc:
-            delay = min(KV_RETRY_MAX_S, self._resync_s(),
-                        self._backoff_initial_s * (2 ** self._kv_failures))
+            if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
+                delay = self._resync_s()  # waits for someone to act: no point hurrying
+            else:
+                delay = min(KV_RETRY_MAX_S, self._resync_s(),
+                            self._backoff_initial_s * (2 ** self._kv_failures))
             self._kv_failures = min(self._kv_failures + 1, 30)
             message = self._scrub(str(exc))
             if message != self._kv_error:

@@ -917,7 +917,7 @@ class _Loader:
             assert item is not None
             self.warn_duplicates(section, key)
             try:
-                check_kv_key(key)
+                check_kv_key(item.key)
             except InvalidValue as exc:
                 raise self.error(item, section.name, str(exc)) from None
             problem = kv_template_problem(item.value)
@@ -925,8 +925,9 @@ class _Loader:
                 problem = f"is longer than Consul's limit of {KV_MAX_VALUE_BYTES} bytes"
             if problem:
                 raise self.error(item, section.name, problem)
-            pairs.append((key, item.value))
-            self.sources[f"kv.{key}"] = item.where
+            # Consul keys are case-sensitive: the line that counts gives the spelling too.
+            pairs.append((item.key, item.value))
+            self.sources[f"kv.{item.key}"] = item.where
         if len(pairs) > KV_MAX_KEYS:
             raise ConfigError(f"[{section.name}] has {len(pairs)} keys: at most {KV_MAX_KEYS}",
                               section.file, section.line)
