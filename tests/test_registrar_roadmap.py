@@ -149,14 +149,9 @@ def test_ttl_check_removed_from_the_agent_comes_back(consul_agent, make_registra
 
 def test_ttl_check_removed_comes_back_before_the_next_resync(consul_agent, make_registrar,
                                                              wait_until):
-    """The TTL report (every second here) is what notices a check the agent lost.
-
-    PRODUCT BUG (fails as of c97ada6): Consul 1.8.7 answers PUT /v1/agent/check/update of an
-    unknown check with 500 'CheckID "..." does not have associated TTL', not 404, so the
-    `except ConsulNotFound` branch of Registrar._report_ttl (asterisk_consul/registrar.py) never
-    runs: the report only sets ttl_error and the check stays missing until the next resync
-    (default 30 s; 1 h here).
-    """
+    """The TTL report (every second here) is what notices a check the agent lost, not the
+    resync (1 h here). Consul 1.8.7 answers the update of an unknown check with a 500
+    'CheckID "..." does not have associated TTL', not a 404."""
     registrar = started(make_registrar(ttl_settings(consul_agent, resync_interval="1h")))
     wait_check(consul_agent, TTL_CHECK, "passing", BOOTED, wait_until)
     consul_agent.put(f"/v1/agent/check/deregister/{TTL_CHECK}").raise_for_status()
@@ -505,12 +500,7 @@ def test_kv_key_held_by_a_foreign_session_is_not_written(consul_agent, make_regi
 
 def test_kv_a_foreign_key_does_not_hold_back_the_keys_after_it(consul_agent, make_registrar,
                                                                wait_until):
-    """Only the foreign key is left alone.
-
-    PRODUCT BUG (fails as of c97ada6): KvPublisher.sync (asterisk_consul/kv.py) raises the
-    KvConflict of the first foreign-held key out of its write loop, so every [kv] key after it
-    in file order is never written (and keys removed by a reload are never deleted, next test).
-    """
+    """Only the foreign key is left alone: the keys after it in file order are written."""
     foreign = make_session(consul_agent, "other-app", wait_until)
     acquire(consul_agent, SIP, b"theirs", foreign)
     settings = kv_settings(consul_agent, kv=(("sip", "${ADDRESS}:${PORT}"),
@@ -524,13 +514,8 @@ def test_kv_a_foreign_key_does_not_hold_back_the_keys_after_it(consul_agent, mak
 
 def test_kv_reload_deletes_a_removed_key_while_another_is_foreign(consul_agent, make_registrar,
                                                                   wait_until):
-    """A key dropped from [kv] goes, whatever happens to the others.
-
-    PRODUCT BUG (fails as of c97ada6): with a foreign-held key, KvPublisher.sync raises before
-    its delete loop; and since that failed sync leaves `verify` set, _learn_written rebuilds
-    `written` from the wanted keys only, so the dropped key (still held by our session) is
-    forgotten and never deleted, even once the conflict is gone.
-    """
+    """A key dropped from [kv] goes, whatever happens to the others (a conflict on one key
+    must neither stop the deletes nor make the module forget what its session holds)."""
     foreign = make_session(consul_agent, "other-app", wait_until)
     acquire(consul_agent, SIP, b"theirs", foreign)
     settings = kv_settings(consul_agent)
