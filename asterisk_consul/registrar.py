@@ -260,24 +260,19 @@ class Registrar:
     def set_maintenance(self, enable: bool, reason: str = "", timeout: float = 2.0) -> Result:
         """Put the service in (or out of) maintenance. Remembered and re-applied whenever the
         service is registered again; waits for Consul's answer at most `timeout` seconds."""
-        if self._stop_requested.is_set():
-            return Result(False, "the discovery module is stopping")
-        command = _Command("maintenance", (bool(enable), reason or ""), Future())
-        self._commands.put(command)
-        try:
-            return command.future.result(timeout=max(float(timeout), 0.0))
-        except FutureTimeout:
-            command.abandoned = True
-            if self._stop_requested.is_set():
-                return Result(False, "the discovery module is stopping")
-            return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
+        return self._change("maintenance", (bool(enable), reason or ""), timeout)
 
     def set_checks(self, enable: bool, timeout: float = 2.0) -> Result:
         """Add or remove the health checks without re-registering the service; kept across
         resyncs and reloads until the check options in the config change."""
+        return self._change("checks", (bool(enable),), timeout)
+
+    def _change(self, kind: str, args: Tuple[Any, ...], timeout: float) -> Result:
+        """Queue an operator's change and wait for Consul's answer at most `timeout`; past it
+        the worker still carries it out (the caller is told it will keep trying)."""
         if self._stop_requested.is_set():
             return Result(False, "the discovery module is stopping")
-        command = _Command("checks", (bool(enable),), Future())
+        command = _Command(kind, args, Future())
         self._commands.put(command)
         try:
             return command.future.result(timeout=max(float(timeout), 0.0))
