@@ -822,8 +822,9 @@ class Registrar:
             if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
                 delay = self._resync_s()  # waits for someone to act: no point hurrying
             else:
-                delay = min(KV_RETRY_MAX_S, self._resync_s(),
-                            self._backoff_initial_s * (2 ** self._kv_failures))
+                delay = min(KV_RETRY_MAX_S, self._backoff_initial_s * (2 ** self._kv_failures))
+            # Never later than the next renewal is due: the session must outlive a conflict.
+            delay = min(delay, self._kv.renew_interval_s())
             self._kv_failures = min(self._kv_failures + 1, 30)
             message = self._scrub(str(exc))
             if message != self._kv_error:

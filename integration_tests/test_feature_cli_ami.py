@@ -78,7 +78,8 @@ def test_show_status_tells_what_consul_holds(asterisk_factory, ast_version, modu
     assert re.search(r"Agent:\s+%s \(reachable, Consul 1\.8\.7\)" % consul_agent.url, status)
     assert re.search(r"Service:\s+%s \(name pbx\) at 127\.0\.0\.1:5060" % ast.eid, status)
     assert re.search(r"Registered:\s+yes", status) and re.search(r"Health:\s+passing", status)
-    assert re.search(r"Check:\s+check-asterisk-eid-%s: passing" % ast.eid, status), status
+    assert re.search(r"Check:\s+on, type http \(config\)", status), status
+    assert re.search(r"EID check:\s+check-asterisk-eid-%s: passing" % ast.eid, status), status
 
     # Someone else's change in Consul shows live, not from memory.
     consul_agent.put("/v1/agent/service/maintenance/%s?enable=true&reason=ops" % ast.eid)
