@@ -274,9 +274,8 @@ class Bridge:
         except BaseException:
             self._report("HTTP request")
             return 0
-        body = response.body.encode("utf-8", "replace")
-        lib.rdc_host_http_send(ser, method, response.status, response.reason.encode(),
-                               response.header_block().encode("utf-8", "replace"), body, len(body))
+        reason, headers, body = response.wire()  # encoded once per response object
+        lib.rdc_host_http_send(ser, method, response.status, reason, headers, body, len(body))
         return lib.RDC_OK
 
     # -- AMI -----------------------------------------------------------------------------

@@ -8,9 +8,9 @@ box it is.
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Optional
 
-from .web import FixedAnswer, HttpRequest, HttpResponse, plain
+from .web import HttpRequest, HttpResponse, plain
 
 URI = "res_discovery_consul"
 CHECK_PATH = "check_eid"
@@ -51,16 +51,10 @@ class EidCheck:
             raise ValueError("this Asterisk's EID is not in aa:bb:cc:dd:ee:ff form")
         self.eid = eid
 
-    @property
-    def fixed_answers(self) -> List[FixedAnswer]:
-        """The poll Consul sends at every interval, which a host may answer without calling
-        handle() (the shim does, in C): our EID, alone, on the check path."""
-        return [FixedAnswer(CHECK_PATH, PARAM, self.eid, _MATCH)]
-
     def handle(self, request: HttpRequest) -> HttpResponse:
         params = request.params
-        # Fast path for that same poll (when the host calls us for it): what the checks below
-        # would answer, without building lists or running the regex.
+        # Fast path for the poll Consul sends at every interval (our EID, alone, on the check
+        # path): what the checks below would answer, without building lists or the regex.
         if params and len(params) == 1 and request.path == CHECK_PATH:
             name, value = params[0]
             if (name == PARAM and request.method in _READ_METHODS

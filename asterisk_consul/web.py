@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 Pairs = List[Tuple[str, str]]
 
@@ -64,17 +64,6 @@ class HttpResponse:
                                  self.header_block().encode("utf-8", "replace"),
                                  self.body.encode("utf-8", "replace"))
         return wire
-
-
-class FixedAnswer(NamedTuple):
-    """A request the host may answer by itself, without calling the handler: GET or HEAD of
-    `path` whose only query parameter is `param`, with a value equal to `value` in ASCII
-    letter case. `response` must be exactly what the handler answers to such a request."""
-
-    path: str
-    param: str
-    value: str
-    response: HttpResponse
 
 
 def plain(status: int, reason: str, body: str = "") -> HttpResponse:
