@@ -26,8 +26,11 @@ def _when(timestamp: Optional[float]) -> str:
 
 
 def _table(rows, indent="  ") -> str:
-    width = max(len(r[0]) for r in rows) + 2
-    return "".join("%s%s%s\n" % (indent, (r[0] + ":").ljust(width), r[1]) for r in rows)
+    # Indented rows (a check's output, KV keys) do not widen the table: a long key only
+    # pushes its own value to the right.
+    width = max(len(r[0]) for r in rows if not r[0].startswith(" ")) + 2
+    return "".join("%s%s%s\n" % (indent, (r[0] + ":").ljust(width) if len(r[0]) < width
+                                  else r[0] + ": ", r[1]) for r in rows)
 
 
 def show_settings_text(app) -> str:
@@ -66,11 +69,11 @@ def show_status_text(app) -> str:
         ("Maintenance", _maintenance_text(s)),
     ]
     rows += _check_rows(s)
+    rows += _kv_rows(s)
     rows.append(("Last sync", "%s%s" % (_when(s.last_sync), ": " + s.last_sync_result if s.last_sync_result else "")))
     rows.append(("Last error", s.last_error or "none"))
     if settings is not None and s.agent_url.startswith("https:"):
         rows.insert(1, ("TLS", tls_text(settings)))
-    rows += _kv_rows(s)
     if s.events:
         rows.append(("Events", _events_text(s)))
         if s.last_event_error:

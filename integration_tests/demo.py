@@ -7,6 +7,7 @@ Unlike the tests' services, these outlive the command that started them; their p
 and directories are kept in $ASTERISK_CONSUL_CACHE/demo/state.json for demo-stop.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -39,16 +40,23 @@ discovery_ip = 127.0.0.1
 discovery_port = 5060
 metadata_profile = demo
 check = yes
+check_type = both
 check_http_port = {http_port}
 check_interval = 5s
 check_timeout = 2s
+check_ttl = 15s
 check_deregister_after = 1m
+kv_prefix = asterisk/${{ID}}
 
 [metadata_demo]
 group = demo
 priority = 1
 weight = 100
 max_calls = 50
+
+[kv]
+sip_uri = sip:${{ADDRESS}}:${{PORT}}
+version = ${{VERSION}}
 """
 
 
@@ -108,7 +116,13 @@ def start():
     wait_until("Asterisk", lambda: "Running" in rx(state, "module show like res_discovery_consul"))
     wait_until("the registration", lambda: requests.get(
         consul.url + "/v1/health/service/Asterisk?passing", timeout=1).json(), timeout=20)
+    wait_until("the KV keys", lambda: len(kv_keys(consul.url)) == 2, timeout=20)
     return status()
+
+
+def kv_keys(consul_url):
+    answer = requests.get(consul_url + "/v1/kv/asterisk/?recurse", timeout=1)
+    return answer.json() if answer.status_code == 200 else []
 
 
 def rx(state, command):
@@ -129,6 +143,9 @@ def status():
         print("  meta=%s" % json.dumps(service["Meta"], sort_keys=True))
         for check in entry["Checks"]:
             print("  check %-40s %s" % (check["CheckID"], check["Status"]))
+    print("\n$ curl %s/v1/kv/asterisk/?recurse   (held by the module's session)" % state["consul_url"])
+    for entry in kv_keys(state["consul_url"]):
+        print("  %s = %s" % (entry["Key"], base64.b64decode(entry["Value"] or "").decode()))
     print("\nConsul web UI:   %s/ui/" % state["consul_url"])
     print("Asterisk CLI:    LD_LIBRARY_PATH=%s %s -C %s -r"
           % (paths.ast16_library_path(), paths.ast16_binary(), state["asterisk_conf"]))
