@@ -112,9 +112,8 @@ class KvPublisher:
             consul.kv.delete(key)
             self.written.pop(key, None)
             done.append(f"{key} deleted")
-        self.verify = False
+        self.verify = bool(conflicts)  # after a conflict, look at Consul's tree again
         if conflicts:
-            self.verify = True  # look again at the next attempt
             raise KvConflict("; ".join(conflicts))
         return ", ".join(done)
 
