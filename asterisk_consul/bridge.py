@@ -65,8 +65,6 @@ class CffiHost(hostapi.Host):
         lib = self._lib
         if lib is None:
             return
-        # Also what bypasses logging (tracebacks formatted by the bridge) is masked.
-        message = redact(message)
         lib.rdc_host_log(
             _LEVELS.get(level, 4),
             file.encode("utf-8", "replace"),
@@ -144,8 +142,9 @@ class Bridge:
     def _report(self, what: str) -> None:
         """Log the exception being handled, with its traceback, through Asterisk's logger."""
         try:
-            self.host.log(hostapi.LOG_ERROR, "%s failed:\n%s" % (what, traceback.format_exc().rstrip()),
-                          "bridge.py", 0, what)
+            # This line bypasses logging (and its masking handler): mask it here.
+            text = redact("%s failed:\n%s" % (what, traceback.format_exc().rstrip()))
+            self.host.log(hostapi.LOG_ERROR, text, "bridge.py", 0, what)
         except BaseException:
             pass
 
