@@ -161,30 +161,29 @@ def _maintenance_text(s) -> str:
     return "off"
 
 
-def set_maintenance(app, enable: bool, reason: str):
+def _change(app, ask, not_done: str):
+    """An operator's change: `ask(registrar)` gives the Registrar's Result. Returns (done,
+    text); `not_done` says what did not happen, '{service}' standing for the service ID."""
     registrar = app.registrar
     if registrar is None:
         return False, "res_discovery_consul is not running (disabled or not configured); nothing to change"
-    result = registrar.set_maintenance(enable, reason, timeout=app.timeout_s)
+    result = ask(registrar)
     if result.ok:
         return True, result.message
     # The registrar's reason names the Consul call that failed, which may be another one
     # (a registration still pending): say first what did not happen.
     service_id = app.settings.service_id if app.settings is not None else "?"
-    return False, "Maintenance mode for service %s is NOT %s: %s" % (
-        service_id, "set" if enable else "unset", result.message)
+    return False, "%s: %s" % (not_done.format(service=service_id), result.message)
+
+
+def set_maintenance(app, enable: bool, reason: str):
+    return _change(app, lambda registrar: registrar.set_maintenance(enable, reason, timeout=app.timeout_s),
+                   "Maintenance mode for service {service} is NOT %s" % ("set" if enable else "unset"))
 
 
 def set_check(app, enable: bool):
-    registrar = app.registrar
-    if registrar is None:
-        return False, "res_discovery_consul is not running (disabled or not configured); nothing to change"
-    result = registrar.set_checks(enable, timeout=app.timeout_s)
-    if result.ok:
-        return True, result.message
-    service_id = app.settings.service_id if app.settings is not None else "?"
-    return False, "Health check for service %s is NOT switched %s: %s" % (
-        service_id, "on" if enable else "off", result.message)
+    return _change(app, lambda registrar: registrar.set_checks(enable, timeout=app.timeout_s),
+                   "Health check for service {service} is NOT switched %s" % ("on" if enable else "off"))
 
 
 def _show_settings(app, args: List[str]) -> CliResult:
@@ -239,26 +238,21 @@ def cli_commands(app) -> List[CliCommand]:
     ]
 
 
-def _ami_set_maintenance(app, fields) -> AmiReply:
+def _ami_switch(app, fields, switch, header: str) -> AmiReply:
+    """An on/off action: its Enable header, `switch(enable)` -> (done, text), and the reply
+    with ServiceID and `header: on|off`."""
     enable = _BOOL_WORDS.get(fields.get("enable", "").strip().lower())
     if enable is None:
         return AmiReply(False, "Enable: must be yes or no")
-    done, message = set_maintenance(app, enable, fields.get("reason", ""))
+    done, message = switch(enable)
     service_id = app.settings.service_id if app.settings is not None else ""
-    return AmiReply(done, message, [("ServiceID", service_id), ("Maintenance", "on" if enable else "off")])
-
-
-def _ami_set_check(app, fields) -> AmiReply:
-    enable = _BOOL_WORDS.get(fields.get("enable", "").strip().lower())
-    if enable is None:
-        return AmiReply(False, "Enable: must be yes or no")
-    done, message = set_check(app, enable)
-    service_id = app.settings.service_id if app.settings is not None else ""
-    return AmiReply(done, message, [("ServiceID", service_id), ("Check", "on" if enable else "off")])
+    return AmiReply(done, message, [("ServiceID", service_id), (header, "on" if enable else "off")])
 
 
 def ami_actions(app) -> List[AmiAction]:
     return [AmiAction("DiscoverySetMaintenance", "Set Consul maintenance mode",
-                      lambda fields: _ami_set_maintenance(app, fields)),
+                      lambda fields: _ami_switch(
+                          app, fields, lambda on: set_maintenance(app, on, fields.get("reason", "")),
+                          "Maintenance")),
             AmiAction("DiscoverySetCheck", "Add or remove the Consul health check",
-                      lambda fields: _ami_set_check(app, fields))]
+                      lambda fields: _ami_switch(app, fields, lambda on: set_check(app, on), "Check"))]
