@@ -431,22 +431,26 @@ class KV:
     def get_tree(self, prefix: str, timeout_s: Optional[float] = None
                  ) -> Dict[str, Dict[str, Any]]:
         """key -> {Value (bytes), Session} for every key under `prefix`."""
-        path = _key_path(prefix)
-        response = self._transport.get(path, params={"recurse": "true"}, accept=(404,),
-                                       timeout_s=timeout_s)
+        return self._read(prefix, {"recurse": "true"}, timeout_s)
+
+    def get(self, key: str, timeout_s: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """{Value (bytes), Session} of one key, or None when it does not exist."""
+        return self._read(key, None, timeout_s).get(key)
+
+    def _read(self, key: str, params: Optional[Dict[str, str]], timeout_s: Optional[float]
+              ) -> Dict[str, Dict[str, Any]]:
+        path = _key_path(key)
+        response = self._transport.get(path, params=params, accept=(404,), timeout_s=timeout_s)
         if response.status_code == 404:
             return {}
-        tree = {}
+        entries = {}
         for item in _json(response, f"GET {path}") or []:
             raw = item.get("Value")
-            tree[str(item.get("Key"))] = {
+            entries[str(item.get("Key"))] = {
                 "Value": base64.b64decode(raw) if raw else b"",
                 "Session": item.get("Session", ""),
             }
-        return tree
-
-    def get(self, key: str, timeout_s: Optional[float] = None) -> Optional[Dict[str, Any]]:
-        return self.get_tree(key, timeout_s=timeout_s).get(key)
+        return entries
 
     def delete(self, key: str, timeout_s: Optional[float] = None) -> None:
         self._transport.request("DELETE", _key_path(key), timeout_s=timeout_s)
