@@ -17,6 +17,10 @@ DESTDIR ?=
 
 BUILD := build
 MODULE := res_discovery_consul.so
+# The HTTP gate: a library of its own, never unmapped (cbridge/gate.h); its file name carries its ABI.
+GATE_ABI := $(shell sed -n 's/^\#define RDC_GATE_ABI \([0-9]*\)$$/\1/p' cbridge/gate.h)
+GATE := res_discovery_consul.d/http-gate-$(GATE_ABI).so
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' asterisk_consul/__init__.py)
 CFFI_C := $(BUILD)/_res_discovery_consul_cffi.c
 AST_CFLAGS := -fPIC -pthread -D_GNU_SOURCE -D_REENTRANT -Wall -Wno-unused-function -I$(ASTINCDIR) -Icbridge
 
@@ -33,7 +37,7 @@ TEST_PYTHON := $(ASTERISK_CONSUL_CACHE)/venv/bin/python
 
 .PHONY: all check-build-deps install samples test test-unit test-integration demo demo-stop bench clean
 
-all: $(MODULE)
+all: $(MODULE) $(GATE)
 
 check-build-deps:
 	@test -f "$(ASTINCDIR)/asterisk.h" || { \
@@ -47,9 +51,13 @@ $(CFFI_C): check-build-deps FORCE
 	@mkdir -p $(BUILD)
 	@$(PYTHON) cbridge/build_bridge.py $(BUILD) >/dev/null
 
-$(BUILD)/shim.o: cbridge/shim.c cbridge/bridge_api.h | check-build-deps
+$(BUILD)/shim.o: cbridge/shim.c cbridge/bridge_api.h cbridge/gate.h asterisk_consul/__init__.py | check-build-deps
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(AST_CFLAGS) -c -o $@ cbridge/shim.c
+	$(CC) $(CFLAGS) $(AST_CFLAGS) -DRDC_VERSION='"$(VERSION)"' -c -o $@ cbridge/shim.c
+
+$(GATE): cbridge/gate.c cbridge/gate.h | check-build-deps
+	@mkdir -p $(dir $(GATE))
+	$(CC) $(CFLAGS) $(AST_CFLAGS) -shared -o $@ cbridge/gate.c
 
 $(BUILD)/cffi.o: $(CFFI_C)
 	$(CC) $(CFLAGS) -fPIC -pthread -Wall -Wno-unused-function -Icbridge $$(cat $(BUILD)/python.cflags) -c -o $@ $(CFFI_C)
@@ -59,7 +67,7 @@ $(MODULE): $(BUILD)/shim.o $(BUILD)/cffi.o
 
 FORCE:
 
-install: $(MODULE)
+install: $(MODULE) $(GATE)
 	install -d $(DESTDIR)$(ASTMODDIR)
 	# A new inode: a running Asterisk may have the old file mapped.
 	install -m 0644 $(MODULE) $(DESTDIR)$(ASTMODDIR)/$(MODULE)
@@ -101,4 +109,4 @@ bench:
 	$(TEST_PYTHON) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(MODULE)
+	rm -rf $(BUILD) $(MODULE) $(dir $(GATE))

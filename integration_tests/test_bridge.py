@@ -184,6 +184,37 @@ def test_unload_load_and_reload_cycles_under_traffic(probe_asterisk, capsys):
     assert "Fatal Python error" not in ast.stdout_text()
 
 
+def test_unload_waits_for_a_request_inside_and_refuses_past_its_bound(probe_asterisk):
+    ast = probe_asterisk
+    load(ast)
+    # An HTTP request holds no module reference: the module's own door check must see it.
+    slow = {}
+    inside = threading.Thread(target=lambda: slow.update(
+        answer=requests.get(ast.http_url("/probe/sleep"), params={"s": "7"}, timeout=20)))
+    inside.start()
+    time.sleep(0.5)
+    since = ast.log_offset()
+    began = time.monotonic()
+    out = ast.rx("module unload " + MODULE, timeout=20)
+    waited = time.monotonic() - began
+    assert "Unable to unload" in out, out
+    ast.wait_log(r"res_discovery_consul stays loaded: an HTTP request to /probe is being answered "
+                 r"after 5000 ms", since=since)
+    assert waited >= 4.5, waited
+    # Refused, and every door is open again: CLI, AMI and HTTP all answer.
+    assert module_running(ast)
+    assert ast.rx("probe echo still open").strip() == "echo: still open"
+    assert requests.get(ast.http_url("/probe/again"), timeout=5).json()["path"] == "again"
+    with AmiSession(ast.manager_port, ast.manager_user, ast.manager_secret) as ami:
+        assert ami.action("ProbeEcho", Echo="x")["Response"] == "Success"
+    inside.join(20)
+    assert slow["answer"].status_code == 200
+    # Nothing inside any more: the unload goes through.
+    ast.rx("module unload " + MODULE)
+    assert not module_running(ast)
+    assert ast.is_running()
+
+
 @pytest.mark.parametrize("command", ["core stop now", "core stop gracefully", "core restart now"])
 def test_shutdown_runs_the_python_hook_and_exits_cleanly(probe_asterisk, command):
     ast = probe_asterisk

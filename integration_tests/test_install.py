@@ -104,6 +104,8 @@ def test_install_into_destdir(tree):
     assert res.returncode == 0, res.stdout
     try:
         assert (host_dest / moddir.lstrip("/") / MODULE).exists(), out
+        # The HTTP gate the module opens from beside itself (cbridge/gate.h).
+        assert list((host_dest / moddir.lstrip("/") / "res_discovery_consul.d").glob("http-gate-*.so")), out
         assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
         # The Python package goes under DESTDIR too, not into the running system.
         assert list(host_dest.rglob("asterisk_consul/module.py")), out

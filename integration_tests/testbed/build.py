@@ -28,6 +28,8 @@ from . import paths, runtime
 from .asterisk import sid_command
 
 MODULE = "res_discovery_consul.so"
+# Installed next to the module (the HTTP gate, cbridge/gate.h).
+MODULE_FILES_DIR = "res_discovery_consul.d"
 _built = {}
 
 
@@ -85,11 +87,14 @@ def _run(argv, log, what, env=None, cwd=None):
 
 
 def _publish(so_path, version):
-    """Copy the built .so to a private temp dir (removed at exit)."""
+    """Copy the built .so and its files dir to a private temp dir (removed at exit)."""
     out = Path(tempfile.mkdtemp(prefix=f"acso{version}-"))
     runtime.register_cleanup(("build", str(out)), lambda: shutil.rmtree(out, ignore_errors=True))
     dest = out / MODULE
     shutil.copy2(so_path, dest)
+    beside = Path(so_path).parent / MODULE_FILES_DIR
+    if beside.is_dir():
+        shutil.copytree(beside, out / MODULE_FILES_DIR)
     return dest
 
 
