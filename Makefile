@@ -49,7 +49,8 @@ check-build-deps:
 # Regenerated on every run (cheap); the file only changes when its content does.
 $(CFFI_C): check-build-deps FORCE
 	@mkdir -p $(BUILD)
-	@$(PYTHON) cbridge/build_bridge.py $(BUILD) >/dev/null
+	@$(PYTHON) cbridge/build_bridge.py $(BUILD) $(if $(RDC_APP),--app $(RDC_APP)) \
+	  $(if $(RDC_APP_PATH),--app-path $(RDC_APP_PATH)) >/dev/null
 
 $(BUILD)/shim.o: cbridge/shim.c cbridge/bridge_api.h cbridge/gate.h asterisk_consul/__init__.py | check-build-deps
 	@mkdir -p $(BUILD)
@@ -68,9 +69,10 @@ $(MODULE): $(BUILD)/shim.o $(BUILD)/cffi.o
 FORCE:
 
 install: $(MODULE) $(GATE)
-	install -d $(DESTDIR)$(ASTMODDIR)
-	# A new inode: a running Asterisk may have the old file mapped.
+	install -d $(DESTDIR)$(ASTMODDIR) $(DESTDIR)$(ASTMODDIR)/$(dir $(GATE))
+	# New inodes: a running Asterisk may have the old files mapped.
 	install -m 0644 $(MODULE) $(DESTDIR)$(ASTMODDIR)/$(MODULE)
+	install -m 0644 $(GATE) $(DESTDIR)$(ASTMODDIR)/$(GATE)
 	# Staged (DESTDIR): only this package, and --ignore-installed, or pip would uninstall
 	# the copy the running system uses.
 	$(PYTHON) -m pip install $(if $(DESTDIR),--root $(DESTDIR) --ignore-installed --no-deps) .

@@ -1,8 +1,9 @@
 """The Python side of the C shim: the only module that knows cffi.
 
 Each time Asterisk maps res_discovery_consul.so, cffi runs the module's init code, which
-calls attach() with that mapping's fresh ffi/lib. attach() wires the extern "Python" entry
-points to a new Application over a CffiHost. Every entry point catches everything: an
+calls attach() with that mapping's fresh ffi/lib and the application class the shim was built
+around (cbridge/build_bridge.py). attach() wires the extern "Python" entry points to a new
+instance of it over a CffiHost. Every entry point catches everything: an
 exception becomes a log line with its traceback and a failure status, never a crash.
 
 The interpreter outlives the mapping, and this module with it: after unload nothing may
@@ -11,10 +12,7 @@ call into the old lib, so the host is detached once the application has stopped 
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
-import sys
 import threading
 import traceback
 from typing import List, Optional, Sequence, Tuple
@@ -33,12 +31,6 @@ _LEVEL_NAMES = {
     hostapi.LOG_WARNING: "RDC_LOG_WARNING",
     hostapi.LOG_ERROR: "RDC_LOG_ERROR",
 }
-
-# Test seam: another Application class ("module:attribute"), for the bridge's own tests.
-# Operators never set it.
-APP_ENV = "ASTERISK_CONSUL_APP"
-APP_PATH_ENV = "ASTERISK_CONSUL_APP_PATH"
-DEFAULT_APP = "asterisk_consul.module:Application"
 
 
 def _text(ffi, ptr) -> str:
@@ -134,21 +126,13 @@ def _header_safe(value: str) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
-def _load_application_class():
-    spec = os.environ.get(APP_ENV) or DEFAULT_APP
-    extra_path = os.environ.get(APP_PATH_ENV)
-    if extra_path and extra_path not in sys.path:
-        sys.path.insert(0, extra_path)
-    module_name, _, attribute = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
 class Bridge:
     """The entry points of one mapping of the shim."""
 
-    def __init__(self, ffi, lib):
+    def __init__(self, ffi, lib, application):
         self.ffi = ffi
         self.lib = lib
+        self.application = application
         self.host = CffiHost(ffi, lib)
         self.app = None
         self.release = lambda: None  # set by attach()
@@ -173,7 +157,7 @@ class Bridge:
         lib = self.lib
         try:
             install_log_handler(self.host)
-            app = _load_application_class()(self.host)
+            app = self.application(self.host)
             if not app.load():
                 app.unload()
                 self._declined()
@@ -328,9 +312,10 @@ class _Slot:
         self.bridge = bridge
 
 
-def attach(ffi, lib) -> _Slot:
-    """Wire this mapping's extern "Python" functions to a new Bridge. Called by the init code."""
-    slot = _Slot(Bridge(ffi, lib))
+def attach(ffi, lib, application) -> _Slot:
+    """Wire this mapping's extern "Python" functions to a new Bridge around `application`
+    (a class taking the host). Called by the init code."""
+    slot = _Slot(Bridge(ffi, lib, application))
     slot.bridge.release = lambda: setattr(slot, "bridge", None)
     # Entry points called after release (they cannot be, the shim is gone) answer "failed".
     failed = 0

@@ -6,7 +6,7 @@ with the same methods. Nothing outside bridge.py knows how the answers are obtai
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 # Levels understood by Host.log, mapped by the shim onto Asterisk's logger.
 LOG_DEBUG = "debug"

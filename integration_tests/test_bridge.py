@@ -1,8 +1,8 @@
 """The bridge in real Asterisk 16 and 22: load paths, every handler kind, failures, the
 module lifecycle under load, and shutdown.
 
-These tests load the probe application (integration_tests/apps/probe.py) through the
-bridge's test seam, so they exercise the shim and bridge.py without Consul.
+These tests load the probe application (integration_tests/apps/probe.py), around which the shim
+is built for them, so they exercise the shim and bridge.py without Consul.
 """
 
 import json
@@ -14,23 +14,22 @@ import pytest
 import requests
 
 from integration_tests.amiclient import AmiSession
-from integration_tests.testbed import paths
+from integration_tests.testbed import build
 
 MODULE = "res_discovery_consul.so"
 
 
-def probe_env(version):
-    # Where the probe app is as the Asterisk process sees it (22 runs in the chroot, where the
-    # build put a copy of the tree).
-    apps = ("/build/asterisk-consul/integration_tests/apps" if version == "22"
-            else str(paths.repo_root() / "integration_tests" / "apps"))
-    return {"ASTERISK_CONSUL_APP": "probe:Application", "ASTERISK_CONSUL_APP_PATH": apps}
+@pytest.fixture(scope="session")
+def probe_so(ast_version, module_so):
+    """The module built around the probe application (after the real one, which checks the
+    test bed)."""
+    return build.build_module(ast_version, app=build.PROBE_APP)
 
 
 @pytest.fixture
-def probe_asterisk(asterisk_factory, ast_version, module_so):
-    """An Asterisk with the module installed (not loaded) and the probe app selected."""
-    return asterisk_factory(ast_version, install=[module_so], env=probe_env(ast_version))
+def probe_asterisk(asterisk_factory, ast_version, probe_so):
+    """An Asterisk with the probe module installed (not loaded)."""
+    return asterisk_factory(ast_version, install=[probe_so])
 
 
 def load(ast):
@@ -61,8 +60,8 @@ def test_load_from_cli_runs_python_with_its_packages(probe_asterisk):
     assert any(p.endswith("site-packages") and facts["prefix"] in p for p in facts["path"]), facts
 
 
-def test_load_at_startup_from_modules_conf(asterisk_factory, ast_version, module_so):
-    ast = asterisk_factory(ast_version, install=[module_so], modules=[MODULE], env=probe_env(ast_version))
+def test_load_at_startup_from_modules_conf(asterisk_factory, ast_version, probe_so):
+    ast = asterisk_factory(ast_version, install=[probe_so], modules=[MODULE])
     ast.wait_log(r"probe: loaded on Python")
     assert module_running(ast)
     assert ast.rx("probe echo at boot").strip() == "echo: at boot"

@@ -23,7 +23,7 @@ import pytest
 from . import paths, runtime
 from .asterisk import AsteriskInstance, binary_path
 from .consul import ConsulAgent
-from .peers import BlackholePeer, ErrorPeer, RefusingPeer
+from .peers import BlackholePeer, RefusingPeer, StandInPeer
 
 SETUP_HINT = "run `make -C integration_tests test-setup`"
 
@@ -171,6 +171,6 @@ def blackhole_peer():
 
 @pytest.fixture
 def error_peer():
-    """ErrorPeer(500); set .status to change what it answers."""
-    with ErrorPeer(500) as peer:
+    """A StandInPeer answering 500; set .status to change what it answers."""
+    with StandInPeer(500) as peer:
         yield peer
