@@ -68,9 +68,10 @@ $(MODULE): $(BUILD)/shim.o $(BUILD)/cffi.o
 FORCE:
 
 install: $(MODULE) $(GATE)
-	install -d $(DESTDIR)$(ASTMODDIR)
-	# A new inode: a running Asterisk may have the old file mapped.
+	install -d $(DESTDIR)$(ASTMODDIR) $(DESTDIR)$(ASTMODDIR)/$(dir $(GATE))
+	# New inodes: a running Asterisk may have the old files mapped.
 	install -m 0644 $(MODULE) $(DESTDIR)$(ASTMODDIR)/$(MODULE)
+	install -m 0644 $(GATE) $(DESTDIR)$(ASTMODDIR)/$(GATE)
 	# Staged (DESTDIR): only this package, and --ignore-installed, or pip would uninstall
 	# the copy the running system uses.
 	$(PYTHON) -m pip install $(if $(DESTDIR),--root $(DESTDIR) --ignore-installed --no-deps) .
