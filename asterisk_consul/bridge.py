@@ -96,6 +96,10 @@ class CffiHost(hostapi.Host):
         with self._lock:
             return self._lib is not None and bool(self._lib.rdc_host_shutting_down())
 
+    def is_stop_requested(self) -> bool:
+        with self._lock:
+            return self._lib is not None and bool(self._lib.rdc_host_stop_requested())
+
     def active_channels(self) -> int:
         with self._lock:
             return int(self._lib.rdc_host_active_channels()) if self._lib is not None else 0

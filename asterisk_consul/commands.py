@@ -42,6 +42,11 @@ def set_check(app, enable: bool):
                    "Health check for service {service} is NOT switched %s" % ("on" if enable else "off"))
 
 
+def set_drain(app, enable: bool, reason: str):
+    return _change(app, lambda registrar: registrar.set_drain(enable, reason, timeout=app.timeout_s),
+                   "Drain for service {service} is NOT switched %s" % ("on" if enable else "off"))
+
+
 def _show_settings(app, args: List[str]) -> CliResult:
     if len(args) != 3:
         return USAGE
@@ -58,6 +63,13 @@ def _set_maintenance(app, args: List[str]) -> CliResult:
     if len(args) < 4 or args[3].lower() not in ("on", "off"):
         return USAGE
     done, message = set_maintenance(app, args[3].lower() == "on", " ".join(args[4:]))
+    return ok(message) if done else failure(message)
+
+
+def _set_drain(app, args: List[str]) -> CliResult:
+    if len(args) < 4 or args[3].lower() not in ("on", "off"):
+        return USAGE
+    done, message = set_drain(app, args[3].lower() == "on", " ".join(args[4:]))
     return ok(message) if done else failure(message)
 
 
@@ -91,6 +103,14 @@ def cli_commands(app) -> List[CliCommand]:
                    "       in res_discovery_consul.conf change.\n",
                    lambda args: _set_check(app, args),
                    choices=lambda pos: ["on", "off"] if pos == 3 else []),
+        CliCommand("discovery set drain", "Stop new calls to this Asterisk, or let them in again",
+                   "Usage: discovery set drain {on|off} [reason...]\n"
+                   "       on: the service leaves Consul's healthy set at once (a critical drain\n"
+                   "       check), stays registered, and the calls up are followed until they end\n"
+                   "       (AMI event DiscoveryDrained). off: back in the healthy set at once.\n"
+                   "       Not maintenance: either can be on or off without the other.\n",
+                   lambda args: _set_drain(app, args),
+                   choices=lambda pos: ["on", "off"] if pos == 3 else []),
     ]
 
 
@@ -111,4 +131,8 @@ def ami_actions(app) -> List[AmiAction]:
                           app, fields, lambda on: set_maintenance(app, on, fields.get("reason", "")),
                           "Maintenance")),
             AmiAction("DiscoverySetCheck", "Add or remove the Consul health check",
-                      lambda fields: _ami_switch(app, fields, lambda on: set_check(app, on), "Check"))]
+                      lambda fields: _ami_switch(app, fields, lambda on: set_check(app, on), "Check")),
+            AmiAction("DiscoverySetDrain", "Drain this Asterisk (no new calls) or end the drain",
+                      lambda fields: _ami_switch(
+                          app, fields, lambda on: set_drain(app, on, fields.get("reason", "")),
+                          "Drain"))]

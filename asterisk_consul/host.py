@@ -46,6 +46,10 @@ class Host:
     def is_shutting_down(self) -> bool:
         raise NotImplementedError
 
+    def is_stop_requested(self) -> bool:
+        """Any `core stop|restart` was asked for, 'when convenient' included."""
+        raise NotImplementedError
+
     def active_channels(self) -> int:
         raise NotImplementedError
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 import threading
 from typing import Optional
@@ -16,6 +17,7 @@ from typing import Optional
 from . import __version__, commands
 from .config import ConfigError
 from .eidcheck import EidCheck
+from .health import AsteriskState, Verdict
 from .loader import CONFIG_FILE, load_settings
 from .logbridge import set_secrets
 from .registrar import Registrar
@@ -28,14 +30,17 @@ log = logging.getLogger(__name__)
 class Application:
     def __init__(self, host):
         self.host = host
-        self.facts = HostFacts(eid=host.eid(), version=host.version())
+        # The instance token tells this start apart from earlier ones (and from clones).
+        self.facts = HostFacts(eid=host.eid(), version=host.version(),
+                               instance=secrets.token_hex(8))
         self.settings: Optional[Settings] = None
         self.registrar: Optional[Registrar] = None
         # Serializes load/reload/unload/shutdown; handlers only read the attributes.
         self._lifecycle = threading.Lock()
         self.cli_commands = commands.cli_commands(self)
         self.ami_actions = commands.ami_actions(self)
-        self.http_routes = [EidCheck(self.facts.eid)]
+        self.eid_check = EidCheck(self.facts.eid, self.facts.instance)
+        self.http_routes = [self.eid_check]
 
     # -- config -------------------------------------------------------------------------
 
@@ -51,9 +56,15 @@ class Application:
             log.warning("%s", warning)
         return settings
 
-    def _host_state(self):
-        """(fully booted, shutting down), for the TTL check; two flag reads in Asterisk."""
-        return self.host.is_fully_booted(), self.host.is_shutting_down()
+    def _asterisk_state(self) -> AsteriskState:
+        """A few flag reads and the channel count: no lock on Asterisk's call path."""
+        host = self.host
+        return AsteriskState(booted=host.is_fully_booted(), shutting_down=host.is_shutting_down(),
+                             stop_requested=host.is_stop_requested(),
+                             channels=host.active_channels())
+
+    def _show_verdict(self, verdict: Verdict) -> None:
+        self.eid_check.show(verdict.http_status, verdict.http_reason, verdict.http_body)
 
     def _on_event(self, name, headers) -> None:
         self.host.manager_event(name, headers)
@@ -62,7 +73,8 @@ class Application:
         set_secrets(settings.token)
         self.settings = settings
         self.registrar = Registrar(settings, self.facts, self._on_event,
-                                   host_state=self._host_state)
+                                   host_state=self._asterisk_state,
+                                   on_verdict=self._show_verdict)
         self.registrar.start()
 
     def _stop(self, deregister: bool = True) -> None:

@@ -24,8 +24,9 @@ from .values import (Duration, check_token, parse_address, parse_bool, parse_che
                      parse_tags, parse_tls_server_name)
 
 # Groups, in the order `discovery show settings`, the sample and the README present them.
-GENERAL, AGENT, TLS, SERVICE, CHECKS, HOUSEKEEPING, EVENTS, KV, HTTP = (
-    "general", "agent", "tls", "service", "checks", "housekeeping", "events", "kv", "http.conf")
+GENERAL, AGENT, TLS, SERVICE, CHECKS, LOAD, HOUSEKEEPING, EVENTS, KV, HTTP = (
+    "general", "agent", "tls", "service", "checks", "load", "housekeeping", "events", "kv",
+    "http.conf")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ def _o(name, default, parse, doc, group, **more) -> Option:
 
 def _timeout_ms(text: str) -> int:
     return parse_int(text, 1, 60000)
+
+
+def _channels(text: str) -> int:
+    return parse_int(text, 0, 1000000)
+
+
+def _weight(text: str) -> int:
+    return parse_int(text, 1, 65535)
 
 
 ROWS: Tuple[Option, ...] = (
@@ -141,6 +150,15 @@ ROWS: Tuple[Option, ...] = (
        section=HTTP),
     _o("ari_port", 8088, None, "http.conf bindport (or TLS port), sent as Meta ari_port", HTTP,
        section=HTTP),
+    # -- drain and load
+    _o("drain_on_shutdown", True, parse_bool,
+       "core stop/restart gracefully or when convenient drains first (out of the healthy set)",
+       LOAD),
+    _o("busy_channels", 0, _channels,
+       "at this many active channels the checks say warning (0: never); passing below 90 %",
+       LOAD, defines_check=True),
+    _o("weight_passing", 1, _weight, "Consul Weights.Passing (DNS SRV, proxies that weigh)", LOAD),
+    _o("weight_warning", 1, _weight, "Consul Weights.Warning: the weight while busy", LOAD),
     # -- housekeeping
     _o("resync_interval", Duration("30s"), parse_duration,
        "how often the agent's view is compared with ours and repaired in place", HOUSEKEEPING),

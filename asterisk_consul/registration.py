@@ -15,12 +15,14 @@ from .settings import Settings
 
 CHECK_NAME = "Asterisk Instance EID Verification"
 TTL_CHECK_NAME = "Asterisk Instance Liveness"
+DRAIN_CHECK_NAME = "Asterisk Draining"
 CHECK_PATH = "/res_discovery_consul/check_eid"
 META_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # whole key: use fullmatch
 # Consul's own limits on service metadata (it rejects the whole registration otherwise).
 META_MAX_PAIRS = 64
 META_MAX_VALUE_CHARS = 512
 META_RESERVED_PREFIX = "consul-"
+_CONSUL_WEIGHTS = {"Passing": 1, "Warning": 1}  # what Consul stores when none are given
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class HostFacts:
 
     eid: str
     version: str
+    instance: str = ""  # a random token made at each module start: tells starts apart
 
 
 def check_id(service_id: str) -> str:
@@ -41,8 +44,13 @@ def ttl_check_id(service_id: str) -> str:
     return f"check-asterisk-ttl-{service_id}"
 
 
-def our_check_ids(service_id: str) -> Tuple[str, str]:
-    return check_id(service_id), ttl_check_id(service_id)
+def drain_check_id(service_id: str) -> str:
+    """The critical check that keeps a draining service out of the healthy set."""
+    return f"check-asterisk-drain-{service_id}"
+
+
+def our_check_ids(service_id: str) -> Tuple[str, str, str]:
+    return check_id(service_id), ttl_check_id(service_id), drain_check_id(service_id)
 
 
 def maintenance_check_id(service_id: str) -> str:
@@ -58,12 +66,14 @@ def check_url(settings: Settings, facts: HostFacts) -> str:
     """URL Consul polls to verify that the Asterisk answering is the one registered.
 
     It carries the instance EID, not the service ID: a new container that reuses the IP of a
-    dead one must fail this check.
+    dead one must fail this check; and this start's instance token: a restarted or cloned
+    Asterisk with the same EID at the same address fails an earlier start's check.
     """
     prefix = settings.http_prefix.strip("/")
     path = (f"/{prefix}" if prefix else "") + CHECK_PATH
-    return (f"{settings.check_scheme}://{_host_in_url(settings.discovery_ip)}:{settings.check_http_port}{path}"
-            f"?expected_eid={quote(facts.eid, safe=':')}")
+    url = (f"{settings.check_scheme}://{_host_in_url(settings.discovery_ip)}:"
+           f"{settings.check_http_port}{path}?expected_eid={quote(facts.eid, safe=':')}")
+    return url + (f"&instance={facts.instance}" if facts.instance else "")
 
 
 def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
@@ -123,6 +133,14 @@ def ttl_status(booted: bool, shutting_down: bool, facts: HostFacts) -> Tuple[str
     return "passing", f"Asterisk {facts.version} is fully booted (EID {facts.eid})"
 
 
+def drain_check_definition(service_id: str, notes: str) -> Dict[str, Any]:
+    """Registered critical while the service drains (whatever check_type is): consumers that
+    read the healthy set stop sending new calls. No DeregisterCriticalServiceAfter: a long
+    drain must not make Consul remove the service."""
+    return {"CheckID": drain_check_id(service_id), "Name": DRAIN_CHECK_NAME, "TTL": "24h",
+            "Status": "critical", "Notes": notes}
+
+
 def meta_problems(settings: Settings) -> List[str]:
     """Why profile metadata entries will be left out of Meta, one line each (for the log)."""
     return _build_meta(settings, HostFacts(eid="", version=""))[1]
@@ -141,6 +159,8 @@ def _build_meta(settings: Settings, facts: HostFacts) -> Tuple[Dict[str, str], L
         "ari_port": str(settings.ari_port),
         "ari_scheme": settings.ari_scheme,
     }
+    if facts.instance:
+        result["instance"] = facts.instance
     problems = []
     for key, value in settings.metadata:
         key, value = str(key), str(value)
@@ -163,10 +183,10 @@ def _build_meta(settings: Settings, facts: HostFacts) -> Tuple[Dict[str, str], L
     return result, problems
 
 
-def service_definition(settings: Settings, facts: HostFacts,
-                       checks_on: Optional[bool] = None) -> Dict[str, Any]:
+def service_definition(settings: Settings, facts: HostFacts, checks_on: Optional[bool] = None,
+                       drain_notes: Optional[str] = None) -> Dict[str, Any]:
     """The body of PUT /v1/agent/service/register for these settings; `checks_on` overrides
-    the config's `check` (discovery set check on|off)."""
+    the config's `check` (discovery set check on|off); `drain_notes` adds the drain check."""
     definition: Dict[str, Any] = {
         "ID": settings.service_id,
         "Name": settings.name,
@@ -174,9 +194,14 @@ def service_definition(settings: Settings, facts: HostFacts,
         "Address": settings.discovery_ip,
         "Port": int(settings.discovery_port),
         "Meta": meta(settings, facts),
+        "Weights": {"Passing": settings.weight_passing, "Warning": settings.weight_warning},
     }
-    if settings.check if checks_on is None else checks_on:
-        definition["Checks"] = check_definitions(settings, facts)
+    checks = check_definitions(settings, facts) if (
+        settings.check if checks_on is None else checks_on) else []
+    if drain_notes is not None:
+        checks.append(drain_check_definition(settings.service_id, drain_notes))
+    if checks:
+        definition["Checks"] = checks
     return definition
 
 
@@ -195,8 +220,8 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
     """What no longer matches between our definition and the agent's view; [] = in sync.
 
     `agent_service` is GET /v1/agent/service/<id> (None when absent), `agent_checks` is
-    GET /v1/agent/checks. Only fields we set are compared: Consul adds its own (Weights,
-    TaggedAddresses, ContentHash…), and 1.8.7 reports no check definition, so a check is
+    GET /v1/agent/checks. Only fields we set are compared: Consul adds its own
+    (TaggedAddresses, ContentHash…), and 1.8.7 reports no check definition, so a check is
     compared by ID, name, owner and type.
     """
     service_id = definition["ID"]
@@ -209,6 +234,7 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         "Address": definition.get("Address", ""),
         "Port": definition.get("Port", 0),
         "Meta": dict(definition.get("Meta") or {}),
+        "Weights": dict(definition.get("Weights") or _CONSUL_WEIGHTS),
     }
     actual = {
         "Service": agent_service.get("Service"),
@@ -216,6 +242,7 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         "Address": agent_service.get("Address", ""),
         "Port": agent_service.get("Port", 0),
         "Meta": dict(agent_service.get("Meta") or {}),
+        "Weights": dict(agent_service.get("Weights") or _CONSUL_WEIGHTS),
     }
     for field_name, want in expected.items():
         if actual[field_name] != want:

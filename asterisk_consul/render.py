@@ -54,9 +54,14 @@ def show_status_text(app) -> str:
     rows = [
         ("Agent", agent),
         ("Service", "%s (name %s) at %s:%s" % (s.service_id, s.service_name, s.address, s.port)),
+        ("Instance", s.instance or "(none)"),
         ("Registered", _registered_text(s)),
+        ("In catalog", _catalog_text(s)),
         ("Health", s.health or "unknown"),
+        ("Asterisk", s.verdict or "unknown"),
+        ("Load", _load_text(s)),
         ("Maintenance", _maintenance_text(s)),
+        ("Drain", _drain_text(s)),
     ]
     rows += _check_rows(s)
     rows += _kv_rows(s)
@@ -136,6 +141,37 @@ def _registered_text(s) -> str:
     if s.agent_reachable is False:
         text += " (as last seen: the agent does not answer now)"
     return text
+
+
+def _catalog_text(s) -> str:
+    """Whether consumers can see the registration: the agent may hold what it cannot sync."""
+    if not s.registered:
+        return "no (not registered)"
+    if s.in_catalog:
+        return "yes, since %s" % _when(s.catalog_since)
+    if s.in_catalog is False:
+        return ("NO: the agent holds the service but has not synced it to the servers (its own "
+                "ACL token may lack node or service write)")
+    return "not known yet" + (" (%s)" % s.catalog_error if s.catalog_error else "")
+
+
+def _load_text(s) -> str:
+    text = "%d active channels" % s.channels
+    if not s.busy_channels:
+        return text
+    text += "; busy at %d, idle below %d" % (s.busy_channels, int(s.busy_channels * 0.9 + 0.999))
+    return text + ("; BUSY since %s (the checks say warning)" % _when(s.busy_since)
+                   if s.busy else "; not busy")
+
+
+def _drain_text(s) -> str:
+    if not s.drain:
+        return "off"
+    text = "ON since %s (%s): %s; " % (_when(s.drain_since), s.drain_by,
+                                     s.drain_reason or "no reason given")
+    if s.drained_at:
+        return text + "drained at %s" % _when(s.drained_at)
+    return text + "%d channels left" % s.channels
 
 
 def _maintenance_text(s) -> str:

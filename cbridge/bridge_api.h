@@ -36,6 +36,8 @@ const char *rdc_host_version(void);
 const char *rdc_host_config_dir(void);
 int rdc_host_fully_booted(void);
 int rdc_host_shutting_down(void);
+/* 1 once any `core stop|restart` was asked for ('when convenient' included); cheap. */
+int rdc_host_stop_requested(void);
 int rdc_host_active_channels(void);
 int rdc_host_db_get(const char *family, const char *key, char *buf, int len);
 int rdc_host_db_put(const char *family, const char *key, const char *value);

@@ -23,6 +23,7 @@
 #include "asterisk/options.h"
 #include "asterisk/paths.h"
 #include "asterisk/strings.h"
+#include "asterisk/taskprocessor.h"
 #include "asterisk/utils.h"
 
 #include <dlfcn.h>
@@ -128,6 +129,27 @@ int rdc_host_fully_booted(void)
 int rdc_host_shutting_down(void)
 {
 	return ast_shutting_down() ? 1 : 0;
+}
+
+int rdc_host_stop_requested(void)
+{
+	struct ast_taskprocessor *queue;
+
+	if (ast_shutting_down()) {
+		return 1;
+	}
+	/* 'core stop|restart when convenient' does not mark Asterisk as shutting down, but every
+	 * kind of stop first drops the message queue's taskprocessor (ast_msg_shutdown), which
+	 * lives from startup on. Asked only once Asterisk is fully booted. */
+	if (!ast_fully_booted) {
+		return 0;
+	}
+	queue = ast_taskprocessor_get("ast_msg_queue", TPS_REF_IF_EXISTS);
+	if (!queue) {
+		return 1;
+	}
+	ast_taskprocessor_unreference(queue);
+	return 0;
 }
 
 int rdc_host_active_channels(void)

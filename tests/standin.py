@@ -19,6 +19,7 @@ class StandInHost(Host):
         self._version = version
         self.fully_booted = fully_booted
         self.shutting_down = False
+        self.stop_requested = False
         self.channels = 0
         self.shim = "0.1.0"
         self.astdb: Dict[Tuple[str, str], str] = {}
@@ -60,6 +61,9 @@ class StandInHost(Host):
 
     def is_shutting_down(self) -> bool:
         return self.shutting_down
+
+    def is_stop_requested(self) -> bool:
+        return self.stop_requested or self.shutting_down
 
     def active_channels(self) -> int:
         return self.channels

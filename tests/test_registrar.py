@@ -31,11 +31,11 @@ def settings_for(port, **overrides):
 def make_registrar(events, no_registrar_threads_left):
     made = []
 
-    def make(settings, **kwargs):
+    def make(settings, facts=FACTS, **kwargs):
         kwargs.setdefault("backoff_initial_s", 0.05)
         kwargs.setdefault("backoff_max_s", 0.4)
         kwargs.setdefault("slow_retry_s", 5.0)
-        registrar = Registrar(settings, FACTS, events, **kwargs)
+        registrar = Registrar(settings, facts, events, **kwargs)
         made.append(registrar)
         return registrar
 
@@ -222,8 +222,9 @@ def test_resync_restores_a_changed_definition(consul_agent, make_registrar, even
 
 
 def test_status_notices_a_missing_service_at_once(consul_agent, make_registrar, events):
+    # Without the watch on the agent, which would repair it before the status is asked.
     registrar = started(make_registrar(settings_for(consul_agent.http_port,
-                                                    resync_interval="1h")))
+                                                    resync_interval="1h"), watch=False))
     events.wait_for("DiscoveryRegister")
     consul_agent.put("/v1/agent/service/deregister/pbx-1")
     status = registrar.status(2.0)

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 
+from asterisk_consul.health import AsteriskState
 from asterisk_consul.registrar import Result, consul_client
 from asterisk_consul.render import show_status_text
 from tests.test_registrar import FACTS, gaps_in_registration, settings_for, started
@@ -27,14 +28,18 @@ KV = (("role", "edge ${NAME}"), ("sip", "${ADDRESS}:${PORT}"))
 
 
 class HostState:
-    """A host_state the test drives: (fully booted, shutting down)."""
+    """A host_state the test drives: Asterisk booted or not, shutting down, its channels."""
 
     def __init__(self, booted=True):
         self.booted = booted
         self.shutting_down = False
+        self.stop_requested = False
+        self.channels = 0
 
     def __call__(self):
-        return self.booted, self.shutting_down
+        return AsteriskState(booted=self.booted, shutting_down=self.shutting_down,
+                             stop_requested=self.stop_requested or self.shutting_down,
+                             channels=self.channels)
 
 
 class RecordingConsul:
@@ -43,6 +48,7 @@ class RecordingConsul:
     def __init__(self):
         self.services = []  # bodies of PUT /v1/agent/service/register
         self.checks = []    # bodies of PUT /v1/agent/check/register
+        self.updates = []   # (check ID, status, output) of PUT /v1/agent/check/update
         self._lock = threading.Lock()
 
     def __call__(self, settings):
@@ -50,6 +56,13 @@ class RecordingConsul:
         consul.agent.service.register = self._recorded(consul.agent.service.register,
                                                        self.services)
         consul.agent.check.register = self._recorded(consul.agent.check.register, self.checks)
+        update = consul.agent.check.update
+
+        def recorded_update(check_id, status, output="", **kwargs):
+            with self._lock:
+                self.updates.append((check_id, status, output))
+            return update(check_id, status, output, **kwargs)
+        consul.agent.check.update = recorded_update
         return consul
 
     def _recorded(self, call, into):
@@ -237,8 +250,9 @@ def test_set_checks_on_adds_the_checks_without_re_registering(consul_agent, make
     checks = consul_agent.checks()
     assert checks[EID_CHECK]["ServiceID"] == checks[TTL_CHECK]["ServiceID"] == "pbx-1"
     assert len(calls.services) == 1  # the service was not registered again
+    # Each with the status true now (Asterisk booted, idle): routable at once.
     assert [(c["ID"], c["ServiceID"], c.get("Status")) for c in calls.checks] == \
-        [(EID_CHECK, "pbx-1", None), (TTL_CHECK, "pbx-1", "passing")]
+        [(EID_CHECK, "pbx-1", "passing"), (TTL_CHECK, "pbx-1", "passing")]
     assert events.wait_for("DiscoverySetCheck") == {"ID": "pbx-1", "Check": "on"}
 
     status = registrar.status(2.0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .api import (HEALTH_BY_STATUS_CODE, KV, Agent, AgentCheck, AgentHealth, AgentService, Event,
-                  Session)
+from .api import (HEALTH_BY_STATUS_CODE, KV, Agent, AgentCheck, AgentHealth, AgentService,
+                  Catalog, Event, Session)
 from .transport import (TLS_FILE_MAX_BYTES, ConsulError, ConsulNotFound, ConsulPermissionDenied,
                         ConsulRequestError, ConsulServerError, ConsulUnreachable, TlsConfig,
                         Transport, ca_directory_bundle, tls_options)
@@ -20,7 +20,7 @@ from .transport import (TLS_FILE_MAX_BYTES, ConsulError, ConsulNotFound, ConsulP
 __all__ = [
     "Consul", "TlsConfig", "Transport", "ConsulError", "ConsulUnreachable", "ConsulServerError",
     "ConsulPermissionDenied", "ConsulNotFound", "ConsulRequestError", "Agent", "AgentService",
-    "AgentCheck", "AgentHealth", "Event", "Session", "KV", "HEALTH_BY_STATUS_CODE",
+    "AgentCheck", "AgentHealth", "Catalog", "Event", "Session", "KV", "HEALTH_BY_STATUS_CODE",
     "ca_directory_bundle", "tls_options", "TLS_FILE_MAX_BYTES",
 ]
 
@@ -41,6 +41,7 @@ class Consul:
         self.event = Event(self.transport)
         self.session = Session(self.transport)
         self.kv = KV(self.transport)
+        self.catalog = Catalog(self.transport)
 
     def close(self) -> None:
         self.transport.close()

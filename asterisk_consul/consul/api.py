@@ -205,6 +205,22 @@ class KV:
         self._transport.request("DELETE", _key_path(key), timeout_s=timeout_s)
 
 
+class Catalog:
+    """/v1/catalog/*: what the servers hold (the agent syncs its services there)."""
+
+    def __init__(self, transport: Transport):
+        self._transport = transport
+
+    def service_instance(self, name: str, service_id: str,
+                         timeout_s: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The catalog's entry for one instance of service `name`, or None."""
+        path = f"/v1/catalog/service/{_segment(name)}"
+        params = {"filter": 'ServiceID == "%s"' % service_id.replace('"', '\\"')}
+        entries = _json(self._transport.get(path, params=params, timeout_s=timeout_s),
+                        f"GET {path}") or []
+        return next((e for e in entries if e.get("ServiceID") == service_id), None)
+
+
 class Agent:
     """/v1/agent/self, plus the agent's service, check and health areas."""
 

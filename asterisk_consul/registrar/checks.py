@@ -1,38 +1,42 @@
-"""The health checks: on or off, and the TTL check's reports.
+"""The health checks: on or off, and what they say.
 
 `discovery set check on|off` adds or removes the checks on their own (the service is not
-registered again) and lasts until the check options in the config change. The TTL check is
-reported from Asterisk's state, looked at every HOST_POLL_S without network: at once when it
-changes, and at least every third of the TTL.
+registered again) and lasts until the check options in the config change. What the checks say
+follows the verdict on Asterisk's state (health.py, looked at every HOST_POLL_S): the TTL check
+is reported at once when it changes and at least every third of the TTL, and every check is
+registered with the status that is true at that moment. Consul keeps an existing check's
+status through any re-registration, so when the HTTP check crosses the critical line (Asterisk
+fully booted, or shutting down) it is registered anew at once instead of waiting for Consul's
+next poll; passing and warning (busy) are left to that poll: no write.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..consul import ConsulError, ConsulNotFound, ConsulServerError
-from ..registration import (our_check_ids, service_definition, standalone_check, ttl_check_id,
-                            ttl_report_interval_s, ttl_status)
+from ..health import Verdict
+from ..registration import (check_id, drain_check_id, our_check_ids, service_definition,
+                            standalone_check, ttl_check_id, ttl_report_interval_s)
 from ..settings import Settings
 from .link import AgentLink
 from .notify import Notifications
 from .status import Result
 
 if TYPE_CHECKING:
+    from .drain import Drain
     from .service import ServiceRegistration
-
-HostState = Callable[[], Tuple[bool, bool]]  # (fully booted, shutting down); cheap, no I/O
-HOST_POLL_S = 1.0  # how often the TTL check looks at Asterisk's state (no I/O when unchanged)
 
 
 class Checks:
-    def __init__(self, link: AgentLink, notify: Notifications, host_state: HostState):
+    def __init__(self, link: AgentLink, notify: Notifications, verdict: Verdict):
         self._link = link
         self._notify = notify
-        self._host_state = host_state
-        self.service: "ServiceRegistration"  # set by the Registrar once both exist
+        self.verdict = verdict  # the latest, from the Asterisk part
+        self.service: "ServiceRegistration"  # set by the Registrar once all parts exist
+        self.drain: "Drain"
         # discovery set check on|off: None = as the config says; kept until check_key changes
         self.override: Optional[bool] = None
         self.states: Dict[str, Tuple[str, str]] = {}  # check ID -> (status, output)
@@ -40,12 +44,35 @@ class Checks:
         self._ttl_due: Optional[float] = None
         self._ttl_report_due = 0.0
         self._ttl_reported: Optional[Tuple[str, str]] = None
+        self._http_shown = ""  # the HTTP check's status the agent was last told ("": unknown)
+        self._http_push = False
 
     # -- what is registered ----------------------------------------------------------------
 
     def definition(self, settings: Settings) -> Dict[str, Any]:
-        """The service definition, with the checks the config or the operator wants."""
-        return service_definition(settings, self._link.facts, self.override)
+        """The service definition, with the checks the config or the operator wants (and the
+        drain check while draining)."""
+        return service_definition(settings, self._link.facts, self.override, self.drain.notes())
+
+    @property
+    def on(self) -> bool:
+        return self._link.settings.check if self.override is None else self.override
+
+    def status_for(self, check: Dict[str, Any]) -> str:
+        """The status a check is registered with: what is true now."""
+        if check["CheckID"] == drain_check_id(self._link.settings.service_id):
+            return check["Status"]  # critical: that is what it is for
+        return self.verdict.ttl_status if "TTL" in check else self.verdict.http_check_status
+
+    def verdict_changed(self, verdict: Verdict) -> None:
+        """A new verdict: the TTL check is reported at once; the HTTP check registered anew
+        when it crosses the critical line."""
+        self.verdict = verdict
+        if self._ttl_due is not None:
+            self._ttl_due = 0.0
+        critical = verdict.http_check_status == "critical"
+        if self._http_shown and critical != (self._http_shown == "critical"):
+            self._http_push = True
 
     def settings_changed(self, old: Settings, new: Settings) -> None:
         if self.override is not None and new.check_key() != old.check_key():
@@ -76,8 +103,8 @@ class Checks:
             else:
                 for check in checks:
                     self._link.check_stop()
-                    status = self.ttl_status()[0] if "TTL" in check else None
-                    consul.agent.check.register(standalone_check(check, service_id, status))
+                    consul.agent.check.register(standalone_check(check, service_id,
+                                                                 self.status_for(check)))
                 for unwanted in our_check_ids(service_id):
                     if unwanted not in {c["CheckID"] for c in checks}:
                         self._link.check_stop()
@@ -114,37 +141,62 @@ class Checks:
         self.states = {cid: (c.get("Status", ""), c.get("Output", ""))
                        for cid, c in checks_by_id.items() if cid in our_check_ids(service_id)}
 
-    # -- the TTL check ---------------------------------------------------------------------
-
-    def ttl_status(self) -> Tuple[str, str]:
-        """(Consul status, output) for Asterisk's state now."""
-        try:
-            booted, shutting_down = self._host_state()
-        except Exception as exc:  # noqa: BLE001 - a host that cannot tell is not booted
-            return "warning", f"cannot read Asterisk's state: {exc}"
-        return ttl_status(booted, shutting_down, self._link.facts)
+    # -- what the checks say ----------------------------------------------------------------
 
     def after_register(self, definition: Dict[str, Any]) -> None:
-        """The checks are (re)registered as in `definition`: report the TTL check at once."""
-        if _has_ttl_check(definition):
-            self._ttl_reported = None  # the output says more than the start
+        """The checks are (re)registered as in `definition`, with the status true now: report
+        the TTL check at once (its output says more than the start)."""
+        self._http_shown = self.verdict.http_check_status if _has_check(
+            definition, check_id(definition["ID"])) else ""
+        self._http_push = False
+        if _has_check(definition, ttl_check_id(definition["ID"])):
+            self._ttl_reported = None
             self._ttl_due = 0.0
         else:
             self._ttl_due = None
 
     def due(self) -> Optional[float]:
-        return self._ttl_due
+        return 0.0 if self._http_push else self._ttl_due
 
     def run(self) -> None:
-        """Look at Asterisk's state; tell Consul when it changed or the report is due."""
+        if self._http_push:
+            self._push_http_status()
+        if self._ttl_due is not None and time.monotonic() >= self._ttl_due:
+            self._report_ttl()
+
+    def _push_http_status(self) -> None:
+        """Tell the agent the HTTP check's new status now (Consul's next poll would take up to
+        check_interval). Consul keeps a registered check's status, so it goes and comes back
+        with the new one: for those milliseconds the service has one check less, which never
+        shows it healthier than either status would."""
+        self._http_push = False
         definition = self.service.definition
-        if not (self.service.registered and _has_ttl_check(definition)):
+        http = next((c for c in definition.get("Checks") or []
+                     if c["CheckID"] == check_id(definition["ID"])), None)
+        if http is None or not self.service.registered:
+            return
+        status = self.verdict.http_check_status
+        try:
+            self.drop_quietly(http["CheckID"])
+            self._link.consul.agent.check.register(standalone_check(http, definition["ID"], status))
+        except ConsulError as exc:
+            self._link.log(logging.WARNING, "Consul: the EID check's status %s not pushed: %s "
+                           "(Consul's next poll will see it)", status, self._link.scrub(str(exc)))
+            return
+        self._http_shown = status
+        self._link.log(logging.INFO, "Consul: EID check of %s is %s: %s", definition["ID"],
+                       status, self.verdict.output)
+
+    def _report_ttl(self) -> None:
+        """Tell Consul the TTL check's state when it changed or the report is due."""
+        definition = self.service.definition
+        if not (self.service.registered and _has_check(definition, ttl_check_id(definition["ID"]))):
             self._ttl_due = None  # registering schedules it again
             return
         now = time.monotonic()
-        state = self.ttl_status()
+        state = (self.verdict.ttl_status, self.verdict.output)
         interval = ttl_report_interval_s(self._link.settings)
-        self._ttl_due = now + min(HOST_POLL_S, interval)
+        self._ttl_due = now + interval
         if state == self._ttl_reported and now < self._ttl_report_due:
             return
         service_id = definition["ID"]
@@ -180,6 +232,5 @@ class Checks:
         self.ttl_error = message
 
 
-def _has_ttl_check(definition: Dict[str, Any]) -> bool:
-    ttl_id = ttl_check_id(definition["ID"])
-    return any(c["CheckID"] == ttl_id for c in definition.get("Checks") or [])
+def _has_check(definition: Dict[str, Any], wanted_id: str) -> bool:
+    return any(c["CheckID"] == wanted_id for c in definition.get("Checks") or [])

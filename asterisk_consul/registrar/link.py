@@ -20,12 +20,15 @@ class Stopping(Exception):
     """Raised between two Consul calls once stop() was asked: abandon the current job."""
 
 
+def tls_config(settings: Settings) -> TlsConfig:
+    return TlsConfig(verify=settings.tls_verify, ca_file=settings.ca_file,
+                     ca_path=settings.ca_path, client_cert=settings.client_cert,
+                     client_key=settings.client_key, server_name=settings.tls_server_name)
+
+
 def consul_client(settings: Settings) -> Consul:
     """The client for the agent the settings name (TLS only matters for https)."""
-    tls = TlsConfig(verify=settings.tls_verify, ca_file=settings.ca_file,
-                    ca_path=settings.ca_path, client_cert=settings.client_cert,
-                    client_key=settings.client_key, server_name=settings.tls_server_name)
-    return Consul(settings.agent_url, settings.token, settings.timeout_s, tls)
+    return Consul(settings.agent_url, settings.token, settings.timeout_s, tls_config(settings))
 
 
 ConsulFactory = Callable[[Settings], Consul]

@@ -55,6 +55,18 @@ class Notifications:
     def checks_switched(self, service_id: str, on: bool) -> None:
         self._ami("DiscoverySetCheck", [("ID", service_id), ("Check", "on" if on else "off")])
 
+    def drain_changed(self, service_id: str, on: bool, reason: str) -> None:
+        headers = [("ID", service_id), ("Drain", "on" if on else "off")]
+        if on:
+            headers.append(("Reason", reason))
+        self._ami("DiscoverySetDrain", headers)
+
+    def drained(self, service_id: str, reason: str, since: float) -> None:
+        """A draining service has no active channels left."""
+        self._ami("DiscoveryDrained", [("ID", service_id), ("Reason", reason),
+                                       ("DrainingSince", time.strftime(
+                                           "%Y-%m-%d %H:%M:%S", time.localtime(since)))])
+
     # -- AMI -------------------------------------------------------------------------------
 
     def _ami(self, name: str, headers: Sequence[Tuple[str, str]]) -> None:

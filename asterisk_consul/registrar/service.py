@@ -19,6 +19,7 @@ from .notify import Notifications
 from .retired import Retired
 
 if TYPE_CHECKING:
+    from .catalog import Catalog
     from .checks import Checks
     from .kvsession import KvSession
 
@@ -48,8 +49,9 @@ class ServiceRegistration:
         self._maintenance = maintenance
         self._retired = retired
         self._notify = notify
-        self.checks: "Checks"    # set by the Registrar once both exist
+        self.checks: "Checks"    # set by the Registrar once all parts exist
         self.kv: "KvSession"     # likewise
+        self.catalog: "Catalog"  # likewise
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._slow_retry_s = slow_retry_s
@@ -83,6 +85,19 @@ class ServiceRegistration:
         self.registered = False
         self.since = None
         self.state = ServiceState.UNREGISTERED
+        self.catalog.forget()
+
+    def wake(self, reason: str, agent_back: bool) -> None:
+        """The watch saw the agent's view change under us, or the agent come back: sync now,
+        whatever the backoff said. Only if that is news: while registering anyway the
+        schedule stands, and an agent that refuses us for good is not asked faster."""
+        if self.state is ServiceState.REJECTED_PERMANENT:
+            return
+        if not agent_back and self.state not in (ServiceState.REGISTERED, ServiceState.DRIFTED):
+            return
+        self._link.log(logging.INFO, "Consul: %s; syncing now", reason)
+        self._failures = 0
+        self._next_due = 0.0
 
     def moved(self) -> None:
         """Another agent or service ID: nothing is registered there yet."""
@@ -222,6 +237,7 @@ class ServiceRegistration:
                     self.checks.drop_quietly(stale)
         self.checks.after_register(definition)
         self.kv.sync_soon()
+        self.catalog.after_register()
         if not self.registered or self.since is None:
             self.since = time.time()
         self.state = ServiceState.REGISTERED
@@ -231,12 +247,12 @@ class ServiceRegistration:
         self._notify.registered(definition, self._maintenance.wanted)
 
     def _registration_body(self) -> Dict[str, Any]:
-        """The definition, with the TTL check starting in Asterisk's current state (a new
-        check would otherwise start critical until the first report)."""
+        """The definition, each check starting with the status true now: a new check would
+        otherwise start critical until its first report or Consul's first poll (staggered up
+        to an interval), and a fresh Asterisk would wait that long to be routable."""
         body = dict(self.definition)
         if body.get("Checks"):
-            status = self.checks.ttl_status()[0]
-            body["Checks"] = [dict(c, Status=status) if "TTL" in c else c for c in body["Checks"]]
+            body["Checks"] = [dict(c, Status=self.checks.status_for(c)) for c in body["Checks"]]
         return body
 
     # -- status and stop --------------------------------------------------------------------
@@ -284,6 +300,7 @@ class ServiceRegistration:
             return
         self.registered = False
         self.since = None
+        self.catalog.forget()
         link.log(logging.INFO, "Consul: service %s deregistered", service_id)
         self._notify.deregistered(service_id, definition["Name"], definition["Address"],
                                   definition["Port"], self._maintenance.wanted)

@@ -1,165 +1,136 @@
 """The Registrar: the one owner of this module's Consul state, and the only thread that talks
-to Consul ("consul-registrar"). Asterisk's threads hand it typed commands and never wait
-longer than the bound they pass in:
+to Consul ("consul-registrar"). Asterisk's threads hand it typed commands (commands.py) and
+never wait longer than the bound they pass in:
 
-    registrar = Registrar(settings, HostFacts(eid, version), on_event)
+    registrar = Registrar(settings, HostFacts(eid, version, instance), on_event)
     registrar.start()                              # returns at once
     registrar.set_maintenance(True, "upgrade", 2)  # -> Result(ok, message)
     registrar.status(1.0)                          # -> StatusSnapshot
     registrar.apply(new_settings)                  # reload; returns at once
-    registrar.stop()                               # deregisters (bounded), joins the thread
+    registrar.stop()                               # deregisters (bounded), joins the threads
 
-The worker is a loop over parts, each owning its state and saying when it is next due: the
-service registration (service.py), the TTL check (checks.py), the KV session (kvsession.py).
+The worker is a loop over parts, each owning its state and saying when it is next due:
+Asterisk's state (asterisk.py), the service registration (service.py), the checks
+(checks.py), the catalog (catalog.py), the KV session (kvsession.py). The watch on the agent
+(watch.py) runs in a thread of its own and only wakes the worker.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 from ..consul import ConsulError
+from ..health import AsteriskState
 from ..registration import HostFacts, meta_problems
 from ..settings import Settings
-from .checks import Checks, HostState
+from .asterisk import AsteriskWatch, ReadState, VerdictSink
+from .catalog import Catalog
+from .checks import Checks
+from .commands import (CHANGES, Apply, Queued, SetChecks, SetDrain, SetMaintenance, Status, Stop,
+                       Wake, name_native_thread)
+from .drain import Drain
 from .kvsession import KvSession
 from .link import AgentLink, ConsulFactory, Stopping, consul_client
 from .maintenance import Maintenance
 from .notify import EventSink, Notifications
 from .retired import Retired
 from .service import ServiceRegistration
-from .status import STOPPING, Result, StatusSnapshot
+from .status import STOPPING, Result, StatusSnapshot, snapshot
+from .watch import AgentWatch
 
 WORKER_THREAD_NAME = "consul-registrar"
 
 
-# -- commands from Asterisk's threads ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class Apply:
-    settings: Settings
-
-
-@dataclass(frozen=True)
-class SetMaintenance:
-    on: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class SetChecks:
-    on: bool
-
-
-@dataclass(frozen=True)
-class Status:
-    pass
-
-
-@dataclass(frozen=True)
-class Stop:
-    deregister: bool
-    deadline: float
-
-
-@dataclass
-class _Queued:
-    command: Any
-    future: "Future[Any]"
-    # Set by a caller that stopped waiting: the worker records the intent (maintenance,
-    # checks) or drops the job (status) instead of spending another timeout on nobody.
-    abandoned: bool = False
-
-
-_CHANGES = (SetMaintenance, SetChecks)  # answered with a Result
-
-
-def _name_native_thread(name: str) -> None:
-    """Give the worker its name in /proc/<pid>/task/*/comm and `top -H` (Python does so
-    itself from 3.14 on). Linux keeps 15 bytes. Best effort: nothing depends on it."""
-    if sys.version_info >= (3, 14) or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.prctl(15, ctypes.c_char_p(name.encode("ascii", "replace")[:15]), 0, 0, 0)  # PR_SET_NAME
-    except Exception:  # noqa: BLE001
-        pass
+def _booted_and_idle() -> AsteriskState:
+    return AsteriskState(booted=True, shutting_down=False, stop_requested=False, channels=0)
 
 
 class Registrar:
     def __init__(self, settings: Settings, facts: HostFacts, on_event: EventSink, *,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  slow_retry_s: float = 60.0, consul_factory: ConsulFactory = consul_client,
-                 host_state: HostState = lambda: (True, False)):
-        self._link = link = AgentLink(settings, facts, consul_factory)
-        self._notify = Notifications(link, on_event)
-        self._maintenance = Maintenance(link, self._notify)
-        self._retired = Retired(link, self._notify)
-        self._checks = Checks(link, self._notify, host_state)
-        self._service = ServiceRegistration(
-            link, self._checks.definition(settings), self._maintenance, self._retired,
-            self._notify, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
+                 host_state: ReadState = _booted_and_idle,
+                 on_verdict: VerdictSink = lambda verdict: None, watch: bool = True):
+        self.link = link = AgentLink(settings, facts, consul_factory)
+        self.notify = Notifications(link, on_event)
+        self.maintenance = Maintenance(link, self.notify)
+        self.retired = Retired(link, self.notify)
+        self.asterisk = AsteriskWatch(link, host_state, on_verdict)
+        self.checks = Checks(link, self.notify, self.asterisk.verdict)
+        self.drain = Drain(link, self.notify)
+        self.checks.drain = self.drain
+        self.service = ServiceRegistration(
+            link, self.checks.definition(settings), self.maintenance, self.retired,
+            self.notify, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
             slow_retry_s=slow_retry_s)
-        self._kv = KvSession(link, backoff_initial_s)
-        self._checks.service = self._kv.service = self._service
-        self._service.checks, self._service.kv = self._checks, self._kv
-        self._commands: "queue.Queue[_Queued]" = queue.Queue()
+        self.kv = KvSession(link, backoff_initial_s)
+        self.catalog = Catalog(link)
+        # The parts that call each other, once all exist.
+        self.checks.service = self.kv.service = self.drain.service = self.service
+        self.catalog.service = self.service
+        self.drain.checks = self.asterisk.checks = self.checks
+        self.asterisk.drain = self.drain
+        self.service.checks, self.service.kv, self.service.catalog = self.checks, self.kv, self.catalog
+        self._watch = AgentWatch(link, self._wake) if watch else None
+        self._commands: "queue.Queue[Queued]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         self._lifecycle = threading.Lock()
         # Immutable, replaced whole by the worker; readable from any thread.
-        self._snapshot = self._make_snapshot(running=False)
+        self._snapshot = snapshot(self, running=False)
 
     # -- API for Asterisk threads --------------------------------------------------------------
 
     def start(self) -> None:
         """Start the worker; it registers in the background. Returns at once."""
         with self._lifecycle:
-            if self._link.stop_requested.is_set():
+            if self.link.stop_requested.is_set():
                 raise RuntimeError("a stopped Registrar cannot be started again")
             if self._thread is not None:
                 return
             self._thread = threading.Thread(target=self._run, name=WORKER_THREAD_NAME,
                                             daemon=True)
             self._thread.start()
+            if self._watch is not None:
+                self._watch.start(self.link.settings)
 
     def stop(self, deregister: bool = True, timeout: Optional[float] = None) -> None:
         """Deregister (if asked) within `timeout` (default: the Consul timeout), stop the
         worker and join it. Afterwards no thread of ours runs and nothing is logged or fired."""
-        timeout_s = self._link.settings.timeout_s
+        timeout_s = self.link.settings.timeout_s
         budget = timeout_s if timeout is None else max(float(timeout), 0.0)
         deadline = time.monotonic() + budget
         with self._lifecycle:
             thread = self._thread
-            already = self._link.stop_requested.is_set()
-            self._link.stop_requested.set()
+            already = self.link.stop_requested.is_set()
+            self.link.stop_requested.set()
+        if self._watch is not None and thread is not threading.current_thread():
+            self._watch.stop()  # cuts its query short: never delays the stop
         if thread is None:
-            self._link.silenced.set()
+            self.link.silenced.set()
             return
         if not already:
-            self._commands.put(_Queued(Stop(deregister, deadline), Future()))
+            self._commands.put(Queued(Stop(deregister, deadline), Future()))
         if thread is threading.current_thread():
             return  # called from on_event: the worker exits after this job
         # The worker finishes at most one in-flight call (bounded by the Consul timeout), then
         # deregisters within what is left of `budget`.
         thread.join(budget + timeout_s + 5.0)
         if thread.is_alive():
-            self._link.log(logging.ERROR, "Consul worker did not stop in time; it is left to "
+            self.link.log(logging.ERROR, "Consul worker did not stop in time; it is left to "
                            "finish on its own")
-        self._link.silenced.set()
+        self.link.silenced.set()
 
     def apply(self, settings: Settings) -> None:
         """Reload with new settings: re-register in place if what we register changed.
         Returns at once; `enabled=False` is the caller's business (it calls stop)."""
-        if not self._link.stop_requested.is_set():
-            self._commands.put(_Queued(Apply(settings), Future()))
+        if not self.link.stop_requested.is_set():
+            self._commands.put(Queued(Apply(settings), Future()))
 
     def set_maintenance(self, enable: bool, reason: str = "", timeout: float = 2.0) -> Result:
         """Put the service in (or out of) maintenance. Remembered and re-applied whenever the
@@ -171,18 +142,28 @@ class Registrar:
         resyncs and reloads until the check options in the config change."""
         return self._change(SetChecks(bool(enable)), timeout)
 
+    def set_drain(self, enable: bool, reason: str = "", timeout: float = 2.0) -> Result:
+        """Take the service out of the healthy set for new calls (or back in), at once; the
+        calls up are followed until they end (DiscoveryDrained)."""
+        return self._change(SetDrain(bool(enable), reason or ""), timeout)
+
+    def _wake(self, reason: str, agent_back: bool) -> None:
+        """From the watch thread: the agent's view changed under us, or the agent is back."""
+        if not self.link.stop_requested.is_set():
+            self._commands.put(Queued(Wake(reason, agent_back), Future()))
+
     def _change(self, command: Any, timeout: float) -> Result:
         """Queue an operator's change and wait for Consul's answer at most `timeout`; past it
         the worker still carries it out (the caller is told it will keep trying)."""
-        if self._link.stop_requested.is_set():
+        if self.link.stop_requested.is_set():
             return STOPPING
-        queued = _Queued(command, Future())
+        queued = Queued(command, Future())
         self._commands.put(queued)
         try:
             return queued.future.result(timeout=max(float(timeout), 0.0))
         except FutureTimeout:
             queued.abandoned = True
-            if self._link.stop_requested.is_set():
+            if self.link.stop_requested.is_set():
                 return STOPPING
             return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
 
@@ -190,9 +171,9 @@ class Registrar:
         """The registration state, with live parts fetched from Consul within `timeout`;
         past it, the cached state marked stale."""
         thread = self._thread
-        if self._link.stop_requested.is_set() or thread is None or not thread.is_alive():
+        if self.link.stop_requested.is_set() or thread is None or not thread.is_alive():
             return replace(self._snapshot, stale=True)
-        queued = _Queued(Status(), Future())
+        queued = Queued(Status(), Future())
         self._commands.put(queued)
         try:
             return queued.future.result(timeout=max(float(timeout), 0.0))
@@ -204,15 +185,15 @@ class Registrar:
     # -- the worker ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        _name_native_thread(WORKER_THREAD_NAME)
-        link = self._link
+        name_native_thread(WORKER_THREAD_NAME)
+        link = self.link
         link.consul  # noqa: B018 - made here, on the worker: requests is imported by the first
         link.log(logging.INFO, "Consul: registering service %s with the agent at %s",
                  link.settings.service_id, link.settings.agent_url)
         for problem in meta_problems(link.settings):
             link.log(logging.WARNING, "Consul: %s", problem)
         self._publish()
-        parts = (self._service, self._checks, self._kv)
+        parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv)
         try:
             while True:
                 due = min(d for d in (p.due() for p in parts) if d is not None)
@@ -235,7 +216,7 @@ class Registrar:
                         self._guarded(part.run)
         finally:
             self._fail_pending_commands()
-            clients = [link.close()] + self._retired.clients()
+            clients = [link.close()] + self.retired.clients()
             for consul in {id(c): c for c in clients if c is not None}.values():
                 consul.close()
             self._publish(running=False)
@@ -249,31 +230,31 @@ class Registrar:
         except Stopping:
             pass
         except Exception as exc:  # noqa: BLE001
-            self._service.failed(exc)
-            failure = Result(False, self._link.last_error)
+            self.service.failed(exc)
+            failure = Result(False, self.link.last_error)
         self._publish()
-        queued = args[0] if args and isinstance(args[0], _Queued) else None
+        queued = args[0] if args and isinstance(args[0], Queued) else None
         if queued is not None and not queued.future.done():
             # Never leave a caller waiting for its full timeout on a job that already ended.
             self._answer(queued, failure)
-        if self._notify.pending and not self._link.stop_requested.is_set():
+        if self.notify.pending and not self.link.stop_requested.is_set():
             # After the caller has its answer: an event never delays a CLI or AMI command.
             try:
-                self._notify.flush()
+                self.notify.flush()
             except Exception as exc:  # noqa: BLE001
-                self._notify.drop_pending()
-                self._link.log(logging.ERROR, "Consul: firing events failed: %s", exc)
+                self.notify.drop_pending()
+                self.link.log(logging.ERROR, "Consul: firing events failed: %s", exc)
             self._publish()
 
-    def _answer(self, queued: _Queued, failure: Result) -> None:
-        if isinstance(queued.command, _CHANGES):
+    def _answer(self, queued: Queued, failure: Result) -> None:
+        if isinstance(queued.command, CHANGES):
             queued.future.set_result(failure)
         elif isinstance(queued.command, Status):
             queued.future.set_result(replace(self._snapshot, stale=True))
         else:
             queued.future.set_result(None)
 
-    def _refuse(self, queued: _Queued) -> None:
+    def _refuse(self, queued: Queued) -> None:
         # A reload queued just before stop is not applied: stop deregisters what is registered.
         if queued.future.set_running_or_notify_cancel():
             self._answer(queued, STOPPING)
@@ -287,7 +268,7 @@ class Registrar:
             if not queued.future.done():
                 self._answer(queued, STOPPING)
 
-    def _handle(self, queued: _Queued) -> None:
+    def _handle(self, queued: Queued) -> None:
         command = queued.command
         if isinstance(command, Apply):
             self._apply(command.settings)
@@ -296,121 +277,92 @@ class Registrar:
             if queued.abandoned:
                 # Its caller has answered "will keep trying": remember the wish and let the
                 # next attempt (on the retry schedule) carry it out.
-                self._maintenance.want(command.on, command.reason)
-                self._service.sync_soon()
+                self.maintenance.want(command.on, command.reason)
+                self.service.sync_soon()
                 queued.future.set_result(Result(False, "queued"))
                 return
             queued.future.set_result(self._set_maintenance(command.on, command.reason))
         elif isinstance(command, SetChecks):
             if queued.abandoned:
-                self._checks.want(command.on)
+                self.checks.want(command.on)
                 queued.future.set_result(Result(False, "queued"))
                 return
-            queued.future.set_result(self._checks.switch(command.on))
+            queued.future.set_result(self.checks.switch(command.on))
+        elif isinstance(command, SetDrain):
+            if queued.abandoned:
+                self.drain.want(command.on, command.reason)
+                queued.future.set_result(Result(False, "queued"))
+                return
+            queued.future.set_result(self.drain.switch(command.on, command.reason))
+        elif isinstance(command, Wake):
+            self.service.wake(command.reason, command.agent_back)
+            queued.future.set_result(None)
         elif isinstance(command, Status):
-            self._service.refresh_live_status()
+            self.service.refresh_live_status()
+            if self.service.registered:
+                self.catalog.look()
             self._publish()
             queued.future.set_result(self._snapshot)
 
     def _set_maintenance(self, on: bool, reason: str) -> Result:
-        self._maintenance.want(on, reason)
-        service_id = self._service.definition["ID"]
+        self.maintenance.want(on, reason)
+        service_id = self.service.definition["ID"]
         try:
-            self._service.converge()
+            self.service.converge()
         except ConsulError as exc:
-            self._service.failed(exc)
-            return Result(False, f"{self._link.scrub(str(exc))}; will keep trying")
+            self.service.failed(exc)
+            return Result(False, f"{self.link.scrub(str(exc))}; will keep trying")
         word = "set" if on else "unset"
-        self._service.succeeded(f"ok, maintenance mode {word}")
+        self.service.succeeded(f"ok, maintenance mode {word}")
         return Result(True, f"Maintenance mode for service {service_id} is {word} "
                             f"(Consul accepted it)")
 
     def _apply(self, settings: Settings) -> None:
-        link, service = self._link, self._service
+        link, service = self.link, self.service
         old = link.settings
         if settings == old:
             return
-        self._checks.settings_changed(old, settings)
-        definition = self._checks.definition(settings)
+        self.checks.settings_changed(old, settings)
+        definition = self.checks.definition(settings)
         agent_changed = settings.transport_key() != old.transport_key()
         moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
-        self._kv.want(settings)
+        self.kv.want(settings)
         if moved and service.sent:
             # Deregistered only once the new registration is in: never a moment without one.
-            self._retired.add(link.consul, old.service_id, old.name,
+            self.retired.add(link.consul, old.service_id, old.name,
                               service.definition["Address"], service.definition["Port"])
-        link.reload(settings, new_client=agent_changed, keep_old=self._retired.holds(link.consul))
+        link.reload(settings, new_client=agent_changed, keep_old=self.retired.holds(link.consul))
         if moved:
             service.moved()
-            self._maintenance.forget_agent_view()
+            self.maintenance.forget_agent_view()
         link.log(logging.INFO, "Consul: settings reloaded")
         for problem in meta_problems(settings):
             link.log(logging.WARNING, "Consul: %s", problem)
         service.apply(definition, elsewhere=moved or agent_changed)
+        if self._watch is not None:
+            self._watch.start(settings)  # the same target: nothing happens
 
     def _shutdown(self, stop: Stop) -> None:
         if stop.deregister:
-            self._service.deregister(stop.deadline)
-            timeout_s = self._link.settings.timeout_s
-            if self._link.current is not None:
-                self._kv.remove(min(timeout_s, max(stop.deadline - time.monotonic(),
+            self.service.deregister(stop.deadline)
+            timeout_s = self.link.settings.timeout_s
+            if self.link.current is not None:
+                self.kv.remove(min(timeout_s, max(stop.deadline - time.monotonic(),
                                                    min(0.1, timeout_s))))
-            if self._retired and stop.deadline > time.monotonic():
+            if self.retired and stop.deadline > time.monotonic():
                 try:
-                    self._retired.deregister(budget_s=max(stop.deadline - time.monotonic(), 0.05),
+                    self.retired.deregister(budget_s=max(stop.deadline - time.monotonic(), 0.05),
                                              interruptible=False)
                 except ConsulError as exc:
-                    self._link.log(logging.WARNING, "Consul: could not deregister an old "
-                                   "service: %s", self._link.scrub(str(exc)))
-        if self._notify.pending:
+                    self.link.log(logging.WARNING, "Consul: could not deregister an old "
+                                   "service: %s", self.link.scrub(str(exc)))
+        if self.notify.pending:
             # Within what is left of the caller's budget (a floor as for the deregister).
-            timeout_s = self._link.settings.timeout_s
-            self._notify.flush(max(stop.deadline - time.monotonic(), min(0.1, timeout_s)),
+            timeout_s = self.link.settings.timeout_s
+            self.notify.flush(max(stop.deadline - time.monotonic(), min(0.1, timeout_s)),
                                interruptible=False)
 
     # -- status ----------------------------------------------------------------------------------
 
-    def _make_snapshot(self, running: bool) -> StatusSnapshot:
-        link, service, kv = self._link, self._service, self._kv.publisher
-        definition = service.definition
-        return StatusSnapshot(
-            agent_url=link.settings.agent_url,
-            service_id=definition["ID"],
-            service_name=definition["Name"],
-            address=definition["Address"],
-            port=definition["Port"],
-            running=running,
-            agent_reachable=link.reachable,
-            agent_version=link.version,
-            state=service.state.value,
-            registered=service.registered,
-            registered_since=service.since,
-            last_error=link.last_error,
-            maintenance=self._maintenance.wanted,
-            maintenance_reason=self._maintenance.reason,
-            maintenance_in_agent=self._maintenance.in_agent,
-            health=service.health,
-            checks_on=bool(definition.get("Checks")),
-            checks_set_by="config" if self._checks.override is None else "discovery set check",
-            check_type=link.settings.check_type,
-            checks=tuple(("ttl" if "TTL" in c else "http", c["CheckID"],
-                          *self._checks.states.get(c["CheckID"], ("", "")))
-                         for c in definition.get("Checks") or []),
-            ttl_error=self._checks.ttl_error,
-            kv_prefix=kv.prefix,
-            kv_keys=tuple((k, v.decode("utf-8", "replace")) for k, v in kv.written.items()),
-            kv_wanted=len(kv.wanted),
-            kv_session=kv.session_id,
-            kv_renewed=kv.renewed_at,
-            kv_error=self._kv.error,
-            last_sync=service.last_sync,
-            last_sync_result=service.last_sync_result,
-            events=link.settings.events,
-            events_fired=self._notify.fired,
-            events_failed=self._notify.failed,
-            last_event=self._notify.last_event,
-            last_event_error=self._notify.last_error,
-        )
-
     def _publish(self, running: bool = True) -> None:
-        self._snapshot = self._make_snapshot(running)
+        self._snapshot = snapshot(self, running)

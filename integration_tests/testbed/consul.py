@@ -111,14 +111,17 @@ class ConsulAgent(runtime.ManagedProcess):
             self._server_key = str(certs["server_key"])
         self._write_config()
 
-    def _pick_ports(self):
-        self.http_port = runtime.free_port()
+    def _pick_ports(self, keep_http=False):
+        """Free ports; keep_http keeps the HTTP(S) ports, which whoever talks to the agent
+        knows (the other ports are the agent's own business)."""
+        if not keep_http:
+            self.http_port = runtime.free_port()
         self.dns_port = runtime.free_port(udp=True)
         self.serf_lan_port = runtime.free_port(udp=True)
         self.serf_wan_port = runtime.free_port(udp=True)
         self.server_port = runtime.free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        if self.tls:
+        if self.tls and not keep_http:
             self.https_port = runtime.free_port()
             self.https_url = f"https://127.0.0.1:{self.https_port}"
 
@@ -162,10 +165,9 @@ class ConsulAgent(runtime.ManagedProcess):
             except BaseException:
                 self.kill()
                 # A port taken by someone else between picking and binding: new ports, once
-                # more (only before the first start: restart() promises the same ports).
-                if (attempt < 2 and not self._started_once
-                        and "address already in use" in self.log_text()[offset:]):
-                    self._pick_ports()
+                # more (after the first start, restart() keeps the HTTP ports it promises).
+                if attempt < 2 and "address already in use" in self.log_text()[offset:]:
+                    self._pick_ports(keep_http=self._started_once)
                     self._write_config()
                     continue
                 raise
@@ -193,7 +195,7 @@ class ConsulAgent(runtime.ManagedProcess):
         self.proc = None
 
     def restart(self, timeout=None):
-        """Stop and start again on the same ports. A dev agent comes back empty."""
+        """Stop and start again on the same HTTP port. A dev agent comes back empty."""
         return super().restart(timeout)
 
     def __enter__(self):

@@ -1,0 +1,115 @@
+"""Consul's blocking queries, on a connection another thread can cut short.
+
+A blocking query waits at the agent until something changes or `wait` ends; the thread that
+holds one must still stop at once when the module unloads. The Transport (requests) gives no
+handle on its socket while it waits for an answer, so blocking queries use this small client
+on http.client, over the same TLS settings, and interrupt() shuts its socket down.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from typing import Dict, Optional, Tuple
+from urllib.parse import urlencode, urlsplit
+
+from .transport import ConsulUnreachable, TlsConfig, ca_directory_bundle
+
+
+def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """An SSL context as the Transport verifies: tls_verify, CA file or directory, client cert."""
+    if not tls.verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        bundle = ca_directory_bundle(tls.ca_path) if tls.ca_path else ""
+        context = ssl.create_default_context(cafile=tls.ca_file or None, cadata=bundle or None)
+    if tls.client_cert:
+        context.load_cert_chain(tls.client_cert, tls.client_key or None)
+    return context
+
+
+class _Https(http.client.HTTPSConnection):
+    """HTTPS whose certificate (and SNI) is checked against server_name, not the host."""
+
+    def __init__(self, host: str, port: Optional[int], timeout: float, context: ssl.SSLContext,
+                 server_name: str):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._server_name = server_name or host
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+class BlockingClient:
+    """One GET at a time (kept alive between calls); interrupt() from any thread ends it."""
+
+    def __init__(self, address: str, token: str, timeout_s: float, tls: Optional[TlsConfig] = None):
+        parts = urlsplit(address)
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port
+        self._tls = tls or TlsConfig()
+        self._timeout_s = timeout_s
+        self._headers = {"User-Agent": "res_discovery_consul"}
+        if token:
+            self._headers["X-Consul-Token"] = token
+        self._conn: Optional[http.client.HTTPConnection] = None
+        self._lock = threading.Lock()
+        self._interrupted = False
+
+    def get(self, path: str, params: Dict[str, str], wait_s: float) -> Tuple[int, Dict[str, str], bytes]:
+        """(status, headers, body); ConsulUnreachable when nothing answered (or interrupted)."""
+        # Consul adds up to wait/16 of jitter to a blocking query's wait.
+        timeout = wait_s + wait_s / 16 + self._timeout_s
+        try:
+            conn = self._connection(timeout)
+            conn.request("GET", path + ("?" + urlencode(params) if params else ""),
+                         headers=self._headers)
+            with self._lock:  # connected now: interrupt() either came first or sees the socket
+                if self._interrupted:
+                    raise ConnectionAbortedError("interrupted")
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self._drop()
+            raise ConsulUnreachable(f"GET {path}: {type(exc).__name__}: {exc}") from None
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        with self._lock:
+            if self._interrupted:
+                raise ConnectionAbortedError("interrupted")
+            if self._conn is None:
+                if self._https:
+                    self._conn = _Https(self._host, self._port, timeout, ssl_context(self._tls),
+                                        self._tls.server_name)
+                else:
+                    self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            else:
+                self._conn.timeout = timeout
+                if self._conn.sock is not None:
+                    self._conn.sock.settimeout(timeout)
+            return self._conn
+
+    def _drop(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def interrupt(self) -> None:
+        """End the GET in progress at once; every later one fails at once too."""
+        with self._lock:
+            self._interrupted = True
+            conn = self._conn
+            sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._drop()

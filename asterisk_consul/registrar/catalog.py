@@ -1,0 +1,82 @@
+"""Catalog truth: has the registration reached Consul's catalog (the servers), and since when?
+
+An agent accepts a registration it cannot sync when its own ACL token lacks the rights (a known
+Consul pitfall): consumers, who read the catalog, then never see the service. After each
+registration the catalog is asked at growing intervals until the service shows up (and on
+`discovery show status`), never at every resync: at fleet scale that would be one server
+read per instance per resync."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Optional
+
+from ..consul import ConsulError
+from .link import AgentLink
+
+if TYPE_CHECKING:
+    from .service import ServiceRegistration
+
+FIRST_LOOK_S = 0.5
+WARN_AFTER_S = 10.0  # not in the catalog this long after registering: say so in the log
+
+
+class Catalog:
+    def __init__(self, link: AgentLink):
+        self._link = link
+        self.service: "ServiceRegistration"  # set by the Registrar once all parts exist
+        self.present: Optional[bool] = None  # None: not asked since the last registration
+        self.since: Optional[float] = None   # time.time() it was first seen there
+        self.error = ""
+        self._due: Optional[float] = None
+        self._delay = FIRST_LOOK_S
+        self._registered_at = 0.0
+        self._warned = False
+
+    def after_register(self) -> None:
+        self.present, self.since, self.error = None, None, ""
+        self._delay = FIRST_LOOK_S
+        self._registered_at = time.monotonic()
+        self._warned = False
+        self._due = time.monotonic() + FIRST_LOOK_S
+
+    def forget(self) -> None:
+        self.present, self.since, self._due = None, None, None
+
+    def due(self) -> Optional[float]:
+        return self._due
+
+    def run(self) -> None:
+        self._due = None
+        if not self.service.registered:
+            return
+        self.look()
+        if not self.present:
+            self._delay = min(self._delay * 2, self.service.resync_s())
+            self._due = time.monotonic() + self._delay
+            waited = time.monotonic() - self._registered_at
+            if waited >= WARN_AFTER_S and not self._warned and self.present is False:
+                self._warned = True
+                self._link.log(logging.WARNING, "Consul: service %s is registered with the agent "
+                               "but not in Consul's catalog after %.0f s: the agent cannot sync "
+                               "it (its own ACL token may lack node or service write rights)",
+                               self.service.definition["ID"], waited)
+
+    def look(self) -> None:
+        """Ask the catalog now (worker thread)."""
+        definition = self.service.definition
+        try:
+            entry = self._link.consul.catalog.service_instance(definition["Name"], definition["ID"])
+        except ConsulError as exc:
+            self.error = self._link.scrub(str(exc))
+            return
+        self.error = ""
+        self.present = entry is not None
+        if self.present and self.since is None:
+            self.since = time.time()
+            if self._warned:
+                self._link.log(logging.INFO, "Consul: service %s reached Consul's catalog",
+                               definition["ID"])
+        elif not self.present:
+            self.since = None

@@ -1,0 +1,77 @@
+"""What Asterisk's threads hand the worker: small typed commands, queued with their answer."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Reloaded settings."""
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class SetMaintenance:
+    on: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetChecks:
+    on: bool
+
+
+@dataclass(frozen=True)
+class SetDrain:
+    on: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True)
+class Wake:
+    """From the watch: the agent's view changed under us (or the agent is back); sync now."""
+    reason: str
+    agent_back: bool
+
+
+@dataclass(frozen=True)
+class Stop:
+    deregister: bool
+    deadline: float
+
+
+CHANGES = (SetMaintenance, SetChecks, SetDrain)  # an operator's change, answered with a Result
+
+
+@dataclass
+class Queued:
+    command: Any
+    future: "Future[Any]"
+    # Set by a caller that stopped waiting: the worker records the intent (maintenance,
+    # checks, drain) or drops the job (status) instead of spending another timeout on nobody.
+    abandoned: bool = False
+
+
+def name_native_thread(name: str) -> None:
+    """Give a thread its name in /proc/<pid>/task/*/comm and `top -H` (Python does so itself
+    from 3.14 on). Linux keeps 15 bytes. Best effort: nothing depends on it."""
+    if sys.version_info >= (3, 14) or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, ctypes.c_char_p(name.encode("ascii", "replace")[:15]), 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # noqa: BLE001
+        pass

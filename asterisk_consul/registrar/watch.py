@@ -1,0 +1,98 @@
+"""The watch on the agent: a thread of its own ("consul-watch") holding a blocking query on
+the agent's view of our service (GET /v1/agent/service/<id>?hash=...&wait=..., Consul 1.3+).
+
+It wakes the worker when the agent's view changes under us: the service changed or gone (a
+deregistration by someone else, an agent restarted without its data), or the agent back after
+a connection drop. The worker then syncs at once instead of at the next resync. It talks to the
+agent only, never to the servers; stop() cuts the query short, so it never delays an unload.
+Where blocking fails (an old agent, an ACL token that may not read the service), the periodic
+resync stays the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+from urllib.parse import quote
+
+from ..consul import ConsulUnreachable
+from ..consul.blocking import BlockingClient
+from ..settings import Settings
+from .link import AgentLink, tls_config
+
+WATCH_THREAD_NAME = "consul-watch"
+WAIT_S = 300.0          # one blocking query lasts at most this long (Consul's default: 5 min)
+RETRY_S = 0.2           # while the agent does not answer: how often it is asked again
+REFUSED_RETRY_S = 30.0  # after an answer that is no answer (403, 400, not Consul)
+
+Wake = Callable[[str, bool], None]  # (why, the agent is back after not answering)
+
+
+class AgentWatch:
+    def __init__(self, link: AgentLink, wake: Wake):
+        self._link = link
+        self._wake = wake
+        self._thread: Optional[threading.Thread] = None
+        self._client: Optional[BlockingClient] = None
+        self._stop = threading.Event()
+        self._target: tuple = ()
+
+    def start(self, settings: Settings) -> None:
+        """Watch the service of these settings (a reload with another agent or ID restarts it)."""
+        target = (settings.agent_url, settings.token, settings.service_id, tls_config(settings))
+        if target == self._target and self._thread is not None:
+            return
+        self.stop()
+        self._target = target
+        self._stop = threading.Event()
+        self._client = BlockingClient(settings.agent_url, settings.token, settings.timeout_s,
+                                      target[3])
+        self._thread = threading.Thread(target=self._run, args=(self._client, self._stop,
+                                                                settings.service_id),
+                                        name=WATCH_THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread, client = self._thread, self._client
+        self._thread = self._client = None
+        self._stop.set()
+        if client is not None:
+            client.interrupt()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+
+    def _run(self, client: BlockingClient, stop: threading.Event, service_id: str) -> None:
+        path = f"/v1/agent/service/{quote(service_id, safe='')}"
+        known_hash, lost = "", False
+        while not stop.is_set():
+            params = {"hash": known_hash, "wait": f"{int(WAIT_S)}s"} if known_hash else {}
+            try:
+                status, headers, _ = client.get(path, params, WAIT_S if known_hash else 0.0)
+            except ConsulUnreachable:
+                if not lost and not stop.is_set():
+                    self._link.log(logging.DEBUG, "Consul watch: the agent does not answer")
+                lost = True
+                stop.wait(RETRY_S)
+                continue
+            if status == 404:
+                # Missing: the worker acts if it believes the service is there (someone
+                # deregistered it, or the agent came back without it).
+                self._wake("the agent does not know the service", lost)
+                known_hash, lost = "", False
+                stop.wait(1.0)  # the worker registers meanwhile
+            elif status == 200:
+                new_hash = headers.get("x-consul-contenthash", "")
+                if lost or (known_hash and new_hash != known_hash):
+                    self._wake("the agent is back" if lost else
+                               "the agent's view of the service changed", lost)
+                known_hash, lost = new_hash, False
+                if not new_hash:  # no blocking here: an agent older than Consul 1.3
+                    self._link.log(logging.INFO, "Consul watch: the agent does not support "
+                                   "blocking on its services; the resync alone repairs")
+                    return
+            else:
+                self._link.log(logging.DEBUG, "Consul watch: the agent answered %d; the resync "
+                               "alone repairs for %g s", status, REFUSED_RETRY_S)
+                known_hash = ""
+                stop.wait(REFUSED_RETRY_S)
