@@ -48,7 +48,9 @@ AST16_VERSION_PREFIX = "16.28"
 SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev",
                 "python3", "python3-dev", "python3-cffi", "python3-requests",
                 "python3-setuptools", "python3-pip", "python3-venv",
-                "gcc", "make", "libc6-dev", "ca-certificates"]
+                "gcc", "make", "libc6-dev", "ca-certificates",
+                # `make deb`: Debian's packaging tools (debhelper comes with asterisk-dev)
+                "build-essential", "debhelper", "dh-python", "pybuild-plugin-pyproject", "dpkg-dev"]
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]
