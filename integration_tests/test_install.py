@@ -1,4 +1,5 @@
-"""`make install` and `make samples`: the files land where that Asterisk looks for them.
+"""`make install` and `make samples`: the files land where that Asterisk looks for them, and
+`make install` needs no network.
 
 For each version the tree is built and installed the way an operator would on that system
 (Asterisk 22 inside its chroot), against the astmoddir/astetcdir of a test instance's
@@ -6,6 +7,7 @@ asterisk.conf, and the installed module is then loaded by that instance.
 """
 
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -33,6 +35,8 @@ class Tree:
         self.dir = (self.host_dir if version == "16" else Path("/tmp") / self.host_dir.name) / "src"
 
     def make(self, *args, **variables):
+        """make in the tree, without network (a new, empty network namespace): what the
+        Makefile installs must not need to download anything."""
         if self.version == "16":
             variables.setdefault("PYTHON", paths.host_venv_python())
             variables.setdefault("ASTINCDIR", paths.ast16_prefix() / "usr/include")
@@ -42,6 +46,7 @@ class Tree:
         argv = ["make", "-C", str(self.dir), *args] + ["%s=%s" % kv for kv in variables.items()]
         if self.version == "22":
             argv = sid_command(argv)
+        argv = ["unshare", "--net", *argv]
         res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              timeout=300, env=SID_ENV if self.version == "22" else None)
         assert res.returncode == 0, res.stdout
@@ -70,6 +75,14 @@ def test_install_and_samples_go_where_asterisk_looks(tree, asterisk_factory, ast
     # astmoddir of that Asterisk's asterisk.conf, not a hard-coded directory.
     assert (ast.module_dir / MODULE).exists(), out
     assert (ast.etc_dir / SAMPLE).read_text() == (tree.host_path(tree.dir) / "res_discovery_consul.conf.sample").read_text()
+    # Readable by the group Asterisk runs as where there is one (Debian's asterisk, in the
+    # sid chroot), by nobody else.
+    st = (ast.etc_dir / SAMPLE).stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    if ast_version == "22":
+        group = next(line for line in (paths.sid_root() / "etc/group").read_text().splitlines()
+                     if line.startswith("asterisk:"))
+        assert st.st_gid == int(group.split(":")[2]), out
 
     # The installed module, configured, registers.
     ast.write_config(SAMPLE, "[consul]\nport = %d\nid = installed\n" % consul_agent.http_port)
