@@ -7,17 +7,16 @@ modules autoloaded) with a Consul agent on the default port, both in the copy's 
 namespace where nothing else listens and nothing outside is reachable.
 """
 
-import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
+from integration_tests.debian_asterisk import (DebianAsterisk, NetnsConsul, apt_install,
+                                               fresh, installed)  # noqa: F401 (fixture)
 from integration_tests.testbed import debbuild, fixtures, paths, runtime
 from integration_tests.testbed.build import BuildError
-from integration_tests.testbed.freshroot import FreshSid
 
 PACKAGE = "asterisk-consul"
 MODULE = "res_discovery_consul.so"
@@ -27,10 +26,6 @@ CONF = "/etc/asterisk/res_discovery_consul.conf"
 # first, so apt must pull them back for the package). libpython is added from the .deb.
 PULLED = ["asterisk", "asterisk-modules", "asterisk-config", "python3-cffi-backend",
           "python3-requests"]
-# Debian's asterisk.service: ExecStart, WorkingDirectory.
-DEBIAN_ASTERISK = ["/usr/sbin/asterisk", "-g", "-f", "-p", "-U", "asterisk", "-G", "asterisk"]
-_GET = ("import sys, urllib.request\n"
-        "with urllib.request.urlopen(sys.argv[1], timeout=5) as r: sys.stdout.write(r.read().decode())")
 
 
 @pytest.fixture(scope="module")
@@ -49,97 +44,6 @@ def debs(tmp_path_factory):
     print(f"\n[deb] two builds in {time.monotonic() - start:.0f}s; {v1.name} "
           f"{v1.stat().st_size // 1024} KiB")
     return {"v1": v1, "v2": v2}
-
-
-@pytest.fixture
-def fresh():
-    fixtures.require_asterisk("22")
-    root = FreshSid().start()
-    yield root
-    root.stop()
-
-
-class NetnsConsul:
-    """A Consul dev agent on its default ports inside the copy's network namespace."""
-
-    def __init__(self, root, workdir):
-        self.root = root
-        self.proc = root.spawn_host([paths.consul_binary(), "agent", "-dev",
-                                     "-bind", "127.0.0.1", "-client", "127.0.0.1",
-                                     "-node", "deb-test"], log_path=workdir / "consul.log")
-        runtime.wait_until(lambda: self.get("/v1/status/leader").strip('"'), timeout=30,
-                           what="Consul leader in the namespace")
-
-    def get(self, path):
-        res = subprocess.run(self.root.host_command([sys.executable, "-c", _GET,
-                                                     "http://127.0.0.1:8500" + path]),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             timeout=20)
-        if res.returncode != 0:
-            raise RuntimeError(res.stdout)
-        return res.stdout
-
-    def services(self):
-        return json.loads(self.get("/v1/agent/services"))
-
-
-class DebianAsterisk:
-    """Debian's Asterisk in the copy, started as its service unit starts it."""
-
-    def __init__(self, root, workdir):
-        self.root = root
-        self.log = workdir / "asterisk.log"
-        self.proc = None
-
-    def start(self):
-        self.proc = self.root.spawn(DEBIAN_ASTERISK, cwd="/var/lib/asterisk", log_path=self.log)
-        runtime.wait_until(self._booted, timeout=60, interval=0.2, what="Asterisk fully booted")
-        return self
-
-    def _booted(self):
-        if self.proc.poll() is not None:
-            raise runtime.GiveUp(f"Asterisk exited ({self.proc.returncode}):\n"
-                                 + self.log.read_text(errors="replace")[-3000:])
-        return "fully booted" in self.rx("core waitfullybooted", check=False)
-
-    def log_text(self, since=0):
-        with open(self.log, "rb") as fh:
-            fh.seek(since)
-            return fh.read().decode("utf-8", "replace")
-
-    def rx(self, command, check=True):
-        res = self.root.run(["asterisk", "-rx", command], timeout=30, check=False)
-        if check and (res.returncode != 0 or "Unable to connect" in res.stdout):
-            raise RuntimeError(f"asterisk -rx {command!r}: {res.stdout}")
-        return res.stdout
-
-    def module_running(self):
-        return bool(re.search(rf"^{re.escape(MODULE)}\s.*Running", self.rx("module show like "
-                                                                          "res_discovery_consul"),
-                              re.M))
-
-    def eid(self):
-        return re.search(r"Entity ID:\s*(\S+)", self.rx("core show settings")).group(1)
-
-    def uid(self):
-        with open(f"/proc/{self.proc.pid}/status") as fh:
-            return int(re.search(r"^Uid:\s+(\d+)", fh.read(), re.M).group(1))
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.rx("core stop now", check=False)
-        runtime.reap(self.proc, timeout=15)
-        self.proc = None
-
-
-def installed(root, package):
-    res = root.run(["dpkg-query", "-W", "-f", "${Status} ${Version}", package], check=False)
-    return res.stdout.split()[-1] if res.stdout.startswith("install ok installed") else None
-
-
-def apt_install(root, deb):
-    root.copy_in(deb, f"/tmp/{deb.name}")
-    return root.run(["apt", "install", "-y", "-q", f"/tmp/{deb.name}"]).stdout
 
 
 def test_apt_install_pulls_the_dependencies_and_debian_asterisk_registers(debs, fresh, tmp_path):

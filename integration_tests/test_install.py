@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.testbed import build, paths
+from integration_tests.debian_asterisk import DebianAsterisk, NetnsConsul, fresh  # noqa: F401
+from integration_tests.testbed import build, paths, runtime
 from integration_tests.testbed.asterisk import sid_command
 
 MODULE = "res_discovery_consul.so"
@@ -124,3 +125,30 @@ def test_install_into_destdir(tree):
             assert moddir == "/usr/lib/x86_64-linux-gnu/asterisk/modules"  # Debian multiarch
     finally:
         shutil.rmtree(host_dest, ignore_errors=True)
+
+
+def test_readme_source_install_offline_runs_under_debians_asterisk(fresh, tmp_path):
+    """The README's source install on Debian sid (the Debian-packages variant, which needs no
+    network), then Debian's Asterisk started as its service runs it (user asterisk): the
+    config `make samples` installed is readable and the module registers."""
+    build.copy_tree(tmp_path / "src")
+    fresh.copy_in(tmp_path / "src", "/usr/src/asterisk-consul")
+    venv = "/opt/asterisk-consul"
+    python = venv + "/bin/python"
+    for argv in (["python3", "-m", "venv", "--system-site-packages", venv],
+                 ["make", f"PYTHON={python}", "ASTINCDIR=/usr/include"],
+                 ["make", "install", f"PYTHON={python}"],
+                 ["make", "samples"]):
+        # In the copy's network namespace: nothing outside is reachable.
+        fresh.run(argv, net=True, cwd="/usr/src/asterisk-consul")
+    assert fresh.run(["stat", "-c", "%a %G", "/etc/asterisk/" + SAMPLE]).stdout.split() == \
+        ["640", "asterisk"]
+    consul = NetnsConsul(fresh, tmp_path)
+    ast = DebianAsterisk(fresh, tmp_path).start()
+    try:
+        assert ast.module_running()
+        eid = ast.eid()
+        runtime.wait_until(lambda: eid in consul.services(), timeout=20,
+                           what="the module installed from source registering")
+    finally:
+        ast.stop()

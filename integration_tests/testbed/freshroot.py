@@ -114,8 +114,8 @@ class FreshSid(runtime.ManagedProcess):
 
     # -- files ------------------------------------------------------------------------------
     def copy_in(self, host_path, path):
-        """Copy a host file to path inside the copy."""
-        subprocess.run([*self._enter(False), "cp", str(host_path), f"{self.root}{path}"],
+        """Copy a host file (or directory, recursively) to path inside the copy."""
+        subprocess.run([*self._enter(False), "cp", "-a", str(host_path), f"{self.root}{path}"],
                        check=True)
 
     def read(self, path):
