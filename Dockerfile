@@ -18,14 +18,17 @@ COPY . /src/asterisk-consul
 RUN cd /src/asterisk-consul && DEB_BUILD_OPTIONS=noautodbgsym dpkg-buildpackage -b -us -uc
 
 FROM ${DEBIAN_IMAGE}
-# Asterisk and the package's dependencies in a layer of their own: it stays cached when
-# only the module changes.
+# Asterisk and the package's dependencies (the libpython of the default python3 included) in
+# a layer of their own: it stays cached when only the module changes, and the package then
+# installs without downloading anything (or fetches what a newer package needs).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends asterisk python3-cffi-backend python3-requests \
+ && apt-get install -y --no-install-recommends "libpython$(py3versions -dv)" \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/asterisk-consul_*.deb /tmp/
-RUN apt-get update \
- && apt-get install -y --no-install-recommends /tmp/asterisk-consul_*.deb \
+RUN deb=$(ls /tmp/asterisk-consul_*.deb) \
+ && { apt-get install -y --no-install-recommends "$deb" \
+      || { apt-get update && apt-get install -y --no-install-recommends "$deb"; }; } \
  && rm -rf /tmp/*.deb /var/lib/apt/lists/*
 COPY --chown=asterisk:asterisk docker/asterisk/ /etc/asterisk/
 COPY docker/entrypoint.sh /usr/local/bin/asterisk-consul-entrypoint

@@ -56,7 +56,8 @@ def test_apt_install_pulls_the_dependencies_and_debian_asterisk_registers(debs, 
     assert "python3-cffi-backend-api-min" in depends and "python3-requests" in depends
     libpython = re.search(r"\b(libpython3\.\d+)\b", depends).group(1)
     pulled = PULLED + [libpython]
-    # A machine without Asterisk: everything the package needs is gone.
+    # A machine without Asterisk: everything the package needs is gone (apt keeps the .debs
+    # in the archive cache FreshSid mounts from the test bed cache: downloaded once).
     fresh.run(["apt-get", "-y", "-q", "--reinstall", "--download-only", "install", *pulled])
     fresh.run(["apt-get", "-y", "-q", "purge", *pulled])
     assert not any(installed(fresh, p) for p in pulled)
