@@ -107,16 +107,16 @@ def test_install_into_destdir(tree):
     if tree.version == "16":
         # The private prefix's asterisk.conf stands in for the system's /etc/asterisk.
         etc = str(paths.ast16_prefix() / "etc/asterisk")
-    out = tree.make("install", "samples", DESTDIR=destdir, ASTETCDIR=etc)
     host_dest = tree.host_path(destdir)
-    # A staged install leaves the package the running system uses where it was.
-    python = paths.host_venv_python() if tree.version == "16" else paths.sid_venv_python()
-    probe = [str(python), "-c", "import asterisk_consul.module"]
-    res = subprocess.run(sid_command(probe) if tree.version == "22" else probe, cwd="/",
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=SID_ENV if tree.version == "22" else None)
-    assert res.returncode == 0, res.stdout
     try:
+        out = tree.make("install", "samples", DESTDIR=destdir, ASTETCDIR=etc)
+        # A staged install leaves the package the running system uses where it was.
+        python = paths.host_venv_python() if tree.version == "16" else paths.sid_venv_python()
+        probe = [str(python), "-c", "import asterisk_consul.module"]
+        res = subprocess.run(sid_command(probe) if tree.version == "22" else probe, cwd="/",
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=SID_ENV if tree.version == "22" else None)
+        assert res.returncode == 0, res.stdout
         assert (host_dest / moddir.lstrip("/") / MODULE).exists(), out
         assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
         # The Python package goes under DESTDIR too, not into the running system.
