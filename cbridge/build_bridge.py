@@ -24,11 +24,21 @@ def fail(message):
     sys.exit(1)
 
 
+def cffi_hint():
+    """How to get cffi for this Python: pip in a virtualenv; never pip into a distribution's
+    Python that refuses it (PEP 668: Debian's and Ubuntu's)."""
+    if sys.prefix != sys.base_prefix:
+        return "install it: %s -m pip install cffi" % sys.executable
+    venv = "or build with PYTHON=<a virtualenv's python with cffi> (python3 -m venv DIR; DIR/bin/pip install cffi requests)"
+    if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")):
+        return "install it with the system's packages (Debian/Ubuntu: apt install python3-cffi), " + venv
+    return "install it (%s -m pip install cffi; Debian/Ubuntu: apt install python3-cffi), %s" % (sys.executable, venv)
+
+
 try:
     import cffi
 except ImportError:
-    fail("%s cannot import cffi: install it (%s -m pip install cffi; on Debian: apt install python3-cffi) "
-         "or build with PYTHON=<a python that has cffi>" % (sys.executable, sys.executable))
+    fail("%s cannot import cffi: %s" % (sys.executable, cffi_hint()))
 
 
 def read(name):

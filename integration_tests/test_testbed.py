@@ -151,6 +151,8 @@ def test_testbed_is_installed():
     """In CI the whole test bed must be there (installed by .ci/run's make test)."""
     for what, path in (("consul", paths.consul_binary()), ("ast16", paths.ast16_binary()),
                        ("ast22", paths.sid_root() / "usr/sbin/asterisk"),
-                       ("venv", paths.host_venv_python())):
+                       ("venv", paths.host_venv_python()),
+                       ("docker", paths.docker_prefix() / "usr/sbin/dockerd"),
+                       ("docker base image", paths.docker_base_image())):
         if not path.exists():
             fixtures.missing(f"{what} not found at {path}")

@@ -65,7 +65,8 @@ def pytest_unconfigure(config):
 def pytest_report_header(config):
     parts = [f"cache {paths.cache_dir()}"]
     for label, path in (("consul", paths.consul_binary()), ("ast16", paths.ast16_binary()),
-                        ("ast22", binary_path("22"))):
+                        ("ast22", binary_path("22")),
+                        ("docker", paths.docker_prefix() / "usr/sbin/dockerd")):
         parts.append(f"{label} {'ok' if path.exists() else 'MISSING'}")
     return "testbed: " + ", ".join(parts)
 
