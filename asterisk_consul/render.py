@@ -151,7 +151,7 @@ def _catalog_text(s) -> str:
         return "yes, since %s" % _when(s.catalog_since)
     if s.in_catalog is False:
         return ("NO: the agent holds the service but has not synced it to the servers (its own "
-                "ACL token may lack node or service write)")
+                "ACL token may lack node write), or the module's token lacks node:read to see it")
     return "not known yet" + (" (%s)" % s.catalog_error if s.catalog_error else "")
 
 

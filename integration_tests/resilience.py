@@ -1,6 +1,7 @@
 """Helpers of the resilience tests (test_resilience_*.py) and of bench/lifecycle.py.
 
     registrar_threads(ast)                # our worker threads in the Asterisk process
+    module_threads(ast)                   # every thread of ours (worker and watch)
     consul_requests(agent, since)         # (method, url) the agent logged after an offset
 
 A recording proxy in front of an agent is the test bed's StandInPeer(agent=agent).
@@ -15,6 +16,7 @@ from integration_tests import discovery as d
 # Python names native threads from 3.14 (Asterisk 22's), the registrar does it before: Linux
 # keeps 15 bytes of "consul-registrar".
 NATIVE_WORKER_NAME = "consul-registra"
+NATIVE_WATCH_NAME = "consul-watch"
 _REQUEST_LINE = re.compile(r"agent\.http: Request finished: method=(\S+) url=(\S+)")
 
 
@@ -33,6 +35,12 @@ def native_threads(ast):
 
 def registrar_threads(ast):
     return native_threads(ast).get(NATIVE_WORKER_NAME, 0)
+
+
+def module_threads(ast):
+    """Every thread the module starts: the worker and the watch on the agent."""
+    threads = native_threads(ast)
+    return threads.get(NATIVE_WORKER_NAME, 0) + threads.get(NATIVE_WATCH_NAME, 0)
 
 
 def timed(fn, *args, **kwargs):

@@ -79,7 +79,7 @@ def test_never_blocks_when_consul_refuses_or_is_blackholed(asterisk_factory, ast
 
         out, took = r.unload(ast)
         assert_fast(took, bound, "module unload with Consul %s" % state)
-        assert r.registrar_threads(ast) == 0, r.native_threads(ast)
+        assert r.module_threads(ast) == 0, r.native_threads(ast)
 
     # With a real agent the same unload deregisters before it returns.
     d.write_conf(ast, consul_agent, consul_timeout_ms=TIMEOUT_MS)
@@ -89,7 +89,7 @@ def test_never_blocks_when_consul_refuses_or_is_blackholed(asterisk_factory, ast
     out, took = r.unload(ast)
     assert_fast(took, bound, "module unload with Consul up")
     assert ast.eid not in consul_agent.services()
-    assert r.registrar_threads(ast) == 0
+    assert r.module_threads(ast) == 0
     assert ast.is_running()
     log = ast.log_text()
     assert "Traceback" not in log and "Fatal Python error" not in ast.stdout_text()

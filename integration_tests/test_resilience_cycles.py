@@ -41,7 +41,7 @@ def test_unload_load_cycles_while_consul_comes_and_goes(asterisk_factory, ast_ve
             outages.append(cycle)
         _, took = r.unload(ast)
         slowest_unload = max(slowest_unload, took)
-        assert r.registrar_threads(ast) == 0, "cycle %d: a worker outlived unload" % cycle
+        assert r.module_threads(ast) == 0, "cycle %d: a thread outlived unload" % cycle
         ast.rx("module load " + d.MODULE)
         assert d.module_running(ast), "cycle %d: %s" % (cycle, ast.log_text()[-2000:])
         most_threads = max(most_threads, r.registrar_threads(ast))

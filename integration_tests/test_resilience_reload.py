@@ -137,7 +137,7 @@ def test_reload_unchanged_changed_new_id_disabled_and_invalid(asterisk_factory, 
         assert ami.wait_event("DiscoveryDeregister", ID="pbx-reloaded")
         assert d.module_running(ast)
         assert "disabled" in ast.rx("discovery show status")
-        assert r.registrar_threads(ast) == 0
+        assert r.module_threads(ast) == 0
         d.write_conf(ast, general={"enabled": "yes"}, **options)
         reload_ok(ast)
         d.wait_service(agent, "pbx-reloaded", timeout=5)

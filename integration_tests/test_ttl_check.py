@@ -10,22 +10,12 @@ import time
 from urllib.parse import unquote
 
 from integration_tests import discovery as d
+from integration_tests.calls import asterisk_with_calls, hold_call
 from integration_tests import resilience as r
 from integration_tests.resilience import status_row
 
 TTL = "3s"
 TTL_S = 3.0
-# A call that lasts until the test says so. While Asterisk shuts down gracefully neither the CLI
-# nor AMI takes commands, so the call ends by itself once the file `flag` exists (at the
-# latest after about 2 minutes).
-HOLD_DIALPLAN = """[hold]
-exten => s,1,Answer()
- same => n,Set(i=0)
- same => n(loop),Wait(0.2)
- same => n,Set(i=$[${i} + 1])
- same => n,GotoIf($[${STAT(e,%(flag)s)} | ${i} > 600]?done:loop)
- same => n(done),Hangup()
-"""
 
 
 def ttl_options(**options):
@@ -178,21 +168,13 @@ def test_graceful_stop_turns_the_ttl_check_critical_while_calls_drain(
     """`core stop gracefully` with a call up: Asterisk waits for the call, the module reports
     critical ("is shutting down") so consumers drain it, the registration stays; when the
     call ends Asterisk exits and the service is deregistered."""
-    ast = asterisk_factory(ast_version, install=[module_so],
-                           modules=["pbx_config.so", "func_env.so"], start=False)
-    flag = ast.host_dir / "end-the-call"
-    ast.write_config("extensions.conf", HOLD_DIALPLAN % {"flag": ast.to_asterisk_path(flag)})
-    ast.start()
+    ast, flag = asterisk_with_calls(asterisk_factory, ast_version, module_so)
     d.write_conf(ast, consul_agent, **ttl_options())
     d.load(ast)
     version = version_of(ast)
     wait_check(consul_agent, ttl_id(ast), "passing", booted_output(ast))
 
-    answer = ast.ami("Originate", Channel="Local/s@hold", Application="Wait", Data="300",
-                     Async="true")
-    assert answer.get("Response") == "Success", answer
-    d.wait_until(lambda: re.search(
-        r"^[1-9]\d* active channels?", ast.rx("core show channels count"), re.M), timeout=10, interval=0.1, what="the call to be up")
+    hold_call(ast)
 
     since = ast.log_offset()
     # The command returns only when Asterisk is gone: it runs beside the test.

@@ -204,7 +204,7 @@ def test_unload_load_and_reload_cycles_while_every_door_is_busy(
     try:
         for cycle in range(CYCLES):
             driver.unload(cycle)
-            assert r.registrar_threads(ast) == 0, "cycle %d: a worker outlived unload" % cycle
+            assert r.module_threads(ast) == 0, "cycle %d: a thread outlived unload" % cycle
             driver.load(cycle)
             if cycle % RELOAD_EVERY == RELOAD_EVERY - 1:
                 driver.reload(cycle)

@@ -57,7 +57,8 @@ def wait_until_fixture():
 
 @pytest.fixture
 def no_registrar_threads_left():
-    """Fails the test if a consul-registrar thread outlives it."""
+    """Fails the test if a thread of the registrar (its worker, its watch) outlives it."""
     yield
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("consul-registrar")]
+    alive = [t.name for t in threading.enumerate()
+             if t.name.startswith(("consul-registrar", "consul-watch"))]
     assert not alive, f"registrar threads still alive: {alive}"

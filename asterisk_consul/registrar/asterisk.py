@@ -24,14 +24,15 @@ class AsteriskWatch:
         self._on_verdict = on_verdict
         self.busy = BusyState()
         self.busy_since: Optional[float] = None  # time.time() of the last change to busy
-        self.state = self._read()
+        self.state = self.read()
         self.verdict = self._judge(self.state)
         on_verdict(self.verdict)
         self._due = 0.0
         self.checks: Checks  # set by the Registrar once all parts exist
         self.drain: Drain
 
-    def _read(self) -> AsteriskState:
+    def read(self) -> AsteriskState:
+        """Asterisk's state now (a few flag reads)."""
         try:
             return self._read_state()
         except Exception as exc:  # noqa: BLE001 - a host that cannot tell is not booted
@@ -49,7 +50,7 @@ class AsteriskWatch:
     def run(self) -> None:
         now = time.monotonic()
         self._due = now + HOST_POLL_S
-        state = self._read()
+        state = self.read()
         if self.busy.update(state.channels, self._link.settings.busy_channels, now):
             self.busy_since = time.time() if self.busy.busy else None
             self._link.log(logging.WARNING if self.busy.busy else logging.INFO,

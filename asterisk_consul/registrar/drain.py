@@ -22,6 +22,7 @@ from .notify import Notifications
 from .status import Result
 
 if TYPE_CHECKING:
+    from .asterisk import AsteriskWatch
     from .checks import Checks
     from .service import ServiceRegistration
 
@@ -39,6 +40,7 @@ class Drain:
         self._notify = notify
         self.service: "ServiceRegistration"  # set by the Registrar once all parts exist
         self.checks: "Checks"
+        self.asterisk: "AsteriskWatch"
         self.on = False
         self.reason = ""
         self.by = ""
@@ -82,7 +84,7 @@ class Drain:
                  f" ({self.reason})" if on and self.reason else "")
         self._notify.drain_changed(service_id, on, self.reason)
         if on:
-            self._note_channels(self.channels)
+            self._note_channels(self.asterisk.read().channels)  # now, not at the last poll
         return Result(True, f"Drain for service {service_id} is {word} (Consul accepted it)")
 
     def want(self, on: bool, reason: str) -> None:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from ..consul import ConsulUnreachable
 from ..consul.blocking import BlockingClient
 from ..settings import Settings
+from .commands import name_native_thread
 from .link import AgentLink, tls_config
 
 WATCH_THREAD_NAME = "consul-watch"
@@ -63,6 +64,7 @@ class AgentWatch:
             thread.join(5.0)
 
     def _run(self, client: BlockingClient, stop: threading.Event, service_id: str) -> None:
+        name_native_thread(WATCH_THREAD_NAME)
         path = f"/v1/agent/service/{quote(service_id, safe='')}"
         known_hash, lost = "", False
         while not stop.is_set():

@@ -75,7 +75,7 @@ class Registrar:
         self.checks.service = self.kv.service = self.drain.service = self.service
         self.catalog.service = self.service
         self.drain.checks = self.asterisk.checks = self.checks
-        self.asterisk.drain = self.drain
+        self.asterisk.drain, self.drain.asterisk = self.drain, self.asterisk
         self.service.checks, self.service.kv, self.service.catalog = self.checks, self.kv, self.catalog
         self._watch = AgentWatch(link, self._wake) if watch else None
         self._commands: "queue.Queue[Queued]" = queue.Queue()

@@ -86,7 +86,8 @@ class ConsulAgent(runtime.ManagedProcess):
     START_TIMEOUT = 30.0
 
     def __init__(self, workdir, acl=False, tls=False, binary=None, tls_verify_incoming=False,
-                 extra_config=None):
+                 extra_config=None, client_of=None):
+        """client_of: a client agent (not -dev) that joins that agent, a server."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = Path(binary) if binary else paths.consul_binary()
@@ -94,6 +95,7 @@ class ConsulAgent(runtime.ManagedProcess):
         self.tls = tls
         self.tls_verify_incoming = tls_verify_incoming
         self.extra_config = dict(extra_config or {})
+        self.client_of = client_of
         self.master_token = str(uuid.uuid4()) if acl else None
         self.https_port = self.https_url = None
         self.ca_file = self.client_cert = self.client_key = None
@@ -142,7 +144,12 @@ class ConsulAgent(runtime.ManagedProcess):
         self.config_path.write_text(_json.dumps(cfg, indent=2))
 
     def command(self):
-        return [str(self.binary), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+        if self.client_of is not None:
+            mode = ["-data-dir", str(self.workdir / "data"), "-retry-join",
+                    f"127.0.0.1:{self.client_of.serf_lan_port}"]
+        else:
+            mode = ["-dev"]
+        return [str(self.binary), "agent", *mode, "-bind", "127.0.0.1", "-client", "127.0.0.1",
                 "-node", f"test-{self.http_port}", "-http-port", str(self.http_port),
                 "-dns-port", str(self.dns_port), "-serf-lan-port", str(self.serf_lan_port),
                 "-serf-wan-port", str(self.serf_wan_port), "-server-port", str(self.server_port),
