@@ -184,6 +184,18 @@ def wait_health(consul, name, service_id, status, timeout=20.0):
                       what="service %s %s in /v1/health/service/%s" % (service_id, status, name))
 
 
+def instance_of(consul, service_id):
+    """This start's instance token, as registered in the service Meta."""
+    return wait_service(consul, service_id)["Meta"]["instance"]
+
+
+def wait_polled(consul, check_id, timeout=10.0):
+    """The check once Consul has run it (checks are registered with a status, no output)."""
+    return wait_until(lambda: (consul.checks().get(check_id) or {}).get("Output") and
+                      consul.checks()[check_id], timeout=timeout, interval=0.05,
+                      what="Consul's first run of %s" % check_id)
+
+
 def check_of(consul, service_id):
     """Our EID check as the agent lists it (None when absent)."""
     return consul.checks().get("check-asterisk-eid-%s" % service_id)

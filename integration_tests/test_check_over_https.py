@@ -55,8 +55,9 @@ def tls_asterisk(asterisk_factory, version, module_so, certs):
     return ast
 
 
-def https_check_url(ast):
-    return "https://127.0.0.1:%d%s?expected_eid=%s" % (ast.tls_port, CHECK_PATH, ast.eid)
+def https_check_url(ast, consul):
+    return "https://127.0.0.1:%d%s?expected_eid=%s&instance=%s" % (
+        ast.tls_port, CHECK_PATH, ast.eid, d.instance_of(consul, ast.eid))
 
 
 def https_check_options(**options):
@@ -98,7 +99,7 @@ def test_https_check_on_the_tls_port_fails_on_an_unknown_ca_until_skip_verify(
 
     d.wait_health(consul_agent, "Asterisk", ast.eid, "critical")
     check = wait_check_output(consul_agent, ast, r"x509|certificate")
-    assert https_check_url(ast) in check["Output"], check
+    assert https_check_url(ast, consul_agent) in check["Output"], check
     assert "unknown authority" in check["Output"], check
     status = ast.rx("discovery show status")
     assert status_row(status, "EID check") == "check-asterisk-eid-%s: critical" % ast.eid, status
@@ -112,7 +113,7 @@ def test_https_check_on_the_tls_port_fails_on_an_unknown_ca_until_skip_verify(
                  % d.conf_line(ast, "check_tls_skip_verify"), since=since)
     d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
     check = wait_check_output(consul_agent, ast, r"200 OK")
-    assert "HTTP GET %s: 200 OK" % https_check_url(ast) in check["Output"], check
+    assert "HTTP GET %s: 200 OK" % https_check_url(ast, consul_agent) in check["Output"], check
     assert re.search(r"^\s+check_tls_skip_verify\s+yes\s+res_discovery_consul\.conf:\d+\s*$",
                      ast.rx("discovery show settings"), re.M)
 
@@ -130,7 +131,7 @@ def test_agent_that_knows_the_ca_verifies_asterisks_certificate(
     d.load(ast)
     d.wait_health(consul, "Asterisk", ast.eid, "passing")
     check = wait_check_output(consul, ast, r"200 OK")
-    assert "HTTP GET %s: 200 OK" % https_check_url(ast) in check["Output"], check
+    assert "HTTP GET %s: 200 OK" % https_check_url(ast, consul) in check["Output"], check
 
 
 def test_check_tls_server_name_is_refused_by_consul_1_8_and_said_clearly(

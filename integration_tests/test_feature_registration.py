@@ -38,19 +38,23 @@ def test_every_registered_field_is_as_configured_and_the_check_passes(
     assert service["Tags"] == ["sip", "edge", "blue"]  # a list, not one "sip, edge ,blue" tag
     assert (service["Address"], service["Port"]) == ("127.0.0.1", 5080)
     version = ast.rx("core show version").split()[1]
+    instance = service["Meta"]["instance"]
+    assert re.fullmatch(r"[0-9a-f]{16}", instance), instance  # this start's token
     assert service["Meta"] == {
         "eid": ast.eid, "asterisk_version": version,
-        "ari_port": str(ast.http_port), "ari_scheme": "http",
+        "ari_port": str(ast.http_port), "ari_scheme": "http", "instance": instance,
         "group": "edge-a", "priority": "2", "weight": "150", "max_calls": "480", "flags": "3"}
 
     checks = d.wait_health(consul_agent, "pbx-edge", "edge-1", "passing")
     [check] = checks
+    check = d.wait_polled(consul_agent, check["CheckID"])
     path = ("/pbx" if prefix else "") + "/res_discovery_consul/check_eid"
     assert check["CheckID"] == "check-asterisk-eid-edge-1"
     assert check["Name"] == "Asterisk Instance EID Verification"
     # The URL Consul polls carries the instance EID (not the service ID) and http.conf's prefix.
     assert check["Output"].startswith(
-        "HTTP GET http://127.0.0.1:%d%s?expected_eid=%s: 200 OK" % (ast.http_port, path, ast.eid))
+        "HTTP GET http://127.0.0.1:%d%s?expected_eid=%s&instance=%s: 200 OK"
+        % (ast.http_port, path, ast.eid, instance))
 
     # check_interval = 1s: Consul polls about every second (the default is 15s).
     d.wait_until(lambda: len(check_poll_times(ast)) >= 3, timeout=6, interval=0.1,

@@ -9,6 +9,7 @@ CLI or AMI output, a URL, an error text or the process arguments.
 
 import re
 import time
+from urllib.parse import quote
 
 from integration_tests import discovery as d
 from integration_tests import resilience as r
@@ -105,7 +106,10 @@ def test_tokens_from_file_and_environment_with_acls_and_never_shown(
                  since=log_since)
     time.sleep(5)
     refused = denied_requests(agent, since)
-    assert refused == [("PUT", "/v1/agent/service/register?replace-existing-checks=true")], refused
+    # One registration attempt (the next in 60 s), and the watch's one look (the next in 30 s).
+    assert sorted(refused) == [("GET", "/v1/agent/service/%s" % quote(ast.eid, safe="")),
+                               ("PUT", "/v1/agent/service/register?replace-existing-checks=true")
+                               ], refused
     status = seen.rx(ast, "discovery show status")
     assert "permission denied" in r.status_row(status, "Last error"), status
     assert r.status_row(status, "Last sync").endswith("failed"), status

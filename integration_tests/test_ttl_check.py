@@ -123,7 +123,7 @@ def test_check_type_both_registers_both_checks_and_both_pass(
     checks = d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
     assert sorted(c["CheckID"] for c in checks) == sorted([eid_id(ast), ttl_id(ast)]), checks
     wait_check(consul_agent, eid_id(ast), "passing")
-    assert consul_agent.checks()[eid_id(ast)]["Type"] == "http"
+    assert d.wait_polled(consul_agent, eid_id(ast))["Type"] == "http"
     assert wait_check(consul_agent, ttl_id(ast), "passing", expected)["Type"] == "ttl"
 
     def both_passing_in_status():

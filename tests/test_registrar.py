@@ -60,7 +60,8 @@ def started(registrar):
 # -- the happy path ----------------------------------------------------------------------------
 
 def test_registers_in_the_background(consul_agent, make_registrar, events):
-    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+    # No resync before the status: its last sync is the registration.
+    registrar = started(make_registrar(settings_for(consul_agent.http_port, resync_interval="1h")))
     headers = events.wait_for("DiscoveryRegister")
     assert headers == {"ID": "pbx-1", "Name": "Asterisk", "Address": "127.0.0.1", "Port": "5060"}
     service = consul_agent.services()["pbx-1"]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .service import ServiceRegistration
 
 FIRST_LOOK_S = 0.5
-WARN_AFTER_S = 10.0  # not in the catalog this long after registering: say so in the log
+LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s later at most, then only on demand
 
 
 class Catalog:
@@ -31,17 +31,16 @@ class Catalog:
         self.error = ""
         self._due: Optional[float] = None
         self._delay = FIRST_LOOK_S
-        self._registered_at = 0.0
-        self._warned = False
+        self._looks_left = 0
 
     def after_register(self) -> None:
         self.present, self.since, self.error = None, None, ""
         self._delay = FIRST_LOOK_S
-        self._registered_at = time.monotonic()
-        self._warned = False
+        self._looks_left = LOOKS
         self._due = time.monotonic() + FIRST_LOOK_S
 
     def forget(self) -> None:
+        """Not registered (any more), or registered elsewhere: nothing to look for now."""
         self.present, self.since, self._due = None, None, None
 
     def due(self) -> Optional[float]:
@@ -52,16 +51,17 @@ class Catalog:
         if not self.service.registered:
             return
         self.look()
-        if not self.present:
-            self._delay = min(self._delay * 2, self.service.resync_s())
+        self._looks_left -= 1
+        if self.present or self.error:
+            return  # found, or this token may not look: on demand only
+        if self._looks_left > 0:
+            self._delay *= 2
             self._due = time.monotonic() + self._delay
-            waited = time.monotonic() - self._registered_at
-            if waited >= WARN_AFTER_S and not self._warned and self.present is False:
-                self._warned = True
-                self._link.log(logging.WARNING, "Consul: service %s is registered with the agent "
-                               "but not in Consul's catalog after %.0f s: the agent cannot sync "
-                               "it (its own ACL token may lack node or service write rights)",
-                               self.service.definition["ID"], waited)
+        elif self.present is False:
+            self._link.log(logging.WARNING, "Consul: service %s is registered with the agent "
+                           "but not in Consul's catalog: the agent cannot sync it (its own ACL "
+                           "token may lack node write), or this module's token cannot see it "
+                           "(node:read)", self.service.definition["ID"])
 
     def look(self) -> None:
         """Ask the catalog now (worker thread)."""
@@ -75,8 +75,5 @@ class Catalog:
         self.present = entry is not None
         if self.present and self.since is None:
             self.since = time.time()
-            if self._warned:
-                self._link.log(logging.INFO, "Consul: service %s reached Consul's catalog",
-                               definition["ID"])
         elif not self.present:
             self.since = None

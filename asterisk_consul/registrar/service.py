@@ -9,7 +9,7 @@ import enum
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from ..consul import ConsulError, ConsulNotFound, ConsulPermissionDenied, ConsulRequestError
 from ..registration import drift, our_check_ids
@@ -52,6 +52,7 @@ class ServiceRegistration:
         self.checks: "Checks"    # set by the Registrar once all parts exist
         self.kv: "KvSession"     # likewise
         self.catalog: "Catalog"  # likewise
+        self.on_registered: Callable[[], None] = lambda: None
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._slow_retry_s = slow_retry_s
@@ -121,6 +122,8 @@ class ServiceRegistration:
 
     def apply(self, definition: Dict[str, Any], elsewhere: bool) -> None:
         """Reloaded settings: register again now if what we register (or where) changed."""
+        if elsewhere:
+            self.catalog.forget()  # looked for again once registered there
         if definition != self.definition or elsewhere:
             self.definition = definition
             self.mark_needs_register()
@@ -238,6 +241,7 @@ class ServiceRegistration:
         self.checks.after_register(definition)
         self.kv.sync_soon()
         self.catalog.after_register()
+        self.on_registered()
         if not self.registered or self.since is None:
             self.since = time.time()
         self.state = ServiceState.REGISTERED

@@ -78,6 +78,9 @@ class Registrar:
         self.asterisk.drain, self.drain.asterisk = self.drain, self.asterisk
         self.service.checks, self.service.kv, self.service.catalog = self.checks, self.kv, self.catalog
         self._watch = AgentWatch(link, self._wake) if watch else None
+        if self._watch is not None:
+            # Watched once registered (again after a reload to another agent, token or ID).
+            self.service.on_registered = lambda: self._watch.start(self.link.settings)
         self._commands: "queue.Queue[Queued]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         self._lifecycle = threading.Lock()
@@ -96,8 +99,6 @@ class Registrar:
             self._thread = threading.Thread(target=self._run, name=WORKER_THREAD_NAME,
                                             daemon=True)
             self._thread.start()
-            if self._watch is not None:
-                self._watch.start(self.link.settings)
 
     def stop(self, deregister: bool = True, timeout: Optional[float] = None) -> None:
         """Deregister (if asked) within `timeout` (default: the Consul timeout), stop the
@@ -299,8 +300,8 @@ class Registrar:
             queued.future.set_result(None)
         elif isinstance(command, Status):
             self.service.refresh_live_status()
-            if self.service.registered:
-                self.catalog.look()
+            if not self.service.needs_register and self.service.registered:
+                self.catalog.look()  # only of a registration that stands
             self._publish()
             queued.future.set_result(self._snapshot)
 
@@ -339,8 +340,6 @@ class Registrar:
         for problem in meta_problems(settings):
             link.log(logging.WARNING, "Consul: %s", problem)
         service.apply(definition, elsewhere=moved or agent_changed)
-        if self._watch is not None:
-            self._watch.start(settings)  # the same target: nothing happens
 
     def _shutdown(self, stop: Stop) -> None:
         if stop.deregister:
