@@ -118,6 +118,25 @@ class CffiHost(hostapi.Host):
             return self._lib is not None and self._lib.rdc_host_db_put(
                 family.encode(), key.encode(), value.encode()) == self._lib.RDC_OK
 
+    def declare_http_answer(self, route: int, answer) -> None:
+        """The answer the shim replays to one exact request on a route ((path, params,
+        HttpResponse)), or None to forget it."""
+        with self._lock:
+            lib, ffi = self._lib, self._ffi
+            if lib is None:
+                return
+            if answer is None:
+                lib.rdc_host_http_declare(route, ffi.NULL, -1, ffi.NULL, ffi.NULL, 0, ffi.NULL,
+                                          ffi.NULL, ffi.NULL, 0)
+                return
+            path, params, response = answer
+            names = [ffi.new("char[]", n.encode("utf-8")) for n, _ in params]
+            values = [ffi.new("char[]", v.encode("utf-8")) for _, v in params]
+            reason, headers, body = response.wire()
+            lib.rdc_host_http_declare(route, path.encode("utf-8"), len(params),
+                                      ffi.new("char *[]", names), ffi.new("char *[]", values),
+                                      response.status, reason, headers, body, len(body))
+
     def manager_event(self, event: str, headers: Sequence[Tuple[str, str]]) -> None:
         body = redact("".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in headers))
         with self._lock:
@@ -174,14 +193,28 @@ class Bridge:
                 lib.rdc_host_declare_cli(command.command.encode(), command.summary.encode(), command.usage.encode())
             for action in self.ami:
                 lib.rdc_host_declare_ami(action.name.encode(), action.synopsis.encode())
-            for route in self.http:
+            for index, route in enumerate(self.http):
                 lib.rdc_host_declare_http(route.uri.encode(), route.description.encode())
+                self._declare_answers(index, route)
             return lib.RDC_OK
         except BaseException:
             self._report("module load")
             self._stop_app()
             self._declined()
             return lib.RDC_DECLINE
+
+    def _declare_answers(self, index: int, route) -> None:
+        """A route that knows its answer to an exact request has the shim replay it, and says
+        so again each time the answer changes."""
+        declared = getattr(route, "declared", None)
+        if declared is None:
+            return
+        host = self.host
+
+        def declare() -> None:
+            host.declare_http_answer(index, declared())
+        route.on_change = declare
+        declare()
 
     def _stop_app(self) -> None:
         app, self.app = self.app, None

@@ -58,6 +58,7 @@ class EidCheck:
         self.eid = eid
         self.instance = instance  # this start's token ("": not checked)
         self._match = _MATCH      # replaced whole by show(): one reference, read lock-free
+        self.on_change = lambda: None  # set by the bridge: the shim replays declared()
 
     def show(self, status: int, reason: str, body: str) -> None:
         """The answer to a match from now on (the worker's verdict)."""
@@ -65,6 +66,14 @@ class EidCheck:
             self._match = plain(status, reason, body)
         else:
             self._match = _MATCH
+        self.on_change()
+
+    def declared(self):
+        """(path, params, answer) of Consul's poll, exactly as registered, for the shim to
+        replay; None without an instance token (then every request comes here)."""
+        if not self.instance:
+            return None
+        return CHECK_PATH, [(PARAM, self.eid), (INSTANCE_PARAM, self.instance)], self._match
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         params = request.params

@@ -171,16 +171,18 @@ def run_wrk(url: str, seconds: float, cpu: Optional[int] = None,
     return figures
 
 
-def check_url(ast, eid: str) -> str:
-    return ast.http_url("/res_discovery_consul/check_eid?expected_eid=%s" % eid)
+def check_url(ast, eid: str, instance: str) -> str:
+    """Consul's poll, exactly as the module registered it (the shim replays its answer)."""
+    return ast.http_url("/res_discovery_consul/check_eid?expected_eid=%s&instance=%s"
+                        % (eid, instance))
 
 
 def native_url(ast) -> str:
     return ast.http_url("/httpstatus")
 
 
-def _sanity(ast) -> None:
-    r = requests.get(check_url(ast, ast.eid), timeout=5)
+def _sanity(ast, url: str) -> None:
+    r = requests.get(url, timeout=5)
     if r.status_code != 200 or "EID match" not in r.text:
         raise RuntimeError("the check endpoint does not answer 200 'EID match': %d %r"
                            % (r.status_code, r.text[:200]))
@@ -205,13 +207,15 @@ def compare(bed: Bed, rounds: int = 4, seconds: float = 5.0, warmup: float = 2.0
     try:
         if not ctl.running():
             ctl.load()
-        _sanity(ast)
+        bed.consul.wait_service(ast.eid)
+        instance = bed.consul.services()[ast.eid]["Meta"]["instance"]
+        urls = {"native": native_url(ast), "check": check_url(ast, ast.eid, instance)}
+        _sanity(ast, urls["check"])
         pinned = can_pin()
         wrk_cpu = None
         if pinned:
             pin(ast.pid, 0)
             wrk_cpu = 1
-        urls = {"native": native_url(ast), "check": check_url(ast, ast.eid)}
         log("HTTP: warming up (%s s each); Asterisk %s" % (
             warmup, "pinned to CPU 0, wrk to CPU 1" if pinned else "not pinned (no taskset or 1 CPU)"))
         for name in ("native", "check"):
@@ -235,7 +239,7 @@ def compare(bed: Bed, rounds: int = 4, seconds: float = 5.0, warmup: float = 2.0
             "tool": "wrk -t%d -c%d -d%ds --latency (keep-alive)" % (THREADS, CONNECTIONS, round(seconds)),
             "rounds": rounds, "seconds_per_run": seconds, "pinned": pinned,
             "urls": {"native": "/httpstatus",
-                     "check": "/res_discovery_consul/check_eid?expected_eid=<EID>"},
+                     "check": "/res_discovery_consul/check_eid?expected_eid=<EID>&instance=<token>"},
             "runs": runs,
         }
         for name in ("native", "check"):

@@ -112,7 +112,10 @@ def run(bed: Bed, seconds: float = 6.0) -> Dict[str, object]:
         if http.can_pin():
             http.pin(ast.pid, 0)
         out = {"dir": str(outdir)}
-        for name, url in (("native", http.native_url(ast)), ("check", http.check_url(ast, ast.eid))):
+        bed.consul.wait_service(ast.eid)
+        instance = bed.consul.services()[ast.eid]["Meta"]["instance"]
+        for name, url in (("native", http.native_url(ast)),
+                          ("check", http.check_url(ast, ast.eid, instance))):
             out[name] = _profile_one(ast, name, url, seconds, outdir, perf, spy)
         return out
     finally:

@@ -48,6 +48,14 @@ int rdc_host_declare_cli(const char *command, const char *summary, const char *u
 int rdc_host_declare_ami(const char *action, const char *synopsis);
 int rdc_host_declare_http(const char *uri, const char *description);
 
+/* Declared answers: the complete answer to one exact request on an HTTP route (its path and
+ * its query parameters, in order), which the shim replays without calling Python. Python alone
+ * decides the answer and declares it again whenever it changes; `nparams` < 0 forgets it. */
+int rdc_host_http_declare(int route, const char *path, int nparams,
+                          const char *const *names, const char *const *values,
+                          int status, const char *reason, const char *headers,
+                          const char *body, size_t body_len);
+
 /* Replies, only valid inside the handler call that received the context. */
 void rdc_host_cli_write(int fd, const char *text);
 void rdc_host_http_send(void *ser, int method, int status, const char *reason,

@@ -66,6 +66,29 @@ static int ami_count;
 static struct declaration http_decl[MAX_HTTP];
 static int http_count;
 
+/*
+ * Declared answers (rdc_host_http_declare). The rule: Python is the only place that decides an
+ * answer; the shim keeps, per route, the complete bytes of the answer to one exact request that
+ * Python declared (Consul's poll of the EID check), compares a request's bytes with it and, when
+ * they are equal, copies the answer out without calling Python. Every other request goes to
+ * Python. Python declares again whenever the answer changes (booted, busy, a reload); the table
+ * is emptied at unload, once nothing can declare or read any more.
+ */
+struct declared_answer {
+	char *path;
+	int nparams;
+	char **names;
+	char **values;
+	int status;
+	char *reason;
+	char *headers;
+	char *body;
+	size_t body_len;
+};
+
+static struct declared_answer *declared[MAX_HTTP];
+static ast_rwlock_t declared_lock = AST_RWLOCK_INIT_VALUE;
+
 /* The HTTP gate's entry points (gate.h), looked up at each load. */
 static struct {
 	int (*abi)(void);
@@ -306,6 +329,123 @@ static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *
  * Asterisk -> Python: HTTP
  */
 
+static void free_answer(struct declared_answer *answer)
+{
+	int i;
+
+	if (!answer) {
+		return;
+	}
+	for (i = 0; i < answer->nparams; i++) {
+		ast_free(answer->names[i]);
+		ast_free(answer->values[i]);
+	}
+	ast_free(answer->names);
+	ast_free(answer->values);
+	ast_free(answer->path);
+	ast_free(answer->reason);
+	ast_free(answer->headers);
+	ast_free(answer->body);
+	ast_free(answer);
+}
+
+int rdc_host_http_declare(int route, const char *path, int nparams,
+	const char *const *names, const char *const *values, int status, const char *reason,
+	const char *headers, const char *body, size_t body_len)
+{
+	struct declared_answer *answer = NULL, *old;
+	int i;
+
+	if (route < 0 || route >= MAX_HTTP) {
+		return 0;
+	}
+	if (nparams >= 0) {
+		answer = ast_calloc(1, sizeof(*answer));
+		if (!answer) {
+			return 0;
+		}
+		answer->path = ast_strdup(path);
+		answer->names = ast_calloc(nparams + 1, sizeof(char *));
+		answer->values = ast_calloc(nparams + 1, sizeof(char *));
+		answer->reason = ast_strdup(reason);
+		answer->headers = ast_strdup(headers);
+		answer->body = ast_malloc(body_len + 1);
+		if (!answer->path || !answer->names || !answer->values || !answer->reason
+				|| !answer->headers || !answer->body) {
+			free_answer(answer);
+			return 0;
+		}
+		for (i = 0; i < nparams; i++) {
+			answer->names[i] = ast_strdup(names[i]);
+			answer->values[i] = ast_strdup(values[i]);
+			answer->nparams = i + 1;
+			if (!answer->names[i] || !answer->values[i]) {
+				free_answer(answer);
+				return 0;
+			}
+		}
+		memcpy(answer->body, body, body_len);
+		answer->body[body_len] = '\0';
+		answer->body_len = body_len;
+		answer->status = status;
+	}
+	ast_rwlock_wrlock(&declared_lock);
+	old = declared[route];
+	declared[route] = answer;
+	ast_rwlock_unlock(&declared_lock);
+	free_answer(old);
+	return RDC_OK;
+}
+
+static void forget_declared_answers(void)
+{
+	int i;
+
+	for (i = 0; i < MAX_HTTP; i++) {
+		rdc_host_http_declare(i, NULL, -1, NULL, NULL, 0, NULL, NULL, NULL, 0);
+	}
+}
+
+/* 1 when the request is the one declared for this route: the answer has been sent. */
+static int replay_declared(struct ast_tcptls_session_instance *ser, int slot, const char *path,
+	int method, struct ast_variable *params)
+{
+	struct declared_answer *answer;
+	struct ast_str *http_header = NULL, *out = NULL;
+	struct ast_variable *v;
+	int i, status = 0;
+	char *reason = NULL;
+
+	ast_rwlock_rdlock(&declared_lock);
+	answer = declared[slot];
+	if (answer && path && !strcmp(path, answer->path)) {
+		for (i = 0, v = params; v && i < answer->nparams; i++, v = v->next) {
+			if (strcmp(v->name, answer->names[i]) || strcmp(v->value, answer->values[i])) {
+				break;
+			}
+		}
+		if (!v && i == answer->nparams) {
+			http_header = ast_str_create(strlen(answer->headers) + 1);
+			out = ast_str_create(answer->body_len + 1);
+			reason = ast_strdupa(answer->reason);
+			if (http_header && out) {
+				ast_str_set(&http_header, 0, "%s", answer->headers);
+				ast_str_set(&out, 0, "%s", answer->body);
+				status = answer->status;
+			}
+		}
+	}
+	ast_rwlock_unlock(&declared_lock);
+	if (!status) {
+		ast_free(http_header);
+		ast_free(out);
+		return 0;
+	}
+	/* ast_http_send frees both strings and honours keep-alive and HEAD. */
+	ast_http_send(ser, method, status, reason, http_header, out, 0, 0);
+	return 1;
+}
+
 /* Lent to the gate (gate.h), which counts the request in before calling this. */
 static int http_handler(struct ast_tcptls_session_instance *ser, int slot, const char *path,
 	int method, struct ast_variable *get_params, struct ast_variable *headers)
@@ -316,6 +456,9 @@ static int http_handler(struct ast_tcptls_session_instance *ser, int slot, const
 	struct ast_variable *v;
 	int np = 0, nh = 0;
 
+	if (replay_declared(ser, slot, path, method, get_params)) {
+		return 0;
+	}
 	for (v = get_params; v; v = v->next) {
 		if (np == MAX_HTTP_PARAMS) {
 			np = -1;
@@ -597,6 +740,7 @@ static int load_module(void)
 			ast_log(LOG_ERROR, "The Python side of res_discovery_consul is not attached; "
 				"see the errors above (cffi writes its own to Asterisk's stderr)\n");
 		}
+		forget_declared_answers();
 		forget_all_declarations();
 		return AST_MODULE_LOAD_DECLINE;
 	}
@@ -613,6 +757,7 @@ static int load_module(void)
 			ast_log(LOG_ERROR, "res_discovery_consul could not withdraw after a failed load: %s\n", err);
 		}
 		rdc_py_unload();
+		forget_declared_answers();
 		forget_all_declarations();
 		return AST_MODULE_LOAD_DECLINE;
 	}
@@ -631,6 +776,7 @@ static int unload_module(void)
 	}
 	rdc_py_unload();
 	rdc_python_release();
+	forget_declared_answers();  /* nothing reads (doors shut) or declares (threads joined) now */
 	forget_all_declarations();
 	return 0;
 }

@@ -102,6 +102,35 @@ def test_cli_http_ami_answer_from_python(probe_asterisk):
         assert ami.wait_event("ProbeEvent")["Echo"] == "over AMI"
 
 
+def test_the_shim_replays_a_declared_answer_without_python_until_it_changes(probe_asterisk):
+    ast = probe_asterisk
+    load(ast)
+    with requests.Session() as session:
+        for _ in range(20):  # kept alive and fresh connections alike
+            r = session.get(ast.http_url("/probe/replayed"), params={"a": "1"}, timeout=5)
+            assert (r.status_code, r.text, r.headers["X-Declared"]) == (200, "declared 0\n", "yes")
+        head = session.head(ast.http_url("/probe/replayed"), params={"a": "1"}, timeout=5)
+        assert head.status_code == 200 and head.content == b""
+    assert ast.rx("probe handled").strip() == "0"  # Python saw none of them
+    # Any other request, however close, is Python's.
+    for params in ({"a": "2"}, {"a": "1", "b": "x"}, {}):
+        assert requests.get(ast.http_url("/probe/replayed"), params=params,
+                            timeout=5).json()["path"] == "replayed"
+    assert requests.get(ast.http_url("/probe/other"), params={"a": "1"}, timeout=5).json()
+    assert ast.rx("probe handled").strip() == "4"
+    # Python declares a new answer: the next request gets it.
+    ast.rx("probe declare declared 1")
+    assert requests.get(ast.http_url("/probe/replayed"), params={"a": "1"},
+                        timeout=5).text == "declared 1\n"
+    # Unload empties the table with everything else; a new load declares again.
+    ast.rx("module unload " + MODULE)
+    assert requests.get(ast.http_url("/probe/replayed"), params={"a": "1"},
+                        timeout=5).status_code == 404
+    load(ast)
+    assert requests.get(ast.http_url("/probe/replayed"), params={"a": "1"},
+                        timeout=5).text == "declared 0\n"
+
+
 def test_exceptions_in_handlers_are_logged_and_answered(probe_asterisk):
     ast = probe_asterisk
     load(ast)

@@ -6,9 +6,13 @@ within a second, the instance token, and the catalog line."""
 from __future__ import annotations
 
 import dataclasses
+import random
+import threading
 import time
 
-from asterisk_consul.registrar import Result
+from asterisk_consul.registrar import Result, consul_client
+from asterisk_consul.registrar.link import AgentLink
+from asterisk_consul.registrar.watch import AgentWatch
 from asterisk_consul.registration import HostFacts
 from tests.test_registrar import settings_for, started
 from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
@@ -222,3 +226,31 @@ def test_a_reload_keeps_drain_and_the_new_settings(consul_agent, make_registrar,
     wait_until(lambda: consul_agent.services()["pbx-1"]["Tags"] == ["asterisk", "reloaded"],
                timeout=3, what="the reload")
     assert DRAIN_CHECK in consul_agent.checks()
+
+
+def test_a_stop_racing_the_first_registration_stops_everything(consul_agent, make_registrar,
+                                                               events):
+    """The watch starts when the service is registered, on the worker, while an unload may be
+    stopping the registrar: the stop always wins, deregisters, and leaves no thread."""
+    for attempt in range(25):
+        registrar = started(make_registrar(settings_for(consul_agent.http_port,
+                                                        resync_interval="1h")))
+        time.sleep(random.uniform(0.0, 0.03))  # around the registration
+        registrar.stop(deregister=True, timeout=2)
+        assert "pbx-1" not in consul_agent.services(), attempt
+        alive = [t.name for t in threading.enumerate()
+                 if t.name in ("consul-registrar", "consul-watch")]
+        assert not alive, (attempt, alive)
+
+
+def test_the_watch_never_starts_once_closed(consul_agent):
+    link = AgentLink(settings_for(consul_agent.http_port), FACTS, consul_client)
+    for attempt in range(50):
+        watch = AgentWatch(link, lambda reason, back: None)
+        starter = threading.Thread(target=watch.start, args=(link.settings,))
+        starter.start()
+        time.sleep(random.uniform(0.0, 0.002))
+        watch.close()
+        starter.join(5)
+        watch.start(link.settings)  # closed: nothing
+        assert not [t for t in threading.enumerate() if t.name == "consul-watch"], attempt

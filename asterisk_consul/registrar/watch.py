@@ -17,7 +17,6 @@ from typing import Callable, Optional
 from urllib.parse import quote
 
 from ..consul import ConsulUnreachable
-from ..consul.blocking import BlockingClient
 from ..settings import Settings
 from .commands import name_native_thread
 from .link import AgentLink, tls_config
@@ -35,26 +34,40 @@ class AgentWatch:
         self._link = link
         self._wake = wake
         self._thread: Optional[threading.Thread] = None
-        self._client: Optional[BlockingClient] = None
+        self._client = None  # the BlockingClient of the running query
         self._stop = threading.Event()
         self._target: tuple = ()
+        # start() runs on the worker, close() on the thread that unloads: one at a time, and
+        # nothing starts once closed.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def start(self, settings: Settings) -> None:
         """Watch the service of these settings (a reload with another agent or ID restarts it)."""
-        target = (settings.agent_url, settings.token, settings.service_id, tls_config(settings))
-        if target == self._target and self._thread is not None:
-            return
-        self.stop()
-        self._target = target
-        self._stop = threading.Event()
-        self._client = BlockingClient(settings.agent_url, settings.token, settings.timeout_s,
-                                      target[3])
-        self._thread = threading.Thread(target=self._run, args=(self._client, self._stop,
-                                                                settings.service_id),
-                                        name=WATCH_THREAD_NAME, daemon=True)
-        self._thread.start()
+        from ..consul.blocking import BlockingClient  # ssl, http.client: not at module load
 
-    def stop(self) -> None:
+        target = (settings.agent_url, settings.token, settings.service_id, tls_config(settings))
+        with self._lock:
+            if self._closed or (target == self._target and self._thread is not None):
+                return
+            self._halt()
+            self._target = target
+            self._stop = threading.Event()
+            self._client = BlockingClient(settings.agent_url, settings.token, settings.timeout_s,
+                                          target[3])
+            self._thread = threading.Thread(target=self._run, args=(self._client, self._stop,
+                                                                    settings.service_id),
+                                            name=WATCH_THREAD_NAME, daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop for good: the query is cut short and the thread joined; start() does nothing
+        afterwards."""
+        with self._lock:
+            self._closed = True
+            self._halt()
+
+    def _halt(self) -> None:
         thread, client = self._thread, self._client
         self._thread = self._client = None
         self._stop.set()
@@ -63,7 +76,7 @@ class AgentWatch:
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
 
-    def _run(self, client: BlockingClient, stop: threading.Event, service_id: str) -> None:
+    def _run(self, client, stop: threading.Event, service_id: str) -> None:
         name_native_thread(WATCH_THREAD_NAME)
         path = f"/v1/agent/service/{quote(service_id, safe='')}"
         known_hash, lost = "", False

@@ -110,15 +110,14 @@ class Registrar:
             thread = self._thread
             already = self.link.stop_requested.is_set()
             self.link.stop_requested.set()
-        if self._watch is not None and thread is not threading.current_thread():
-            self._watch.stop()  # cuts its query short: never delays the stop
         if thread is None:
             self.link.silenced.set()
             return
         if not already:
             self._commands.put(Queued(Stop(deregister, deadline), Future()))
         if thread is threading.current_thread():
-            return  # called from on_event: the worker exits after this job
+            return  # called from on_event: the worker exits after this job (and closes the watch)
+        self._close_watch()  # cuts its query short: never delays the stop
         # The worker finishes at most one in-flight call (bounded by the Consul timeout), then
         # deregisters within what is left of `budget`.
         thread.join(budget + timeout_s + 5.0)
@@ -147,6 +146,14 @@ class Registrar:
         """Take the service out of the healthy set for new calls (or back in), at once; the
         calls up are followed until they end (DiscoveryDrained)."""
         return self._change(SetDrain(bool(enable), reason or ""), timeout)
+
+    def _close_watch(self) -> None:
+        if self._watch is None:
+            return
+        try:
+            self._watch.close()
+        except Exception as exc:  # noqa: BLE001 - the worker must stop all the same
+            self.link.log(logging.ERROR, "Consul: the watch did not stop cleanly: %s", exc)
 
     def _wake(self, reason: str, agent_back: bool) -> None:
         """From the watch thread: the agent's view changed under us, or the agent is back."""
@@ -216,6 +223,7 @@ class Registrar:
                     if when is not None and time.monotonic() >= when:
                         self._guarded(part.run)
         finally:
+            self._close_watch()
             self._fail_pending_commands()
             clients = [link.close()] + self.retired.clients()
             for consul in {id(c): c for c in clients if c is not None}.values():

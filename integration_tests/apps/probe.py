@@ -23,10 +23,27 @@ log = logging.getLogger("probe")
 
 
 class ProbeRoute:
+    """Answers with what it got; GET /probe/replayed?a=1 has a declared answer the shim replays
+    without calling handle() (`probe declare <body>` changes it; `probe handled` counts)."""
+
     uri = "probe"
     description = "bridge probe"
 
+    def __init__(self):
+        self.handled = 0
+        self.replayed_body = "declared 0"
+        self.on_change = lambda: None  # set by the bridge
+
+    def declared(self):
+        return "replayed", [("a", "1")], HttpResponse(200, "OK", self.replayed_body + "\n",
+                                                      headers=(("X-Declared", "yes"),))
+
+    def declare(self, body):
+        self.replayed_body = body
+        self.on_change()
+
     def handle(self, request):
+        self.handled += 1
         if request.path == "raise":
             raise RuntimeError("probe: HTTP handler raised on purpose")
         if request.path == "sleep":
@@ -53,9 +70,14 @@ class Application:
             CliCommand("probe memory", "Python heap counters", "Usage: probe memory\n", self._memory),
             CliCommand("probe threads", "Python threads", "Usage: probe threads\n", self._threads),
             CliCommand("probe fail", "Answer a failure", "Usage: probe fail\n", lambda args: failure("probe failed")),
+            CliCommand("probe declare", "Declare the replayed answer", "Usage: probe declare <body>\n",
+                       lambda args: self.route.declare(" ".join(args[2:])) or ok("declared")),
+            CliCommand("probe handled", "HTTP requests Python handled", "Usage: probe handled\n",
+                       lambda args: ok(str(self.route.handled))),
         ]
         self.ami_actions = [AmiAction("ProbeEcho", "Echo headers", self._ami_echo)]
-        self.http_routes = [ProbeRoute()]
+        self.route = ProbeRoute()
+        self.http_routes = [self.route]
 
     def load(self):
         # A test makes load fail by leaving this file in the config dir.
