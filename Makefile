@@ -28,6 +28,9 @@ GATE_ABI := $(shell sed -n 's/^\#define RDC_GATE_ABI \([0-9]*\)$$/\1/p' cbridge/
 GATE := res_discovery_consul.d/http-gate-$(GATE_ABI).so
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' asterisk_consul/__init__.py)
 CFFI_C := $(BUILD)/_res_discovery_consul_cffi.c
+# Asterisk's help for the module (config show help, manager show command/event), written from
+# the option table, the AMI actions and the events (asterisk_consul/xmldoc.py).
+XMLDOC := $(BUILD)/res_discovery_consul-en_US.xml
 AST_CFLAGS := -fPIC -pthread -D_GNU_SOURCE -D_REENTRANT -Wall -Wno-unused-function -I$(ASTINCDIR) -Icbridge
 
 # The module dir of the installed Asterisk: asterisk.conf's astmoddir, else the Debian
@@ -53,7 +56,7 @@ comma := ,
 .PHONY: all check-build-deps install install-module install-python install-xmldoc samples deb \
         test test-unit test-integration demo demo-stop bench clean
 
-all: $(MODULE) $(GATE)
+all: $(MODULE) $(GATE) $(XMLDOC)
 
 check-build-deps:
 	@test -f "$(ASTINCDIR)/asterisk.h" || { \
@@ -82,6 +85,10 @@ $(BUILD)/cffi.o: $(CFFI_C)
 $(MODULE): $(BUILD)/shim.o $(BUILD)/cffi.o
 	$(CC) -shared -pthread -o $@ $^ $$(cat $(BUILD)/python.ldflags) $(LDFLAGS)
 
+$(XMLDOC): $(wildcard asterisk_consul/*.py asterisk_consul/*/*.py) | check-build-deps
+	@mkdir -p $(BUILD)
+	$(PYTHON) -m asterisk_consul.xmldoc $@
+
 FORCE:
 
 install: install-module install-python install-xmldoc
@@ -103,15 +110,10 @@ install-python:
 	$(PYTHON) -m pip install --no-build-isolation --no-index \
 	  $(if $(DESTDIR),--root $(DESTDIR) --ignore-installed --no-deps) .
 
-# Asterisk's XML documentation of the module, when the build made it: Asterisk reads
-# third-party docs from <astdatadir>/documentation/thirdparty/ (`config show help` ...).
-XMLDOC := $(BUILD)/res_discovery_consul-en_US.xml
-install-xmldoc:
-	@if [ -f "$(XMLDOC)" ]; then \
-	  install -d $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty && \
-	  install -m 0644 $(XMLDOC) $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty/ && \
-	  echo "Installed $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty/$(notdir $(XMLDOC))"; \
-	fi
+# Asterisk reads third-party docs from <astdatadir>/documentation/thirdparty/ at start.
+install-xmldoc: $(XMLDOC)
+	install -d $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty
+	install -m 0644 $(XMLDOC) $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty/
 
 samples:
 	install -d $(DESTDIR)$(ASTETCDIR)

@@ -15,11 +15,15 @@ class AmiReply:
 
 @dataclass(frozen=True)
 class AmiAction:
-    """One AMI action; run() gets the request's headers with lowercased names."""
+    """One AMI action; run() gets the request's headers with lowercased names. Its
+    parameters ((header, required, what it means)) and description are Asterisk's help
+    (`manager show command`), written into the module's XML documentation."""
 
     name: str
     synopsis: str
     handler: Callable[[Dict[str, str]], AmiReply]
+    parameters: Tuple[Tuple[str, bool, str], ...] = ()
+    description: str = ""
 
     def run(self, fields: Dict[str, str]) -> AmiReply:
         return self.handler(fields)

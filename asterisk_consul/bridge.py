@@ -13,6 +13,7 @@ call into the old lib, so the host is detached once the application has stopped 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import traceback
 from typing import List, Optional, Sequence, Tuple
@@ -349,10 +350,16 @@ class _Slot:
         self.bridge = bridge
 
 
-def attach(ffi, lib, application) -> _Slot:
+def attach(ffi, lib, application, upgraded: bool = False) -> _Slot:
     """Wire this mapping's extern "Python" functions to a new Bridge around `application`
-    (a class taking the host). Called by the init code."""
+    (a class taking the host). Called by the init code, which says whether it has just
+    dropped an older import of the package (`upgraded`)."""
     slot = _Slot(Bridge(ffi, lib, application))
+    if upgraded:
+        from . import __file__ as package_init, __version__
+        slot.bridge.host.log(hostapi.LOG_NOTICE, "res_discovery_consul: the Python package changed "
+                             "on disk since it was imported: asterisk_consul %s imported anew from %s"
+                             % (__version__, os.path.dirname(package_init)), "bridge.py", 0, "attach")
     slot.bridge.release = lambda: setattr(slot, "bridge", None)
     # Entry points called after release (they cannot be, the shim is gone) answer "failed".
     failed = 0

@@ -125,14 +125,33 @@ def _ami_switch(app, fields, switch, header: str) -> AmiReply:
     return AmiReply(done, message, [("ServiceID", service_id), (header, "on" if enable else "off")])
 
 
+_ENABLE = ("Enable", True, "yes or no (also on/off, true/false, 1/0).")
+_ANSWER = (" The answer comes once Consul took the change or refused it, within consul_timeout_ms;"
+           " it names the ServiceID.")
+
+
 def ami_actions(app) -> List[AmiAction]:
+    """The AMI actions (app may be None when only their documentation is wanted)."""
     return [AmiAction("DiscoverySetMaintenance", "Set Consul maintenance mode",
                       lambda fields: _ami_switch(
                           app, fields, lambda on: set_maintenance(app, on, fields.get("reason", "")),
-                          "Maintenance")),
+                          "Maintenance"),
+                      (_ENABLE, ("Reason", False, "Why, shown in Consul (with Enable: yes).")),
+                      "The service stays registered but leaves Consul's healthy set while "
+                      "maintenance is on; kept across resyncs, reloads and agent restarts."
+                      + _ANSWER + " Event: DiscoverySetMaintenance."),
             AmiAction("DiscoverySetCheck", "Add or remove the Consul health check",
-                      lambda fields: _ami_switch(app, fields, lambda on: set_check(app, on), "Check")),
+                      lambda fields: _ami_switch(app, fields, lambda on: set_check(app, on), "Check"),
+                      (_ENABLE,),
+                      "Adds or removes the health check(s) of check_type without re-registering "
+                      "the service; kept until the check options in res_discovery_consul.conf "
+                      "change." + _ANSWER + " Event: DiscoverySetCheck."),
             AmiAction("DiscoverySetDrain", "Drain this Asterisk (no new calls) or end the drain",
                       lambda fields: _ami_switch(
                           app, fields, lambda on: set_drain(app, on, fields.get("reason", "")),
-                          "Drain"))]
+                          "Drain"),
+                      (_ENABLE, ("Reason", False, "Why, shown in the drain check's notes.")),
+                      "Yes: the service leaves Consul's healthy set at once (a critical drain "
+                      "check), stays registered, and DiscoveryDrained follows when no channel is "
+                      "left. No: back in the healthy set at once." + _ANSWER
+                      + " Event: DiscoverySetDrain.")]

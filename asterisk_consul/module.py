@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 import threading
 from typing import Optional
@@ -32,7 +31,7 @@ class Application:
         self.host = host
         # The instance token tells this start apart from earlier ones (and from clones).
         self.facts = HostFacts(eid=host.eid(), version=host.version(),
-                               instance=secrets.token_hex(8))
+                               instance=os.urandom(8).hex())
         self.settings: Optional[Settings] = None
         self.registrar: Optional[Registrar] = None
         # Serializes load/reload/unload/shutdown; handlers only read the attributes.

@@ -141,7 +141,7 @@ ROWS: Tuple[Option, ...] = (
     _o("check_ttl", Duration("30s"), parse_check_ttl,
        "TTL check: critical after this long without a report; reported every third of it",
        CHECKS, defines_check=True),
-    _o("check_deregister_after", Duration("30s"), parse_duration,
+    _o("check_deregister_after", Duration("1m"), parse_duration,
        "Consul removes the service after this long critical (Consul's minimum: 1m)", CHECKS,
        defines_check=True),
     # -- facts read from http.conf (Asterisk's HTTP server)

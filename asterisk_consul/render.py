@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Optional
 
+from . import __file__ as _package_init, __version__
 from .settings import settings_report
 
 
@@ -23,14 +25,25 @@ def _table(rows, indent="  ") -> str:
                                   else r[0] + ": ", r[1]) for r in rows)
 
 
+def versions_text(app) -> str:
+    """What runs: the C shim's version (built in) and the Python package's (imported), which
+    unload + load keeps in step after an upgrade."""
+    shim = app.host.shim_version()
+    text = "C shim %s, Python package %s (%s)" % (shim, __version__, os.path.dirname(_package_init))
+    if shim != __version__:
+        text += "; MISMATCH: install the module and the package from one version"
+    return text
+
+
 def show_settings_text(app) -> str:
     settings = app.settings
     if settings is None:
-        return "res_discovery_consul has no settings loaded.\n"
+        return "res_discovery_consul has no settings loaded.\n  Version: %s\n" % versions_text(app)
     rows = settings_report(settings)
     w1 = max(len(r[0]) for r in rows) + 2
     w2 = min(max(len(r[1]) for r in rows) + 2, 48)
     lines = ["res_discovery_consul settings (%s):\n" % ("enabled" if settings.enabled else "disabled"),
+             "  Version: %s\n" % versions_text(app),
              "  %s%s%s\n" % ("Option".ljust(w1), "Value".ljust(w2), "From")]
     # A value wider than the column (a certificate path) keeps two spaces before its source.
     lines += ["  %s%s%s\n" % (o.ljust(w1), (v + "  ").ljust(w2), src) for o, v, src in rows]
@@ -52,6 +65,7 @@ def show_status_text(app) -> str:
     else:
         agent = "%s (UNREACHABLE)" % s.agent_url
     rows = [
+        ("Version", versions_text(app)),
         ("Agent", agent),
         ("Service", "%s (name %s) at %s:%s" % (s.service_id, s.service_name, s.address, s.port)),
         ("Instance", s.instance or "(none)"),

@@ -10,7 +10,6 @@ import os
 import re
 import socket
 import stat
-import uuid
 from typing import Callable, Dict, Optional, Tuple
 
 from . import netinfo
@@ -245,6 +244,8 @@ class Resolution:
             except InvalidValue:
                 self.warnings.append(f"astdb {ASTDB_FAMILY}/{ASTDB_SERVICE_ID_KEY} holds an "
                                      f"unusable service ID: making a new one")
+        import uuid  # only when an ID must be made: uuid imports platform (~0.25 MB)
+
         new_id = str(uuid.uuid4())
         if not self.host.db_put(ASTDB_FAMILY, ASTDB_SERVICE_ID_KEY, new_id):
             self.warnings.append(f"could not save the service ID in astdb ({ASTDB_FAMILY}/"

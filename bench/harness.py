@@ -82,7 +82,6 @@ class Bed:
             "check": "yes",
             "check_http_port": ast.http_port,
             "check_interval": self.check_interval,
-            "check_deregister_after": "1m",  # Consul's minimum (the default 30s is raised to it)
         }
         options.update(overrides)
         return options

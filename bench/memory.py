@@ -6,6 +6,9 @@
 
 The cycles also time every warm load and unload and the time from each load to the service
 in the catalog, so their medians come with the RSS figures.
+
+breakdown() says where the growth at load goes: the same load, each in a fresh Asterisk, of
+modules built around applications that stop part of the way (integration_tests/apps/memstages.py).
 """
 
 from __future__ import annotations
@@ -13,10 +16,16 @@ from __future__ import annotations
 import time
 from typing import Dict, List
 
+from integration_tests.testbed.build import build_module
+
 from .harness import Bed, CatalogWatch, ModuleControl, log, rss_kb, summary
 
 SETTLE_S = 1.0  # after a load: the registrar's first sync and the first check are done by then
 SAMPLE_EVERY = 20  # cycles between two RSS samples
+# Each stage includes the one before it; the real module's growth (run()) is the last.
+STAGES = (("python", "memstages:PythonOnly", "Python, cffi and the bridge"),
+          ("package", "memstages:PythonAndPackage", "+ the package imported"),
+          ("requests", "memstages:PythonPackageAndRequests", "+ requests imported"))
 
 
 def _settled_rss(pid: int) -> Dict[str, int]:
@@ -25,6 +34,7 @@ def _settled_rss(pid: int) -> Dict[str, int]:
 
 
 def run(bed: Bed, cycles: int = 200) -> Dict[str, object]:
+    stages = breakdown(bed)
     ast = bed.asterisk(target="up")
     ctl = ModuleControl(ast)
     try:
@@ -84,7 +94,32 @@ def run(bed: Bed, cycles: int = 200) -> Dict[str, object]:
             "catalog_after_load": summary(catalog),
             "seconds": took,
             "refused_unloads": ctl.refused_unloads,
+            "breakdown_kb": stages,
         }
     finally:
         ctl.close()
         bed.discard(ast)
+
+
+def _growth_at_load(bed: Bed, module_so) -> Dict[str, int]:
+    ast = bed.asterisk(target="up", module_so=module_so)
+    ctl = ModuleControl(ast)
+    try:
+        before = _settled_rss(ast.pid)
+        ctl.load()
+        after = _settled_rss(ast.pid)
+        return {key: after[key] - before[key] for key in before}
+    finally:
+        ctl.close()
+        bed.discard(ast)
+
+
+def breakdown(bed: Bed) -> Dict[str, object]:
+    """RSS growth at load (kB) of each stage, each in a fresh Asterisk 16."""
+    stages = {}
+    for key, app, label in STAGES:
+        growth = _growth_at_load(bed, build_module("16", app=app))
+        stages[key] = {"label": label, **growth}
+        log("memory breakdown: %s: %+.1f MB (anon %+.1f, file %+.1f)" % (
+            label, growth["VmRSS"] / 1024, growth["RssAnon"] / 1024, growth["RssFile"] / 1024))
+    return stages

@@ -200,6 +200,10 @@ def table(results: Dict) -> str:
         lines.append(_row("after the first load", mb(rss["after_load"])))
         lines.append(_row("  growth at load", "%+.1f MB" % memory["load_delta_mb"], "<= +20 MB",
                           _verdict(results, "rss_load_mb")))
+        stages = memory.get("breakdown_kb") or {}
+        for key, stage in stages.items():
+            lines.append(_row("    " + stage["label"], "%+.1f MB (anon %+.1f, file %+.1f)" % (
+                stage["VmRSS"] / 1024, stage["RssAnon"] / 1024, stage["RssFile"] / 1024)))
         lines.append(_row("after %d unload/load cycles" % memory["cycles"], mb(rss["after_cycles"])))
         lines.append(_row("  growth over the cycles", "%+.2f MB" % memory["cycles_growth_mb"],
                           "<= +2 MB", _verdict(results, "rss_cycles_mb")))

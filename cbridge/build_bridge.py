@@ -66,6 +66,9 @@ def api_declarations():
 
 # Runs inside Asterisk each time the module is mapped. It must never raise: a failing cffi
 # init leaves the module stuck as "Not Running" until Asterisk restarts.
+# The interpreter keeps what it imported across unload/load, so when the package on disk is
+# no longer the one imported (an upgrade was installed), its modules are dropped and imported
+# anew: unload + load is a full upgrade. A package too old to tell is always imported anew.
 INIT_CODE = """
 from %(module)s import ffi, lib
 try:
@@ -73,9 +76,17 @@ try:
     for path in %(app_path)r:
         if path not in sys.path:
             sys.path.insert(0, path)
+    imported = sys.modules.get("asterisk_consul")
+    changed = getattr(imported, "installed_files_changed", None)
+    upgraded = imported is not None and (changed is None or changed())
+    if upgraded:
+        import importlib
+        for name in [n for n in sys.modules if n.partition(".")[0] in ("asterisk_consul", %(app_top)r)]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
     from asterisk_consul import bridge
     from %(app_module)s import %(app_class)s as application
-    bridge.attach(ffi, lib, application)
+    bridge.attach(ffi, lib, application, upgraded=upgraded)
 except BaseException:
     try:
         import traceback
@@ -143,7 +154,7 @@ def main():
     )
     ffi.embedding_init_code(INIT_CODE % {
         "module": CFFI_MODULE, "python": executable, "app_module": app_module,
-        "app_class": app_class, "app_path": [args.app_path] if args.app_path else []})
+        "app_class": app_class, "app_top": app_module.partition(".")[0], "app_path": [args.app_path] if args.app_path else []})
 
     generated = os.path.join(build_dir, CFFI_MODULE + ".c.tmp")
     ffi.emit_c_code(generated)

@@ -25,6 +25,8 @@
 #include "asterisk/strings.h"
 #include "asterisk/taskprocessor.h"
 #include "asterisk/utils.h"
+#include "asterisk/xml.h"
+#include "asterisk/xmldoc.h"
 
 #include <dlfcn.h>
 #include <libgen.h>
@@ -591,6 +593,24 @@ static int module_usecount(void)
 	return usecount;
 }
 
+/*
+ * Whether Asterisk read XML documentation for this action at start (the module's
+ * res_discovery_consul-en_US.xml in documentation/thirdparty/). If so the action is registered
+ * without a synopsis, and Asterisk builds `manager show command` from the documentation.
+ */
+static int ami_documented(const char *name)
+{
+#ifdef AST_XML_DOCS
+	struct ast_xml_xpath_results *found = ast_xmldoc_query("/docs/manager[@name='%s']", name);
+
+	if (found) {
+		ast_xml_xpath_results_free(found);
+		return 1;
+	}
+#endif
+	return 0;
+}
+
 static int open_doors(void)
 {
 	int i, res = 0;
@@ -605,8 +625,8 @@ static int open_doors(void)
 		if (ami_open[i]) {
 			continue;
 		}
-		if (ast_manager_register2(ami_decl[i].name, EVENT_FLAG_SYSTEM, ami_actions[i],
-				AST_MODULE_SELF, ami_decl[i].summary, NULL)) {
+		if (ast_manager_register2(ami_decl[i].name, EVENT_FLAG_SYSTEM, ami_actions[i], AST_MODULE_SELF,
+				ami_documented(ami_decl[i].name) ? NULL : ami_decl[i].summary, NULL)) {
 			ast_log(LOG_ERROR, "Could not register AMI action %s\n", ami_decl[i].name);
 			res = -1;
 			continue;

@@ -133,6 +133,11 @@ def test_upgrade_keeps_the_edited_config_and_switches_the_running_asterisk(debs,
                                              ast.log_text(since), re.S),
                            timeout=20, what="the upgraded module registering again")
         assert "edited-by-operator" in consul.services()
+        # Unload + load was a full upgrade: the new C shim runs the new Python package.
+        new = installed(fresh, PACKAGE)
+        assert f"C shim {new}, Python package {new} (/usr/lib/python3/dist-packages" in \
+            ast.rx("discovery show status")
+        assert "asterisk_consul %s imported anew" % new in ast.log_text(since)
         md5 = fresh.run(["md5sum", MODULE_PATH]).stdout.split()[0]
         shipped = subprocess.run(f"dpkg-deb --fsys-tarfile {debs['v2']} | tar -xO "
                                  f".{MODULE_PATH} | md5sum", shell=True, check=True,

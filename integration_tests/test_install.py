@@ -20,6 +20,7 @@ from integration_tests.testbed.asterisk import sid_command
 
 MODULE = "res_discovery_consul.so"
 SAMPLE = "res_discovery_consul.conf"
+XMLDOC = "res_discovery_consul-en_US.xml"
 SID_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
            "LANG": "C.UTF-8"}
 
@@ -71,10 +72,12 @@ def tree(ast_version):
 
 def test_install_and_samples_go_where_asterisk_looks(tree, asterisk_factory, ast_version, consul_agent):
     ast = asterisk_factory(ast_version, start=False)
+    thirdparty = ast.use_private_datadir()  # make install writes the help there, for it alone
     etc = ast.to_asterisk_path(ast.etc_dir)  # as Asterisk (and make, on its system) see it
     out = tree.make("install", "samples", ASTETCDIR=etc)
-    # astmoddir of that Asterisk's asterisk.conf, not a hard-coded directory.
+    # astmoddir and astdatadir of that Asterisk's asterisk.conf, not hard-coded directories.
     assert (ast.module_dir / MODULE).exists(), out
+    assert (thirdparty / XMLDOC).exists(), out
     assert (ast.etc_dir / SAMPLE).read_text() == (tree.host_path(tree.dir) / "res_discovery_consul.conf.sample").read_text()
     # Readable by the group Asterisk runs as where there is one (Debian's asterisk, in the
     # sid chroot), by nobody else.
@@ -90,6 +93,8 @@ def test_install_and_samples_go_where_asterisk_looks(tree, asterisk_factory, ast
     ast.start()
     assert "Loaded" in ast.rx("module load " + MODULE)
     consul_agent.wait_service("installed", timeout=15)
+    # Asterisk read the installed help at start.
+    assert "Enable" in ast.rx("manager show command DiscoverySetDrain")
 
     # samples never overwrites an existing config, and says so.
     out = tree.make("samples", ASTETCDIR=etc)
@@ -102,8 +107,8 @@ def test_install_into_destdir(tree):
     etc = "/etc/asterisk"  # the packaged Asterisk's own config dir on that system
     astconf = tree.host_path(paths.ast16_prefix() / "etc/asterisk/asterisk.conf" if tree.version == "16"
                              else "/etc/asterisk/asterisk.conf")
-    moddir = next(line.split("=>")[1].strip() for line in astconf.read_text().splitlines()
-                  if line.strip().startswith("astmoddir"))
+    moddir, datadir = (next(line.split("=>")[1].strip() for line in astconf.read_text().splitlines()
+                            if line.strip().startswith(key)) for key in ("astmoddir", "astdatadir"))
     if tree.version == "16":
         # The private prefix's asterisk.conf stands in for the system's /etc/asterisk.
         etc = str(paths.ast16_prefix() / "etc/asterisk")
@@ -121,6 +126,7 @@ def test_install_into_destdir(tree):
         # The HTTP gate the module opens from beside itself (cbridge/gate.h).
         assert list((host_dest / moddir.lstrip("/") / "res_discovery_consul.d").glob("http-gate-*.so")), out
         assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
+        assert (host_dest / datadir.lstrip("/") / "documentation/thirdparty" / XMLDOC).exists(), out
         # The Python package goes under DESTDIR too, not into the running system.
         assert list(host_dest.rglob("asterisk_consul/module.py")), out
         if tree.version == "22":

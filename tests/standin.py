@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from asterisk_consul import __version__
 from asterisk_consul.host import Host
 
 
@@ -21,7 +22,7 @@ class StandInHost(Host):
         self.shutting_down = False
         self.stop_requested = False
         self.channels = 0
-        self.shim = "0.1.0"
+        self.shim = __version__
         self.astdb: Dict[Tuple[str, str], str] = {}
         self.db_put_works = True            # set False to simulate a failing astdb
         self.logs: List[Tuple[str, str]] = []
@@ -88,3 +89,11 @@ class StandInHost(Host):
 
     def events_named(self, event: str) -> List[List[Tuple[str, str]]]:
         return [headers for name, headers in self.events if name == event]
+
+
+class StatusView:
+    """What `discovery show status` and `show settings` read of the Application."""
+
+    def __init__(self, settings, registrar, timeout_s: float = 2.0):
+        self.settings, self.registrar, self.timeout_s = settings, registrar, timeout_s
+        self.host = StandInHost()

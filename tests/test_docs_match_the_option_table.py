@@ -70,3 +70,28 @@ def test_sample_config_matches_the_option_table():
         if default_text(row):  # options without a default show an example value
             assert value == default_text(row), (
                 f"the sample says {name} = {value!r}; the module's default is {default_text(row)!r}")
+
+
+def test_asterisks_help_is_written_from_the_option_action_and_event_tables():
+    import xml.etree.ElementTree as ET
+
+    from asterisk_consul import xmldoc
+    from asterisk_consul.commands import ami_actions
+    from asterisk_consul.registrar.notify import AMI_EVENTS
+
+    docs = ET.fromstring(xmldoc.document())
+    assert docs.tag == "docs"  # Asterisk skips a file whose root is anything else
+    [info] = docs.findall("configInfo[@name='res_discovery_consul']")
+    for name, row in OPTIONS.items():
+        [option] = info.findall(f"configFile/configObject[@name='{row.section}']"
+                                f"/configOption[@name='{name}']")
+        assert option.get("default") == default_text(row), name
+        assert option.findtext("synopsis") == row.doc
+    for action in ami_actions(None):
+        [manager] = docs.findall(f"manager[@name='{action.name}']")
+        params = {p.get("name"): p.get("required") for p in manager.findall("syntax/parameter")}
+        assert params == {"ActionID": None, **{name: "true" if required else None
+                                               for name, required, _ in action.parameters}}
+    for name, (_, headers) in AMI_EVENTS.items():
+        [event] = docs.findall(f"managerEvent[@name='{name}']/managerEventInstance")
+        assert [p.get("name") for p in event.findall("syntax/parameter")] == [h for h, _ in headers]

@@ -137,3 +137,34 @@ def test_payload_is_compact_json_well_under_consuls_limit(make_registrar, refuse
     assert name == "asterisk-" + kind
     assert json.loads(body)["maintenance"] is True
     assert len(name) + len(body) < 400  # Consul 1.8.7 refuses 512 bytes after encoding
+
+
+def test_every_ami_event_fired_carries_exactly_its_documented_headers():
+    """Asterisk's help (`manager show event`) is written from AMI_EVENTS: what is fired must
+    match it, header for header."""
+    import threading
+    import types
+
+    from asterisk_consul.registrar.notify import AMI_EVENTS, Notifications
+
+    fired = []
+    link = types.SimpleNamespace(silenced=threading.Event(), log=lambda *a: None,
+                                 settings=types.SimpleNamespace(events=False))
+    notes = Notifications(link, lambda name, headers: fired.append((name, headers)))
+    definition = {"ID": "pbx-1", "Name": "Asterisk", "Address": "192.0.2.1", "Port": 5060}
+    notes.registered(definition, maintenance=False)
+    notes.deregistered("pbx-1", "Asterisk", "192.0.2.1", 5060, maintenance=False)
+    notes.maintenance_changed(definition, True, "upgrade")
+    notes.maintenance_changed(definition, False, "")
+    notes.checks_switched("pbx-1", True)
+    notes.drain_changed("pbx-1", True, "rolling restart")
+    notes.drain_changed("pbx-1", False, "")
+    notes.drained("pbx-1", "rolling restart", 0.0)
+
+    assert {name for name, _ in fired} == set(AMI_EVENTS)
+    for name, headers in fired:
+        documented = [header for header, _ in AMI_EVENTS[name][1]]
+        sent = [header for header, _ in headers]
+        assert sent == [h for h in documented if h in sent], (name, sent, documented)
+        optional = {"Reason"} if name in ("DiscoverySetMaintenance", "DiscoverySetDrain") else set()
+        assert set(documented) - set(sent) <= optional, (name, sent, documented)

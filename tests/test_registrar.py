@@ -14,6 +14,7 @@ from asterisk_consul.registrar import Registrar, Result, StatusSnapshot, consul_
 from asterisk_consul.registration import HostFacts
 from asterisk_consul.settings import Settings
 from integration_tests.testbed.peers import BlackholePeer, RefusingPeer, StandInPeer
+from tests.standin import StatusView
 
 FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
 MAINT = "_service_maintenance:pbx-1"
@@ -564,13 +565,6 @@ def _https_settings(agent_proc, **overrides):
     return settings_for(agent_proc.https_port, scheme="https", **overrides)
 
 
-class _App:
-    """What commands.show_status_text reads of the Application."""
-
-    def __init__(self, settings, registrar):
-        self.settings, self.registrar, self.timeout_s = settings, registrar, 1.0
-
-
 def test_https_registers_and_status_says_how(consul_factory, make_registrar, events):
     from asterisk_consul.render import show_status_text
 
@@ -580,7 +574,7 @@ def test_https_registers_and_status_says_how(consul_factory, make_registrar, eve
     registrar = started(make_registrar(settings))
     events.wait_for("DiscoveryRegister")
     assert "pbx-1" in agent_proc.services()
-    text = show_status_text(_App(settings, registrar))
+    text = show_status_text(StatusView(settings, registrar, 1.0))
     assert "Agent:" in text and "https://127.0.0.1:%d (reachable" % agent_proc.https_port in text
     assert ("TLS:         HTTPS, certificate verified against %s as localhost, client "
             "certificate %s" % (agent_proc.ca_file, agent_proc.client_cert)) in text
@@ -603,7 +597,7 @@ def test_https_with_a_wrong_ca_reports_tls_and_registers_nothing(consul_factory,
     assert events.names() == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([w for w in warnings if "TLS failure" in w]) == 1  # once, not once per retry
-    text = show_status_text(_App(settings, registrar))
+    text = show_status_text(StatusView(settings, registrar, 1.0))
     assert "Last error:" in text and "TLS failure talking to https://" in text
 
 
@@ -618,7 +612,7 @@ def test_https_without_verification_registers_with_an_unknown_ca(consul_factory,
     registrar = started(make_registrar(settings))
     events.wait_for("DiscoveryRegister")
     assert "HTTPS, certificate NOT verified (tls_verify = no)" in \
-        show_status_text(_App(settings, registrar))
+        show_status_text(StatusView(settings, registrar, 1.0))
 
 
 def test_reload_to_another_ca_makes_a_new_client(consul_factory, make_registrar, events,
@@ -634,3 +628,13 @@ def test_reload_to_another_ca_makes_a_new_client(consul_factory, make_registrar,
     registrar.apply(_https_settings(agent_proc))
     events.wait_for("DiscoveryRegister")
     assert "pbx-1" in agent_proc.services()
+
+
+def test_worker_log_lines_name_the_line_that_logged_not_a_helper(consul_agent, make_registrar,
+                                                                  events, caplog):
+    caplog.set_level(logging.INFO)
+    started(make_registrar(settings_for(consul_agent.http_port)))
+    events.wait_for("DiscoveryRegister")
+    registered = [r for r in caplog.records if "registering service" in r.getMessage()]
+    assert registered and all((r.filename, r.funcName) == ("worker.py", "_run")
+                              for r in registered), [(r.filename, r.funcName) for r in registered]

@@ -14,6 +14,7 @@ import time
 from asterisk_consul.health import AsteriskState
 from asterisk_consul.registrar import Result, consul_client
 from asterisk_consul.render import show_status_text
+from tests.standin import StatusView
 from tests.test_registrar import FACTS, gaps_in_registration, settings_for, started
 from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
 
@@ -579,20 +580,13 @@ def test_kv_keys_come_back_after_an_agent_restart(consul_agent, make_registrar, 
 
 # -- what `discovery show status` makes of it ----------------------------------------------------
 
-class _App:
-    """What commands.show_status_text reads of the Application."""
-
-    def __init__(self, settings, registrar):
-        self.settings, self.registrar, self.timeout_s = settings, registrar, 2.0
-
-
 def test_status_text_shows_the_ttl_check_the_override_and_the_keys(consul_agent, make_registrar,
                                                                    wait_until):
     """'discovery show status' rows for the check, the TTL output and the KV keys."""
     settings = kv_settings(consul_agent, check=True, check_type="ttl", check_ttl="3s")
     registrar = started(make_registrar(settings))
     _, session = wait_our_keys(consul_agent, wait_until)
-    app = _App(settings, registrar)
+    app = StatusView(settings, registrar, 2.0)
     text = wait_until(lambda: BOOTED in (t := show_status_text(app)) and session in t and t,
                       what="the TTL output and the session in the status text")
     assert re.search(r"\n  Check: +on, type ttl \(config\)\n", text)

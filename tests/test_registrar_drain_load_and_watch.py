@@ -254,3 +254,22 @@ def test_the_watch_never_starts_once_closed(consul_agent):
         starter.join(5)
         watch.start(link.settings)  # closed: nothing
         assert not [t for t in threading.enumerate() if t.name == "consul-watch"], attempt
+
+
+def test_a_reload_restarts_a_running_watch_with_the_new_token_and_no_other(consul_agent):
+    import dataclasses
+
+    link = AgentLink(settings_for(consul_agent.http_port), FACTS, consul_client)
+    watch = AgentWatch(link, lambda reason, back: None)
+    try:
+        watch.follow(link.settings)  # not registered yet: nothing to restart
+        assert not [t for t in threading.enumerate() if t.name == "consul-watch"]
+        watch.start(link.settings)
+        first = watch._thread
+        watch.follow(dataclasses.replace(link.settings, resync_interval="5s"))
+        assert watch._thread is first  # nothing the watch uses changed
+        watch.follow(dataclasses.replace(link.settings, token="new-token"))
+        assert watch._thread is not first and not first.is_alive()
+        assert watch._client._headers["X-Consul-Token"] == "new-token"
+    finally:
+        watch.close()

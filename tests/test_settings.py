@@ -82,7 +82,7 @@ def test_defaults_match_the_original_module(host, confdir):
     assert settings.metadata_profile == "" and settings.metadata == ()
     assert (settings.check, settings.check_http_port) == (False, 8088)
     assert (settings.check_interval, settings.check_timeout, settings.check_deregister_after) == \
-        ("15s", "3s", "30s")
+        ("15s", "3s", "1m")  # the original's 30s, which Consul raised to its minimum 1m anyway
     assert (settings.http_prefix, settings.ari_port, settings.ari_scheme) == ("", 8088, "http")
     assert settings.resync_interval == "30s"
 
@@ -226,10 +226,16 @@ def test_deregister_below_one_minute_warns_when_check_is_on(host, confdir):
     assert not any("1m" in w for w in warnings)
 
 
-def test_default_deregister_warns_only_with_check(host, confdir):
-    _, warnings = consul(host, confdir, "check = no")
+def test_the_default_deregister_after_never_warns(host, confdir):
+    for check in ("no", "yes"):
+        _, warnings = consul(host, confdir, f"check = {check}")
+        assert not any("Consul will use 1m" in w for w in warnings)
+
+
+def test_a_short_deregister_after_warns_only_with_check(host, confdir):
+    _, warnings = consul(host, confdir, "check = no", "check_deregister_after = 30s")
     assert not any("Consul will use 1m" in w for w in warnings)
-    _, warnings = consul(host, confdir, "check = yes")
+    _, warnings = consul(host, confdir, "check = yes", "check_deregister_after = 30s")
     assert any("Consul will use 1m" in w for w in warnings)
 
 

@@ -428,7 +428,7 @@ def test_check_definitions_http_only():
         "Method": "GET",
         "Interval": "5s",
         "Timeout": "3s",
-        "DeregisterCriticalServiceAfter": "30s",
+        "DeregisterCriticalServiceAfter": "1m",
     }
 
 

@@ -25,12 +25,32 @@ _Urllib3Timeout: Any = None
 _TlsAdapter: Any = None
 
 
+# requests guesses the charset of a body that names none with chardet or charset_normalizer
+# (~2.6 MB resident). Consul answers JSON, which is UTF-8 by definition and which requests
+# decodes without guessing, so we hide both while requests is first imported; without them
+# requests guesses "utf-8" and warns once, which we silence. Only this import is affected.
+CHARSET_GUESSERS = ("chardet", "charset_normalizer")
+
+
 def _import_requests() -> None:
     global requests, _Urllib3Timeout, _TlsAdapter
     if requests is None:
+        import sys
+        import warnings
+
         from urllib3.util import Timeout
 
-        import requests as module
+        hidden = [name for name in CHARSET_GUESSERS if name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]  # None makes import fail
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*character detection dependency")
+                import requests as module
+        finally:
+            for name in hidden:
+                if sys.modules.get(name, 0) is None:
+                    del sys.modules[name]
 
         _Urllib3Timeout = Timeout
         _TlsAdapter = _make_tls_adapter_class(module.adapters.HTTPAdapter)

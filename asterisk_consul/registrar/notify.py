@@ -10,13 +10,37 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..consul import ConsulError, ConsulUnreachable
 from .link import AgentLink
 
 EventSink = Callable[[str, List[Tuple[str, str]]], None]
 MAX_PENDING_EVENTS = 16  # Consul user events waiting for the end of the current job
+
+_ID = ("ID", "The service ID.")
+# The AMI events fired below: synopsis and headers (name, meaning), for Asterisk's help
+# (`manager show event`, written by xmldoc.py); a test holds what is fired to this table.
+AMI_EVENTS: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {
+    "DiscoveryRegister": ("Consul accepted the service's registration (at load, after a repair, "
+                          "after a reload that changed it).",
+                          (_ID, ("Name", "The service name."), ("Address", "The advertised address."),
+                           ("Port", "The advertised port."))),
+    "DiscoveryDeregister": ("Consul removed the service (unload, shutdown, a reload to enabled = no "
+                            "or to another service ID).", (_ID, ("Name", "The service name."))),
+    "DiscoverySetMaintenance": ("Consul took a maintenance mode change.",
+                                (_ID, ("Maintenance", "true or false."),
+                                 ("Reason", "The reason given (with Maintenance: true)."))),
+    "DiscoverySetCheck": ("The health checks were added or removed at run time.",
+                          (_ID, ("Check", "on or off."))),
+    "DiscoverySetDrain": ("Consul took a drain change (CLI, AMI or a graceful stop).",
+                          (_ID, ("Drain", "on or off."),
+                           ("Reason", "The reason given (with Drain: on)."))),
+    "DiscoveryDrained": ("A draining Asterisk has no active channel left: it can be stopped.",
+                         (_ID, ("Reason", "The drain's reason."),
+                          ("DrainingSince", "When the drain began (local time, "
+                                            "YYYY-MM-DD HH:MM:SS)."))),
+}
 
 
 class Notifications:

@@ -43,12 +43,22 @@ class AgentWatch:
         self._closed = False
 
     def start(self, settings: Settings) -> None:
-        """Watch the service of these settings (a reload with another agent or ID restarts it)."""
+        """Watch the service of these settings (once registered)."""
+        self._watch(settings, only_if_running=False)
+
+    def follow(self, settings: Settings) -> None:
+        """New settings (a reload): a running watch restarts with them if its agent, token,
+        TLS or service ID changed; one not started yet waits for the registration."""
+        self._watch(settings, only_if_running=True)
+
+    def _watch(self, settings: Settings, only_if_running: bool) -> None:
         from ..consul.blocking import BlockingClient  # ssl, http.client: not at module load
 
         target = (settings.agent_url, settings.token, settings.service_id, tls_config(settings))
         with self._lock:
-            if self._closed or (target == self._target and self._thread is not None):
+            running = self._thread is not None
+            if self._closed or (target == self._target and running) or \
+                    (only_if_running and not running):
                 return
             self._halt()
             self._target = target

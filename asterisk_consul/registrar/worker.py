@@ -341,6 +341,8 @@ class Registrar:
             self.retired.add(link.consul, old.service_id, old.name,
                               service.definition["Address"], service.definition["Port"])
         link.reload(settings, new_client=agent_changed, keep_old=self.retired.holds(link.consul))
+        if self._watch is not None:
+            self._watch.follow(settings)  # a running watch asks with the new token, agent, ID
         if moved:
             service.moved()
             self.maintenance.forget_agent_view()

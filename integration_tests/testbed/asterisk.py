@@ -141,6 +141,7 @@ class AsteriskInstance(runtime.ManagedProcess):
         self.asterisk_conf_options = options
         self.proc = None
         self._cleaned = False
+        self.datadir = None  # astdatadir as Asterisk sees it; set by _write_default_configs
         for sub in ("etc", "mod", "lib", "db", "keys", "spool", "run", "log", "cache"):
             (self.host_dir / sub).mkdir()
         self._write_default_configs()
@@ -195,19 +196,8 @@ class AsteriskInstance(runtime.ManagedProcess):
     # -- config -----------------------------------------------------------------------------
     def _write_default_configs(self):
         d = self.dir
-        if self.version == "16":
-            prefix = paths.ast16_prefix()
-            datadir, sbindir = prefix / "usr/share/asterisk", prefix / "usr/sbin"
-        else:
-            datadir, sbindir = Path("/usr/share/asterisk"), Path("/usr/sbin")
-        directories = [("astetcdir", d / "etc"), ("astmoddir", d / "mod"),
-                       ("astvarlibdir", d / "lib"), ("astdbdir", d / "db"),
-                       ("astkeydir", d / "keys"), ("astdatadir", datadir),
-                       ("astagidir", datadir / "agi-bin"), ("astspooldir", d / "spool"),
-                       ("astrundir", d / "run"), ("astlogdir", d / "log"),
-                       ("astsbindir", sbindir), ("astcachedir", d / "cache")]
-        self.write_config("asterisk.conf", _ini([("directories", directories),
-                                                 ("options", self.asterisk_conf_options.items())]))
+        self.datadir = self.stock_datadir
+        self._write_asterisk_conf()
         loads = [("autoload", "no")] + [("load", m) for m in self.modules]
         self.write_config("modules.conf", _ini([("modules", loads)]))
         http = [("enabled", "yes"), ("bindaddr", "127.0.0.1"), ("bindport", self.http_port)]
@@ -225,6 +215,50 @@ class AsteriskInstance(runtime.ManagedProcess):
             ("general", [("dateformat", "%F %T.%3q")]),
             ("logfiles", [("messages", "debug,verbose,notice,warning,error")])]).replace(
                 "messages = ", "messages => "))
+
+    @property
+    def stock_datadir(self):
+        """The installed Asterisk's astdatadir, as Asterisk sees it."""
+        if self.version == "16":
+            return paths.ast16_prefix() / "usr/share/asterisk"
+        return Path("/usr/share/asterisk")
+
+    def _write_asterisk_conf(self):
+        d = self.dir
+        sbindir = paths.ast16_prefix() / "usr/sbin" if self.version == "16" else Path("/usr/sbin")
+        directories = [("astetcdir", d / "etc"), ("astmoddir", d / "mod"),
+                       ("astvarlibdir", d / "lib"), ("astdbdir", d / "db"),
+                       ("astkeydir", d / "keys"), ("astdatadir", self.datadir),
+                       ("astagidir", self.stock_datadir / "agi-bin"), ("astspooldir", d / "spool"),
+                       ("astrundir", d / "run"), ("astlogdir", d / "log"),
+                       ("astsbindir", sbindir), ("astcachedir", d / "cache")]
+        self.write_config("asterisk.conf", _ini([("directories", directories),
+                                                 ("options", self.asterisk_conf_options.items())]))
+
+    def use_private_datadir(self):
+        """Give this Asterisk an astdatadir of its own (everything in it links to the installed
+        one's, except an empty documentation/thirdparty/), so that third-party docs can be
+        installed for it alone. Returns the HOST path of that thirdparty/ dir."""
+        stock = self.stock_datadir
+        data = self.host_dir / "data"
+        thirdparty = data / "documentation" / "thirdparty"
+        if not thirdparty.exists():
+            thirdparty.mkdir(parents=True)
+            for entry in self.to_host_path(stock).iterdir():
+                if entry.name != "documentation":
+                    (data / entry.name).symlink_to(stock / entry.name)
+            for entry in self.to_host_path(stock / "documentation").iterdir():
+                if entry.name != "thirdparty":
+                    (data / "documentation" / entry.name).symlink_to(
+                        stock / "documentation" / entry.name)
+            self.datadir = self.dir / "data"
+            self._write_asterisk_conf()
+        return thirdparty
+
+    def install_docs(self, xml_path):
+        """Put xml_path in this Asterisk's own documentation/thirdparty/, as `make install`
+        puts the module's help. Asterisk reads it at start: call this before start()."""
+        shutil.copy(xml_path, self.use_private_datadir() / Path(xml_path).name)
 
     def write_config(self, name, text):
         """Write etc/<name> (host side); returns the host path."""

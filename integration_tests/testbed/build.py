@@ -101,32 +101,34 @@ def _publish(so_path, version):
     return dest
 
 
-def build_module(version, repo=None, force=False, app=None):
+def build_module(version, repo=None, force=False, app=None, app_path=None):
     """Build the module for Asterisk version ("16"/"22"), around `app` (MODULE:CLASS from
-    integration_tests/apps) instead of the real application if given; return the host path
-    of the .so. Memoized per process unless force."""
+    integration_tests/apps, or from app_path: a directory as Asterisk sees it, searched
+    before the installed package) instead of the real application if given; return the host
+    path of the .so. Memoized per process unless force."""
     version = str(version)
-    key = (version, app)
+    key = (version, app, app_path)
     if not force and key in _built and _built[key].exists():
         return _built[key]
     if version == "16":
-        so = _build16(repo, app)
+        so = _build16(repo, app, app_path)
     elif version == "22":
-        so = _build22(repo, app)
+        so = _build22(repo, app, app_path)
     else:
         raise ValueError(f"unknown Asterisk version {version!r}")
     _built[key] = so
     return so
 
 
-def _app_variables(app, tree):
-    """make variables that build the shim around `app`, imported from tree's apps dir."""
+def _app_variables(app, tree, app_path=None):
+    """make variables that build the shim around `app`, imported from app_path (default:
+    tree's apps dir)."""
     if not app:
         return []
-    return [f"RDC_APP={app}", f"RDC_APP_PATH={tree}/integration_tests/apps"]
+    return [f"RDC_APP={app}", f"RDC_APP_PATH={app_path or str(tree) + '/integration_tests/apps'}"]
 
 
-def _build16(repo, app):
+def _build16(repo, app, app_path=None):
     venv_python = paths.host_venv_python()
     incdir = paths.ast16_prefix() / "usr/include"
     if not venv_python.exists():
@@ -141,14 +143,14 @@ def _build16(repo, app):
                   "--no-deps", "--force-reinstall", str(work)], log,
                  "pip install of the asterisk_consul package into the host venv", cwd=work)
             _run(["make", "-C", str(work), f"PYTHON={venv_python}", f"ASTINCDIR={incdir}",
-                  *_app_variables(app, work)], log, "make (Asterisk 16)")
+                  *_app_variables(app, work, app_path)], log, "make (Asterisk 16)")
         so = work / MODULE
         if not so.exists():
             raise BuildError(f"make succeeded but {so} does not exist")
         return _publish(so, "16")
 
 
-def _build22(repo, app):
+def _build22(repo, app, app_path=None):
     root = paths.sid_root()
     if not (root / paths.SID_VENV.lstrip("/") / "bin/python").exists():
         raise BuildError(f"the sid chroot venv is missing under {root}: run "
@@ -161,7 +163,7 @@ def _build22(repo, app):
                   f"{pip} install --disable-pip-version-check -q --no-deps --no-build-isolation "
                   f"--force-reinstall .; "
                   f"make PYTHON={paths.sid_venv_python()} ASTINCDIR=/usr/include "
-                  + " ".join(_app_variables(app, paths.SID_BUILD_DIR)))
+                  + " ".join(_app_variables(app, paths.SID_BUILD_DIR, app_path)))
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "LANG": "C.UTF-8"}
         (paths.cache_dir() / "build").mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,10 @@ def build_deb(out_dir, version=None, repo=None, log=sys.stdout):
         copy_tree(src, repo)
         if version:
             add_changelog_entry(src / "debian/changelog", version)
+            # The module and the package say it too (`discovery show status`).
+            init = src / "asterisk_consul/__init__.py"
+            init.write_text(re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{version}"',
+                                   init.read_text()))
         version = changelog_version(src / "debian/changelog")
         chroot_src = "/" + str(src.relative_to(root))
         log_path = out_dir / f"build-{version}.log"
