@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Install the test bed into a cache outside the work tree (stdlib only, idempotent).
 
-    python3 integration_tests/testbed/install.py [--only consul,ast16,ast22,venv,bench] [--force]
+    python3 integration_tests/testbed/install.py [--only consul,ast16,ast22,venv,bench,fleet]
+                                                 [--force]
 
 Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     consul/   Consul 1.8.7, dpkg -x of Debian bullseye's `consul`      -> consul/usr/bin/consul
@@ -12,6 +13,9 @@ Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     bench/    only with --only ...,bench (for `make bench`): wrk and the libraries this machine
               lacks for it (dpkg -x of the machine's own suite, bookworm) -> bench/usr/bin/wrk,
               and bench/requirements.txt (py-spy) pip-installed into the host venv
+    fleet/    Kamailio (dispatcher, ctl/kamcmd) and SIPp (Debian's sip-tester) with the libraries
+              this machine lacks for them (dpkg -x, bookworm) -> fleet/usr/sbin/kamailio,
+              fleet/usr/sbin/kamcmd, fleet/usr/bin/sipp (for the fleet tests and `make fleet`)
     apt/      private apt state (lists, caches, downloaded .debs, debootstrap)
     stamps/   one stamp file per finished component
 
@@ -36,11 +40,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paths  # noqa: E402  (stdlib-only sibling module)
 
-COMPONENTS = ("consul", "ast16", "ast22", "venv", "bench")
+COMPONENTS = ("consul", "ast16", "ast22", "venv", "bench", "fleet")
 # Installed only when named in --only (the tests do not need them).
 OPTIONAL = ("bench",)
 # Bump a recipe version to force that component to be rebuilt on every cache.
-RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "bench": 1}
+RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "bench": 1, "fleet": 1}
 
 CONSUL_VERSION = "1.8.7"
 AST16_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev"]
@@ -52,6 +56,11 @@ SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]
+FLEET_SUITE = "bookworm"
+FLEET_PACKAGES = ["kamailio", "sip-tester"]
+# Kamailio modules the fleet's kamailio.cfg loads: each must resolve its libraries.
+FLEET_KAMAILIO_MODULES = ["ctl", "dispatcher", "kex", "corex", "maxfwd", "pv", "rr", "siputils",
+                          "sl", "textops", "tm", "xlog"]
 DEFAULT_URI = "http://deb.debian.org/debian"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 HOST_SOURCES = "/etc/apt/sources.list.d/debian.sources"
@@ -673,12 +682,63 @@ def install_bench():
     return found
 
 
+# ----------------------------------------------------------------------------- fleet tools
+def fleet_env():
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = paths.fleet_library_path()
+    return env
+
+
+def verify_fleet():
+    """kamailio, kamcmd and sipp answer from the cache with their private libraries, and the
+    Kamailio modules the fleet loads find theirs."""
+    needed = [paths.kamailio_binary(), paths.kamcmd_binary(), paths.sipp_binary()]
+    if not all(p.exists() for p in needed):
+        return None
+    kam = run([paths.kamailio_binary(), "-v"], env=fleet_env(), capture=True, check=False)
+    kam_v = re.search(r"version: kamailio (\S+)", kam.stdout or "")
+    sipp = run([paths.sipp_binary(), "-v"], env=fleet_env(), capture=True, check=False)
+    sipp_v = re.search(r"SIPp (v\S+)", sipp.stdout or "")
+    if not kam_v or not sipp_v:
+        return None
+    modules = [paths.kamailio_module_dir() / f"{m}.so" for m in FLEET_KAMAILIO_MODULES]
+    if not all(m.exists() for m in modules):
+        return None
+    proc = run(["ldd", *needed, *modules], env=fleet_env(), capture=True, check=False)
+    if "not found" in proc.stdout:
+        return None
+    return (f"Kamailio {kam_v.group(1)} ({paths.kamailio_binary()}), "
+            f"SIPp {sipp_v.group(1).rstrip('.,')} ({paths.sipp_binary()})")
+
+
+def install_fleet():
+    apt = PrivateApt(FLEET_SUITE)
+    apt.update()
+    # What this machine lacks for them, and the packages themselves in any case.
+    plan = dict(apt.simulate_install(FLEET_PACKAGES))
+    for name in FLEET_PACKAGES:
+        plan.setdefault(name, candidate_version(apt, name))
+    plan = sorted(plan.items())
+    log(f"fleet: {len(plan)} package(s) from {FLEET_SUITE}: "
+        + ", ".join(f"{n} {v}" for n, v in plan))
+    tmp = fresh_dir(paths.cache_dir() / "fleet.partial")
+    dpkg_extract(apt.download(plan), tmp)
+    (tmp / "packages.txt").write_text("".join(f"{n} {v}\n" for n, v in plan))
+    replace_dir(tmp, paths.fleet_prefix())
+    found = verify_fleet()
+    if not found:
+        raise InstallError(f"Kamailio and SIPp extracted to {paths.fleet_prefix()} but they do "
+                           "not answer (or a library is missing: ldd)")
+    return found
+
+
 # ----------------------------------------------------------------------------- driver
 INSTALLERS = {"consul": (install_consul, verify_consul),
               "ast16": (install_ast16, verify_ast16),
               "ast22": (install_ast22, verify_ast22),
               "venv": (install_venv, verify_venv),
-              "bench": (install_bench, verify_bench)}
+              "bench": (install_bench, verify_bench),
+              "fleet": (install_fleet, verify_fleet)}
 
 
 def inputs_for(name):
@@ -691,6 +751,8 @@ def inputs_for(name):
         data["packages"] = SID_PACKAGES
     elif name == "bench":
         data.update(bench_inputs())
+    elif name == "fleet":
+        data.update({"packages": FLEET_PACKAGES, "suite": FLEET_SUITE})
     return data
 
 
