@@ -114,7 +114,3 @@ class Tally:
     def wrong_box(self):
         """Answers by an Asterisk other than the registration the call was routed as."""
         return [a for a in self.answers if a.wrong_box]
-
-    def summary(self):
-        return {"attempted": self.attempted, "failed": self.failed,
-                "answered_by": self.answered_by(), "wrong_box": len(self.wrong_box())}

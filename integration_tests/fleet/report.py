@@ -15,12 +15,12 @@ def table(results, meta):
              f"check_interval {meta.get('check_interval')}, resync_interval "
              f"{meta.get('resync_interval')}",
              "",
-             "%-6s %-42s %9s %7s %8s  %s" % ("", "scenario", "attempted", "failed", "seconds",
+             "%-14s %-40s %9s %7s %8s  %s" % ("", "scenario", "attempted", "failed", "seconds",
                                                "(seconds measure)"),
              "-" * 110]
     for r in results:
         seconds = "-" if r.get("seconds") is None else "%.2f" % r["seconds"]
-        lines.append("%-6s %-42s %9s %7s %8s  %s" % (
+        lines.append("%-14s %-40s %9s %7s %8s  %s" % (
             r["scenario"], r["title"], r["attempted"], r["failed"], seconds, r["measures"]))
     for r in results:
         if r.get("error"):

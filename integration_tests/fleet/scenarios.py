@@ -184,13 +184,10 @@ def ip_reuse(fleet, host=None):
     host.replace_asterisk()
     new = host.service_id
     passing = back_in_rotation(fleet, host)
-
-    def old_state():
-        return fleet.cluster.service_status(SERVICE, old)
     states_while_waiting = set()
 
     def old_gone():
-        state = old_state()
+        state = fleet.cluster.service_status(SERVICE, old)
         states_while_waiting.add(state)
         return state is None
     gone = first_times({"gone": old_gone}, REAP_BOUND_S + 15, "the dead registration reaped")
