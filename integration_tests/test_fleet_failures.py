@@ -45,6 +45,19 @@ def test_fleet_new_box_on_a_dead_ones_ip_gets_none_of_its_calls(fleet, fleet_rep
     assert set(d["old_states_seen"]) <= {"critical", "None"}, d
     assert d["answered_as_old_after_kill"] == 0 and d["routed_to_old_after_critical"] == 0, d
     assert d["answered_by_new"] > 0
+    # An INVITE sent to the dead box before Consul knew and retransmitted once the new box
+    # had the address reaches the new box: it refuses it (routed as the old EID) and the
+    # proxy fails it over (refused_as_old_by_new counts them). None is answered there.
     assert d["wrong_box"] == 0
     # Only the calls the dead box held failed.
     assert result.failed <= 20, d
+
+
+def test_fleet_box_refuses_calls_routed_as_another_box(fleet, fleet_report):
+    result = scenarios.stale_list(fleet)
+    fleet_report(result)
+    d = result.details
+    assert d["refused"] > 0 and d["refused_as_meant_by_other"] == d["refused"], d
+    assert d["wrong_box"] == 0
+    # Refused with 503, failed over to the box's own entry: no call lost.
+    assert result.failed == 0

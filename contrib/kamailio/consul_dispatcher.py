@@ -21,8 +21,9 @@ and scaled into Kamailio's 1..100. attrs carry duid=<Consul service ID> and heal
 
 The file is replaced atomically, then `kamcmd dispatcher.reload`; Kamailio refuses a reload
 within its reload_delta of the previous one ("Ongoing reload"): the reload is retried at the
-next second for up to --reload-attempts seconds. Nothing is reloaded when the rendered list
-is the one Kamailio last loaded. Python 3 standard library only.
+next second for up to --reload-attempts seconds. Nothing is written nor reloaded when the
+file already holds the rendered list and Kamailio last loaded it from this handler (a digest
+in <list>.loaded). Python 3 standard library only.
 """
 
 import argparse
@@ -165,6 +166,14 @@ def _digest(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", required=True, help="Kamailio's dispatcher list_file")
@@ -185,16 +194,13 @@ def main(argv=None):
     service = ((entries[0].get("Service") or {}).get("Service") or "") if entries else ""
     text = render(entries, args.setid, service)
     loaded_marker = args.list + ".loaded"
-    try:
-        with open(loaded_marker) as fh:
-            loaded = fh.read().strip()
-    except OSError:
-        loaded = None
-    write_atomically(args.list, text)
+    unchanged = _read(args.list) == text and _read(loaded_marker).strip() == _digest(text)
+    if not unchanged:
+        write_atomically(args.list, text)
     if args.no_reload:
         sys.stdout.write(text)
         return 0
-    if loaded == _digest(text):
+    if unchanged:  # what Kamailio last loaded from us, and nobody edited the file since
         return 0
     ok, output = reload_kamailio(args.kamcmd, args.reload_attempts)
     if not ok:

@@ -101,7 +101,10 @@ class Tally:
         self.failed_ids = started - ended
         self.failed = len(self.failed_ids)
         self.routes = [r for r in routes if r.call_id in started]
-        self.answers = [a for a in answers if a.call_id in started]
+        self.answers = [a for a in answers if a.call_id in started and not a.refused]
+        # INVITEs a box refused as routed to another registration (the proxy failed them
+        # over): they reached the wrong box, which did not take them.
+        self.refused = [a for a in answers if a.call_id in started and a.refused]
 
     def routed_to(self, service_id):
         """Times of the INVITE branches routed to service_id."""

@@ -22,23 +22,24 @@ SERVICE = "Asterisk"
 SIP_PORT = 5060
 # chan_sip and what it needs for an answered call; the module last.
 MODULES = ["res_sorcery_config.so", "res_pjproject.so", "res_rtp_asterisk.so", "chan_sip.so",
-           "pbx_config.so", "app_verbose.so", "res_discovery_consul.so"]
+           "pbx_config.so", "app_verbose.so", "func_strings.so", "res_discovery_consul.so"]
 # What the module is told (check every second: detection bounds are in seconds).
 MODULE_OPTIONS = {"check_interval": "1s", "check_timeout": "1s",
                   "check_deregister_after": "1m", "resync_interval": "5s"}
 KV_KEY = "sip_uri"
 
-_ANSWER = re.compile(r"^\[(\S+ \S+)\] NOTICE.*FLEET-CALL callid=(\S+) service=(\S*) eid=(\S+)",
-                     re.M)
+_CALL = re.compile(r"^\[(\S+ \S+)\] NOTICE.*FLEET-(CALL|REFUSED) callid=(\S+) service=(\S*) "
+                   r"eid=(\S+)", re.M)
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A call an Asterisk of this host answered."""
+    """A call an Asterisk of this host answered, or refused as meant for another box."""
     time: float        # epoch seconds (Asterisk's log clock)
     call_id: str
     service: str       # X-Consul-Service: the registration Kamailio routed it as
-    eid: str           # the Asterisk that answered
+    eid: str           # the Asterisk that received it
+    refused: bool = False
 
     @property
     def wrong_box(self):
@@ -74,15 +75,20 @@ def sip_conf(address, proxy_address):
         "context = fleet", "disallow = all", "allow = ulaw", ""])
 
 
-# Answer, log which registration the call was routed as and which Asterisk took it, hold it
-# until the caller hangs up (at most a minute).
+# A call routed as another registration (an INVITE retransmitted to an address a new box
+# took over) is refused with 503, so the proxy fails it over; any other is answered, logged
+# (routed as what, answered by whom) and held until the caller hangs up (at most a minute).
 EXTENSIONS = """\
 [fleet]
-exten => _X.,1,Answer()
- same => n,Set(ROUTED_AS=${SIP_HEADER(X-Consul-Service)})
- same => n,Log(NOTICE,FLEET-CALL callid=${SIP_HEADER(Call-ID)} service=${ROUTED_AS} eid=${ENTITYID})
+exten => _X.,1,Set(ROUTED_AS=${SIP_HEADER(X-Consul-Service)})
+ same => n,Set(LOGGED=callid=${SIP_HEADER(Call-ID)} service=${ROUTED_AS} eid=${ENTITYID})
+ same => n,GotoIf($["${ROUTED_AS}" != "" & "${TOLOWER(${ROUTED_AS})}" != "${ENTITYID}"]?other)
+ same => n,Answer()
+ same => n,Log(NOTICE,FLEET-CALL ${LOGGED})
  same => n,Wait(60)
  same => n,Hangup()
+ same => n(other),Log(NOTICE,FLEET-REFUSED ${LOGGED})
+ same => n,Hangup(34)
 """
 
 
@@ -164,8 +170,9 @@ class AsteriskHost:
     def answered(self):
         out = []
         for ast in self.instances:
-            for m in _ANSWER.finditer(ast.log_text()):
-                out.append(Answer(_epoch(m.group(1)), m.group(2), m.group(3), m.group(4)))
+            for m in _CALL.finditer(ast.log_text()):
+                out.append(Answer(_epoch(m.group(1)), m.group(3), m.group(4), m.group(5),
+                                  refused=m.group(2) == "REFUSED"))
         return out
 
     def cleanup(self):

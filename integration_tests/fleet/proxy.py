@@ -108,6 +108,15 @@ class Proxy:
         self.watch = runtime.spawn(self.net.wrap(self.ns, argv), log_path=self.watch_log,
                                    env=tool_env(), cwd=str(self.dir))
 
+    def reload_list(self, timeout=5.0):
+        """`kamcmd dispatcher.reload`, again while Kamailio says it reloaded this second."""
+        runtime.wait_until(lambda: self.kamcmd("dispatcher.reload"), timeout=timeout,
+                           interval=0.2, what="dispatcher.reload")
+
+    def stop_watch(self):
+        runtime.reap(self.watch, timeout=5)
+        self.watch = None
+
     def _alive(self, which):
         proc = getattr(self, which)
         if proc is None or proc.poll() is not None:
@@ -150,6 +159,6 @@ class Proxy:
                 for m in _ROUTE.finditer(text)]
 
     def stop(self):
-        runtime.reap(self.watch, timeout=5)
+        self.stop_watch()
         runtime.reap(self.kamailio, timeout=10)
-        self.watch = self.kamailio = None
+        self.kamailio = None

@@ -206,6 +206,8 @@ def ip_reuse(fleet, host=None):
                       "routed_to_old_after_critical": len(
                           [t for t in tally.routed_to(old) if t > critical + 1.0]),
                       "answered_by_new": tally.answered_by().get(new, 0),
+                      "refused_as_old_by_new": len([r for r in tally.refused
+                                                    if r.service == old]),
                       "wrong_box": len(tally.wrong_box())})
 
 
@@ -279,6 +281,33 @@ def warning_and_draining(fleet, host=None, seconds=8.0):
                       "wrong_box": len(tally.wrong_box())})
 
 
+def stale_list(fleet, seconds=5.0):
+    """A stale list (the watch stopped while a box was replaced): Kamailio routes calls as
+    one box to another box's address. That box refuses them (503: routed as another EID)
+    and Kamailio fails them over: none is answered by the wrong box, none fails."""
+    meant, other = fleet.hosts[0], fleet.hosts[1 % len(fleet.hosts)]
+    fleet.proxy.stop_watch()
+    try:
+        fleet.proxy.list_path.write_text("".join(
+            f"1 sip:{other.ns.address}:5060 0 0 duid={sid};rweight=1;health=passing\n"
+            for sid in (meant.service_id, other.service_id)))
+        fleet.proxy.reload_list()
+        run = fleet.calls("stale-list").start()
+        time.sleep(seconds)
+        run.stop()
+    finally:
+        fleet.proxy.start_watch()
+    tally = fleet.tally(run)
+    return Result("s", "stale list: calls routed as another box", tally.attempted,
+                  tally.failed, None, "-", {
+                      "refused": len(tally.refused),
+                      "refused_as_meant_by_other": len([
+                          r for r in tally.refused
+                          if r.service == meant.service_id and r.eid == other.service_id]),
+                      "answered_by": tally.answered_by(),
+                      "wrong_box": len(tally.wrong_box())})
+
+
 # The live runner's order: key -> (function, kwargs).
 SCENARIOS = {
     "a": (steady_by_weight, {}),
@@ -291,4 +320,5 @@ SCENARIOS = {
     "f": (ip_reuse, {}),
     "g": (out_of_rotation, {}),
     "w": (warning_and_draining, {}),
+    "s": (stale_list, {}),
 }
