@@ -212,7 +212,21 @@ def destroy_recorded(state_path):
     for directory in state.get("dirs", []):
         if Path(directory).name.startswith(state.get("prefix", "?") + "-"):
             shutil.rmtree(directory, ignore_errors=True)
+    _release_subnet_lock(state.get("subnet"))
     Path(state_path).unlink(missing_ok=True)
+
+
+def _release_subnet_lock(subnet):
+    """Remove a dead run's subnet lock file (a live run holds its lock: left alone)."""
+    if not subnet:
+        return
+    path = STATE_DIR / f"subnet-{ipaddress.ip_network(subnet).network_address}.lock"
+    try:
+        with open(path, "r+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()
+    except (OSError, BlockingIOError):
+        pass
 
 
 def sweep_abandoned():
