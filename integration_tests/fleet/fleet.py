@@ -48,7 +48,6 @@ class Fleet:
         self.proxy = None
         self.hosts = []
         self.uac = None
-        self.started_at = None
 
     # -- start / stop -------------------------------------------------------------------------
     def start(self, timeout=90.0):
@@ -81,7 +80,6 @@ class Fleet:
         for host in self.hosts:
             host.start()
         self.wait_steady(timeout)
-        self.started_at = time.time()
         self.log(f"fleet up in {time.monotonic() - began:.1f}s: "
                  + ", ".join(f"{h.name} {h.ns.address} weight {h.weight}" for h in self.hosts))
         return self
