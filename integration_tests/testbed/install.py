@@ -15,7 +15,8 @@ Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
               and bench/requirements.txt (py-spy) pip-installed into the host venv
     fleet/    Kamailio (dispatcher, ctl/kamcmd) and SIPp (Debian's sip-tester) with the libraries
               this machine lacks for them (dpkg -x, bookworm) -> fleet/usr/sbin/kamailio,
-              fleet/usr/sbin/kamcmd, fleet/usr/bin/sipp (for the fleet tests and `make fleet`)
+              fleet/usr/sbin/kamcmd, fleet/usr/bin/sipp (the fleet tests, `make fleet`;
+              see install_fleet.py)
     apt/      private apt state (lists, caches, downloaded .debs, debootstrap)
     stamps/   one stamp file per finished component
 
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import install_fleet  # noqa: E402
 import paths  # noqa: E402  (stdlib-only sibling module)
 
 COMPONENTS = ("consul", "ast16", "ast22", "venv", "bench", "fleet")
@@ -56,11 +58,6 @@ SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]
-FLEET_SUITE = "bookworm"
-FLEET_PACKAGES = ["kamailio", "sip-tester"]
-# Kamailio modules the fleet's kamailio.cfg loads: each must resolve its libraries.
-FLEET_KAMAILIO_MODULES = ["ctl", "dispatcher", "kex", "corex", "maxfwd", "pv", "rr", "siputils",
-                          "sl", "textops", "tm", "xlog"]
 DEFAULT_URI = "http://deb.debian.org/debian"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 HOST_SOURCES = "/etc/apt/sources.list.d/debian.sources"
@@ -682,63 +679,14 @@ def install_bench():
     return found
 
 
-# ----------------------------------------------------------------------------- fleet tools
-def fleet_env():
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = paths.fleet_library_path()
-    return env
-
-
-def verify_fleet():
-    """kamailio, kamcmd and sipp answer from the cache with their private libraries, and the
-    Kamailio modules the fleet loads find theirs."""
-    needed = [paths.kamailio_binary(), paths.kamcmd_binary(), paths.sipp_binary()]
-    if not all(p.exists() for p in needed):
-        return None
-    kam = run([paths.kamailio_binary(), "-v"], env=fleet_env(), capture=True, check=False)
-    kam_v = re.search(r"version: kamailio (\S+)", kam.stdout or "")
-    sipp = run([paths.sipp_binary(), "-v"], env=fleet_env(), capture=True, check=False)
-    sipp_v = re.search(r"SIPp (v\S+)", sipp.stdout or "")
-    if not kam_v or not sipp_v:
-        return None
-    modules = [paths.kamailio_module_dir() / f"{m}.so" for m in FLEET_KAMAILIO_MODULES]
-    if not all(m.exists() for m in modules):
-        return None
-    proc = run(["ldd", *needed, *modules], env=fleet_env(), capture=True, check=False)
-    if "not found" in proc.stdout:
-        return None
-    return (f"Kamailio {kam_v.group(1)} ({paths.kamailio_binary()}), "
-            f"SIPp {sipp_v.group(1).rstrip('.,')} ({paths.sipp_binary()})")
-
-
-def install_fleet():
-    apt = PrivateApt(FLEET_SUITE)
-    apt.update()
-    # What this machine lacks for them, and the packages themselves in any case.
-    plan = dict(apt.simulate_install(FLEET_PACKAGES))
-    for name in FLEET_PACKAGES:
-        plan.setdefault(name, candidate_version(apt, name))
-    plan = sorted(plan.items())
-    log(f"fleet: {len(plan)} package(s) from {FLEET_SUITE}: "
-        + ", ".join(f"{n} {v}" for n, v in plan))
-    tmp = fresh_dir(paths.cache_dir() / "fleet.partial")
-    dpkg_extract(apt.download(plan), tmp)
-    (tmp / "packages.txt").write_text("".join(f"{n} {v}\n" for n, v in plan))
-    replace_dir(tmp, paths.fleet_prefix())
-    found = verify_fleet()
-    if not found:
-        raise InstallError(f"Kamailio and SIPp extracted to {paths.fleet_prefix()} but they do "
-                           "not answer (or a library is missing: ldd)")
-    return found
-
-
 # ----------------------------------------------------------------------------- driver
 INSTALLERS = {"consul": (install_consul, verify_consul),
               "ast16": (install_ast16, verify_ast16),
               "ast22": (install_ast22, verify_ast22),
               "venv": (install_venv, verify_venv),
               "bench": (install_bench, verify_bench),
-              "fleet": (install_fleet, verify_fleet)}
+              "fleet": (lambda: install_fleet.install(sys.modules[__name__]),
+                        install_fleet.verify)}
 
 
 def inputs_for(name):
@@ -752,7 +700,7 @@ def inputs_for(name):
     elif name == "bench":
         data.update(bench_inputs())
     elif name == "fleet":
-        data.update({"packages": FLEET_PACKAGES, "suite": FLEET_SUITE})
+        data.update(install_fleet.inputs())
     return data
 
 
