@@ -2,7 +2,11 @@
 #
 #   make                      build ./res_discovery_consul.so for PYTHON and ASTINCDIR
 #   make install              install the module (DESTDIR, ASTMODDIR) and the Python package
-#   make samples              install res_discovery_consul.conf.sample as the config (ASTETCDIR)
+#                             (offline: PYTHON's own setuptools builds it, no download)
+#   make samples              install res_discovery_consul.conf.sample as the config (ASTETCDIR),
+#                             mode 0640, group ASTGROUP (asterisk, when that group exists)
+#   make deb                  build the Debian package for Debian sid's Asterisk 22 in the test
+#                             bed's sid chroot -> build/deb/ (DEB_VERSION=... for another version)
 #   make test                 install the test bed (cached) and run every test
 #   make demo / demo-stop     a live Consul + Asterisk 16 on loopback with the module loaded
 #   make bench                the module vs Asterisk's own /httpstatus, load/unload times, RSS
@@ -14,12 +18,18 @@
 PYTHON ?= python3
 ASTINCDIR ?= /usr/include
 ASTETCDIR ?= /etc/asterisk
+# The group Asterisk runs as (Debian: asterisk); empty when there is no such group.
+ASTGROUP ?= $(shell getent group asterisk >/dev/null 2>&1 && echo asterisk)
 CC ?= gcc
 CFLAGS ?= -O2 -g
 DESTDIR ?=
 
 BUILD := build
 MODULE := res_discovery_consul.so
+# The HTTP gate: a library of its own, never unmapped (cbridge/gate.h); its file name carries its ABI.
+GATE_ABI := $(shell sed -n 's/^\#define RDC_GATE_ABI \([0-9]*\)$$/\1/p' cbridge/gate.h)
+GATE := res_discovery_consul.d/http-gate-$(GATE_ABI).so
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' asterisk_consul/__init__.py)
 CFFI_C := $(BUILD)/_res_discovery_consul_cffi.c
 AST_CFLAGS := -fPIC -pthread -D_GNU_SOURCE -D_REENTRANT -Wall -Wno-unused-function -I$(ASTINCDIR) -Icbridge
 
@@ -29,14 +39,24 @@ ASTMODDIR ?= $(shell sed -n 's/^[[:space:]]*astmoddir[[:space:]]*=>\{0,1\}[[:spa
 ifeq ($(ASTMODDIR),)
   ASTMODDIR := $(firstword $(wildcard /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)/asterisk/modules) /usr/lib/asterisk/modules)
 endif
+# Asterisk's data dir (asterisk.conf's astdatadir, else the default): third-party XML docs
+# go to its documentation/thirdparty/.
+ASTDATADIR ?= $(shell sed -n 's/^[[:space:]]*astdatadir[[:space:]]*=>\{0,1\}[[:space:]]*//p' $(ASTETCDIR)/asterisk.conf 2>/dev/null | head -n1 | tr -d '[:space:]')
+ifeq ($(ASTDATADIR),)
+  ASTDATADIR := /usr/share/asterisk
+endif
 
 # The test bed's cache and its virtualenv (see integration_tests/testbed/paths.py).
 export ASTERISK_CONSUL_CACHE ?= $(HOME)/.cache/asterisk-consul
 TEST_PYTHON := $(ASTERISK_CONSUL_CACHE)/venv/bin/python
+# Stdlib-only helpers (the installer, the .deb build) run with any python3.
+INSTALL_PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
+comma := ,
 
-.PHONY: all check-build-deps install samples test test-unit test-integration demo demo-stop bench clean
+.PHONY: all check-build-deps install install-module install-python install-xmldoc samples deb \
+        test test-unit test-integration demo demo-stop bench clean
 
-all: $(MODULE)
+all: $(MODULE) $(GATE)
 
 check-build-deps:
 	@test -f "$(ASTINCDIR)/asterisk.h" || { \
@@ -48,11 +68,16 @@ check-build-deps:
 # Regenerated on every run (cheap); the file only changes when its content does.
 $(CFFI_C): check-build-deps FORCE
 	@mkdir -p $(BUILD)
-	@$(PYTHON) cbridge/build_bridge.py $(BUILD) >/dev/null
+	@$(PYTHON) cbridge/build_bridge.py $(BUILD) $(if $(RDC_APP),--app $(RDC_APP)) \
+	  $(if $(RDC_APP_PATH),--app-path $(RDC_APP_PATH)) >/dev/null
 
-$(BUILD)/shim.o: cbridge/shim.c cbridge/bridge_api.h | check-build-deps
+$(BUILD)/shim.o: cbridge/shim.c cbridge/bridge_api.h cbridge/gate.h asterisk_consul/__init__.py | check-build-deps
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(AST_CFLAGS) -c -o $@ cbridge/shim.c
+	$(CC) $(CFLAGS) $(AST_CFLAGS) -DRDC_VERSION='"$(VERSION)"' -c -o $@ cbridge/shim.c
+
+$(GATE): cbridge/gate.c cbridge/gate.h | check-build-deps
+	@mkdir -p $(dir $(GATE))
+	$(CC) $(CFLAGS) $(AST_CFLAGS) -shared -o $@ cbridge/gate.c
 
 $(BUILD)/cffi.o: $(CFFI_C)
 	$(CC) $(CFLAGS) -fPIC -pthread -Wall -Wno-unused-function -Icbridge $$(cat $(BUILD)/python.cflags) -c -o $@ $(CFFI_C)
@@ -62,14 +87,34 @@ $(MODULE): $(BUILD)/shim.o $(BUILD)/cffi.o
 
 FORCE:
 
-install: $(MODULE)
-	install -d $(DESTDIR)$(ASTMODDIR)
-	# A new inode: a running Asterisk may have the old file mapped.
-	install -m 0644 $(MODULE) $(DESTDIR)$(ASTMODDIR)/$(MODULE)
-	# Staged (DESTDIR): only this package, and --ignore-installed, or pip would uninstall
-	# the copy the running system uses.
-	$(PYTHON) -m pip install $(if $(DESTDIR),--root $(DESTDIR) --ignore-installed --no-deps) .
+install: install-module install-python install-xmldoc
 	@echo "Installed $(DESTDIR)$(ASTMODDIR)/$(MODULE) (embeds $$($(PYTHON) -c 'import sys; print(sys.executable)'))"
+
+install-module: $(MODULE) $(GATE)
+	install -d $(DESTDIR)$(ASTMODDIR) $(DESTDIR)$(ASTMODDIR)/$(dir $(GATE))
+	# New inodes: a running Asterisk may have the old files mapped.
+	install -m 0644 $(MODULE) $(DESTDIR)$(ASTMODDIR)/$(MODULE)
+	install -m 0644 $(GATE) $(DESTDIR)$(ASTMODDIR)/$(GATE)
+
+# Offline: no build isolation (PYTHON's setuptools builds the package) and no index (the
+# runtime dependencies must already be there). Staged (DESTDIR): only this package, and
+# --ignore-installed, or pip would uninstall the copy the running system uses.
+install-python:
+	@$(PYTHON) -c 'import setuptools, requests' 2>/dev/null || { \
+	  echo "error: $(PYTHON) needs setuptools (to install the package) and requests (to run it):" \
+	       "Debian: apt install python3-setuptools python3-requests; a venv: <venv>/bin/pip install setuptools requests" >&2; exit 1; }
+	$(PYTHON) -m pip install --no-build-isolation --no-index \
+	  $(if $(DESTDIR),--root $(DESTDIR) --ignore-installed --no-deps) .
+
+# Asterisk's XML documentation of the module, when the build made it: Asterisk reads
+# third-party docs from <astdatadir>/documentation/thirdparty/ (`config show help` ...).
+XMLDOC := $(BUILD)/res_discovery_consul-en_US.xml
+install-xmldoc:
+	@if [ -f "$(XMLDOC)" ]; then \
+	  install -d $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty && \
+	  install -m 0644 $(XMLDOC) $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty/ && \
+	  echo "Installed $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty/$(notdir $(XMLDOC))"; \
+	fi
 
 samples:
 	install -d $(DESTDIR)$(ASTETCDIR)
@@ -77,9 +122,15 @@ samples:
 	  echo "$(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf exists: left as it is;" \
 	       "the sample is at res_discovery_consul.conf.sample"; \
 	else \
-	  install -m 0640 res_discovery_consul.conf.sample $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf; \
-	  echo "Installed $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf"; \
+	  install -m 0640 $(if $(ASTGROUP),-g $(ASTGROUP)) res_discovery_consul.conf.sample \
+	    $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf; \
+	  echo "Installed $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf (mode 0640$(if $(ASTGROUP),$(comma) group $(ASTGROUP)))"; \
 	fi
+
+# In the test bed's Debian sid chroot (installed if missing; needs root), with debhelper.
+deb:
+	$(MAKE) -C integration_tests test-setup ONLY=ast22
+	$(INSTALL_PYTHON) -m integration_tests.testbed.debbuild --out $(BUILD)/deb $(if $(DEB_VERSION),--version $(DEB_VERSION))
 
 # The README's test command: installs the test bed (cached outside the tree) and runs all tests.
 test:
@@ -114,4 +165,4 @@ fleet-stop:
 	$(TEST_PYTHON) -m integration_tests.fleet stop
 
 clean:
-	rm -rf $(BUILD) $(MODULE)
+	rm -rf $(BUILD) $(MODULE) $(dir $(GATE))

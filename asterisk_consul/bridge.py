@@ -1,8 +1,9 @@
 """The Python side of the C shim: the only module that knows cffi.
 
 Each time Asterisk maps res_discovery_consul.so, cffi runs the module's init code, which
-calls attach() with that mapping's fresh ffi/lib. attach() wires the extern "Python" entry
-points to a new Application over a CffiHost. Every entry point catches everything: an
+calls attach() with that mapping's fresh ffi/lib and the application class the shim was built
+around (cbridge/build_bridge.py). attach() wires the extern "Python" entry points to a new
+instance of it over a CffiHost. Every entry point catches everything: an
 exception becomes a log line with its traceback and a failure status, never a crash.
 
 The interpreter outlives the mapping, and this module with it: after unload nothing may
@@ -11,10 +12,7 @@ call into the old lib, so the host is detached once the application has stopped 
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
-import sys
 import threading
 import traceback
 from typing import List, Optional, Sequence, Tuple
@@ -25,20 +23,14 @@ from .web import HttpRequest
 
 log = logging.getLogger(__name__)
 
-# Log levels of rdc_host_log.
-_LEVELS = {
-    hostapi.LOG_DEBUG: 0,
-    hostapi.LOG_VERBOSE: 1,
-    hostapi.LOG_NOTICE: 2,
-    hostapi.LOG_WARNING: 3,
-    hostapi.LOG_ERROR: 4,
+# The C enum rdc_log_level, by the names host.py gives the levels.
+_LEVEL_NAMES = {
+    hostapi.LOG_DEBUG: "RDC_LOG_DEBUG",
+    hostapi.LOG_VERBOSE: "RDC_LOG_VERBOSE",
+    hostapi.LOG_NOTICE: "RDC_LOG_NOTICE",
+    hostapi.LOG_WARNING: "RDC_LOG_WARNING",
+    hostapi.LOG_ERROR: "RDC_LOG_ERROR",
 }
-
-# Test seam: another Application class ("module:attribute"), for the bridge's own tests.
-# Operators never set it.
-APP_ENV = "ASTERISK_CONSUL_APP"
-APP_PATH_ENV = "ASTERISK_CONSUL_APP_PATH"
-DEFAULT_APP = "asterisk_consul.module:Application"
 
 
 def _text(ffi, ptr) -> str:
@@ -46,68 +38,87 @@ def _text(ffi, ptr) -> str:
 
 
 class CffiHost(hostapi.Host):
-    """Host over one mapping of the shim. Detached at unload: calls after that do nothing."""
+    """Host over one mapping of the shim.
+
+    Every call into the library holds a lock that detach() takes too: once detach() returns,
+    no thread is inside the library through this host, and later calls do nothing (a thread
+    that outlived the unload cannot reach an unmapped library, nor its ffi type tables)."""
 
     def __init__(self, ffi, lib):
         self._ffi = ffi
         self._lib = lib
         self._lock = threading.Lock()
+        self._levels = {name: getattr(lib, enum) for name, enum in _LEVEL_NAMES.items()}
 
     def detach(self) -> None:
         with self._lock:
             self._lib = None
 
-    @property
-    def attached(self) -> bool:
-        return self._lib is not None
-
     def log(self, level: str, message: str, file: str = "asterisk_consul", line: int = 0, func: str = "") -> None:
-        lib = self._lib
-        if lib is None:
-            return
-        lib.rdc_host_log(
-            _LEVELS.get(level, 4),
-            file.encode("utf-8", "replace"),
-            line,
-            func.encode("utf-8", "replace"),
-            message.replace("\0", "\\0").encode("utf-8", "replace"),
-        )
+        with self._lock:
+            lib = self._lib
+            if lib is None:
+                return
+            lib.rdc_host_log(
+                self._levels.get(level, lib.RDC_LOG_ERROR),
+                file.encode("utf-8", "replace"),
+                line,
+                func.encode("utf-8", "replace"),
+                message.replace("\0", "\\0").encode("utf-8", "replace"),
+            )
+
+    def _text(self, read) -> str:
+        with self._lock:
+            return _text(self._ffi, read(self._lib)) if self._lib is not None else ""
 
     def eid(self) -> str:
-        buf = self._ffi.new("char[]", 32)
-        self._lib.rdc_host_eid(buf, 32)
-        return self._ffi.string(buf).decode("ascii").lower()
+        with self._lock:
+            if self._lib is None:
+                return ""
+            buf = self._ffi.new("char[]", 32)
+            self._lib.rdc_host_eid(buf, 32)
+            return self._ffi.string(buf).decode("ascii").lower()
 
     def version(self) -> str:
-        return _text(self._ffi, self._lib.rdc_host_version())
+        return self._text(lambda lib: lib.rdc_host_version())
+
+    def shim_version(self) -> str:
+        return self._text(lambda lib: lib.rdc_host_shim_version())
 
     def config_dir(self) -> str:
-        return _text(self._ffi, self._lib.rdc_host_config_dir())
+        return self._text(lambda lib: lib.rdc_host_config_dir())
 
     def is_fully_booted(self) -> bool:
-        return bool(self._lib.rdc_host_fully_booted())
+        with self._lock:
+            return self._lib is not None and bool(self._lib.rdc_host_fully_booted())
 
     def is_shutting_down(self) -> bool:
-        return bool(self._lib.rdc_host_shutting_down())
+        with self._lock:
+            return self._lib is not None and bool(self._lib.rdc_host_shutting_down())
 
     def active_channels(self) -> int:
-        return int(self._lib.rdc_host_active_channels())
+        with self._lock:
+            return int(self._lib.rdc_host_active_channels()) if self._lib is not None else 0
 
     def db_get(self, family: str, key: str) -> Optional[str]:
-        buf = self._ffi.new("char[]", 1024)
-        if self._lib.rdc_host_db_get(family.encode(), key.encode(), buf, 1024) != self._lib.RDC_OK:
-            return None
-        return self._ffi.string(buf).decode("utf-8", "replace")
+        with self._lock:
+            if self._lib is None:
+                return None
+            buf = self._ffi.new("char[]", 1024)
+            if self._lib.rdc_host_db_get(family.encode(), key.encode(), buf, 1024) != self._lib.RDC_OK:
+                return None
+            return self._ffi.string(buf).decode("utf-8", "replace")
 
     def db_put(self, family: str, key: str, value: str) -> bool:
-        return self._lib.rdc_host_db_put(family.encode(), key.encode(), value.encode()) == self._lib.RDC_OK
+        with self._lock:
+            return self._lib is not None and self._lib.rdc_host_db_put(
+                family.encode(), key.encode(), value.encode()) == self._lib.RDC_OK
 
     def manager_event(self, event: str, headers: Sequence[Tuple[str, str]]) -> None:
-        lib = self._lib
-        if lib is None:
-            return
         body = redact("".join("%s: %s\r\n" % (_header_safe(k), _header_safe(v)) for k, v in headers))
-        lib.rdc_host_manager_event(event.encode(), body.encode("utf-8", "replace"))
+        with self._lock:
+            if self._lib is not None:
+                self._lib.rdc_host_manager_event(event.encode(), body.encode("utf-8", "replace"))
 
 
 def _header_safe(value: str) -> str:
@@ -115,21 +126,13 @@ def _header_safe(value: str) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
-def _load_application_class():
-    spec = os.environ.get(APP_ENV) or DEFAULT_APP
-    extra_path = os.environ.get(APP_PATH_ENV)
-    if extra_path and extra_path not in sys.path:
-        sys.path.insert(0, extra_path)
-    module_name, _, attribute = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
 class Bridge:
     """The entry points of one mapping of the shim."""
 
-    def __init__(self, ffi, lib):
+    def __init__(self, ffi, lib, application):
         self.ffi = ffi
         self.lib = lib
+        self.application = application
         self.host = CffiHost(ffi, lib)
         self.app = None
         self.release = lambda: None  # set by attach()
@@ -154,7 +157,7 @@ class Bridge:
         lib = self.lib
         try:
             install_log_handler(self.host)
-            app = _load_application_class()(self.host)
+            app = self.application(self.host)
             if not app.load():
                 app.unload()
                 self._declined()
@@ -309,9 +312,10 @@ class _Slot:
         self.bridge = bridge
 
 
-def attach(ffi, lib) -> _Slot:
-    """Wire this mapping's extern "Python" functions to a new Bridge. Called by the init code."""
-    slot = _Slot(Bridge(ffi, lib))
+def attach(ffi, lib, application) -> _Slot:
+    """Wire this mapping's extern "Python" functions to a new Bridge around `application`
+    (a class taking the host). Called by the init code."""
+    slot = _Slot(Bridge(ffi, lib, application))
     slot.bridge.release = lambda: setattr(slot, "bridge", None)
     # Entry points called after release (they cannot be, the shim is gone) answer "failed".
     failed = 0

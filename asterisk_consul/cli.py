@@ -38,10 +38,6 @@ class CliCommand:
     # Completion choices per word position (0-based, counted over the whole line).
     choices: Optional[Callable[[int], Sequence[str]]] = None
 
-    @property
-    def words(self) -> int:
-        return len(self.command.split())
-
     def run(self, args: List[str]) -> CliResult:
         return self.handler(args)
 

@@ -6,7 +6,7 @@ with the same methods. Nothing outside bridge.py knows how the answers are obtai
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 # Levels understood by Host.log, mapped by the shim onto Asterisk's logger.
 LOG_DEBUG = "debug"
@@ -19,7 +19,9 @@ LOG_ERROR = "error"
 class Host:
     """Interface to the running Asterisk. Every method is cheap and never blocks on the network."""
 
-    def log(self, level: str, message: str) -> None:
+    def log(self, level: str, message: str, file: str = "asterisk_consul", line: int = 0,
+            func: str = "") -> None:
+        """A line in Asterisk's log, attributed to file:line func."""
         raise NotImplementedError
 
     def eid(self) -> str:
@@ -27,6 +29,12 @@ class Host:
         raise NotImplementedError
 
     def version(self) -> str:
+        """Asterisk's version."""
+        raise NotImplementedError
+
+    def shim_version(self) -> str:
+        """The version of the package the C shim was built from (it may differ from this
+        package's after an install without a rebuild)."""
         raise NotImplementedError
 
     def config_dir(self) -> str:

@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Tuple
 
 from .consul import Consul, ConsulError, ConsulNotFound
 from .registration import HostFacts
-from .settings import Settings, parse_go_duration, render_kv_template
+from .settings import Settings
+from .values import Duration, render_kv_template
 
 
 def session_name(service_id: str) -> str:
@@ -51,7 +52,7 @@ class KvPublisher:
         self.written: Dict[str, bytes] = {}  # what Consul holds for us, as far as we know
         self.session_id = ""
         self.session_name = ""
-        self.session_ttl = "30s"
+        self.session_ttl = Duration("30s")
         self._session_made_as = ("", "")  # (name, TTL) the live session was created with
         self.prefix = ""
         self.renewed_at: Optional[float] = None  # time.time() of the last create/renew
@@ -73,7 +74,7 @@ class KvPublisher:
     def renew_interval_s(self) -> float:
         # Consul invalidates a session after up to 2 x TTL; renewing at TTL/2 leaves room
         # for a few failed attempts.
-        return max(parse_go_duration(self.session_ttl) / 1e9 / 2.0, 1.0)
+        return max(self.session_ttl.seconds / 2.0, 1.0)
 
     def sync(self, consul: Consul) -> str:
         """Make Consul hold exactly the wanted keys; returns what was done (for the log)."""

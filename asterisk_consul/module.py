@@ -11,19 +11,18 @@ import logging
 import os
 import sys
 import threading
-from typing import List, Optional
+from typing import Optional
 
 from . import __version__, commands
 from .config import ConfigError
 from .eidcheck import EidCheck
+from .loader import CONFIG_FILE, load_settings
 from .logbridge import set_secrets
 from .registrar import Registrar
 from .registration import HostFacts
-from .settings import Settings, load_settings
+from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "res_discovery_consul.conf"
 
 
 class Application:
@@ -126,6 +125,3 @@ class Application:
     @property
     def timeout_s(self) -> float:
         return self.settings.timeout_s if self.settings is not None else 2.0
-
-    def describe_disabled(self) -> List[str]:
-        return ["res_discovery_consul is loaded but disabled ([general] enabled = no)."]

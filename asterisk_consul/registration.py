@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
-from .settings import Settings, parse_go_duration
+from .settings import Settings
 
 CHECK_NAME = "Asterisk Instance EID Verification"
 TTL_CHECK_NAME = "Asterisk Instance Liveness"
@@ -88,7 +88,7 @@ def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
 
 def ttl_report_interval_s(settings: Settings) -> float:
     """How often the TTL check is reported: a third of its TTL, so one lost report is harmless."""
-    return max(parse_go_duration(settings.check_ttl) / 1e9 / 3.0, 0.3)
+    return max(settings.check_ttl.seconds / 3.0, 0.3)
 
 
 def ttl_check_definition(settings: Settings) -> Dict[str, Any]:
@@ -245,8 +245,3 @@ def check_drift(definition: Mapping[str, Any],
         elif present is not None and present.get("ServiceID") == service_id:
             differences.append(f"check {our_check_id} is registered but switched off")
     return differences
-
-
-def maintenance_in_agent(service_id: str,
-                         agent_checks: Mapping[str, Mapping[str, Any]]) -> bool:
-    return maintenance_check_id(service_id) in agent_checks

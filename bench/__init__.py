@@ -3,7 +3,7 @@
     python -m bench                 every phase: the check endpoint vs /httpstatus, module
                                     load/unload per Consul state, memory over unload/load
                                     cycles, re-registration after an agent restart
-    python -m bench.lifecycle       issue 5's figures: module load with Consul up, refusing
+    python -m bench.lifecycle       lifecycle figures: module load with Consul up, refusing
                                     and blackholed; load -> registered / passing; agent
                                     restart -> re-registered (resync 1s and the default)
 

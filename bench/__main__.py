@@ -16,7 +16,7 @@ Phases (each on Asterisk processes of its own, one Consul agent for all):
     restart  time to re-register after the Consul agent restarts (resync_interval 1s;
              `python -m bench.lifecycle` also has it with the default 30s)
 
-It prints a table (PASS/MISS against the goals of issue #7) and writes the JSON to
+It prints a table (PASS/MISS against the goals) and writes the JSON to
 bench/results/ (latest.json too). A missed goal never fails the command; a phase that crashes
 (the tool or the test bed broke) is reported under "errors", the others still run, and the
 command then exits 1.

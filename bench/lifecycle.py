@@ -1,4 +1,4 @@
-"""Issue 5's figures, on Asterisk 16 with the real module and a real Consul 1.8.7 agent:
+"""Lifecycle figures, on Asterisk 16 with the real module and a real Consul 1.8.7 agent:
 
     module load wall time (median of >= 5) with the agent up, refusing connections and
     blackholed (accepts, never answers), cold (first load in a new Asterisk process: starts
@@ -30,7 +30,7 @@ from typing import Dict, List
 from integration_tests.testbed import runtime
 
 from . import restart, states
-from .harness import TARGETS, Bed, log
+from .harness import TARGETS, Bed
 from .report import RESULTS_DIR
 
 DEFAULT_RESYNC = "30s"  # Settings.resync_interval's default

@@ -17,10 +17,20 @@ enum {
     RDC_CLI_FAILURE = 3
 };
 
+/* Levels of rdc_host_log, mapped by the shim onto Asterisk's logger. */
+enum rdc_log_level {
+    RDC_LOG_DEBUG = 0,
+    RDC_LOG_VERBOSE = 1,
+    RDC_LOG_NOTICE = 2,
+    RDC_LOG_WARNING = 3,
+    RDC_LOG_ERROR = 4
+};
+
 /* ---- Python -> Asterisk: implemented in shim.c, called by asterisk_consul/bridge.py ---- */
 
-/* level: 0 debug, 1 verbose, 2 notice, 3 warning, 4 error */
 void rdc_host_log(int level, const char *file, int line, const char *func, const char *message);
+/* The version of the package this shim was built from (RDC_VERSION at build time). */
+const char *rdc_host_shim_version(void);
 int rdc_host_eid(char *buf, size_t len);
 const char *rdc_host_version(void);
 const char *rdc_host_config_dir(void);

@@ -1,12 +1,14 @@
 """Generate the cffi (embedding mode) half of res_discovery_consul.so.
 
 Run by the Makefile with the Python the module will embed:
-    PYTHON cbridge/build_bridge.py BUILD_DIR
-It writes BUILD_DIR/_res_discovery_consul_cffi.c and the compiler and linker flags for that
+    PYTHON cbridge/build_bridge.py BUILD_DIR [--app MODULE:CLASS [--app-path DIR]]
+--app builds the shim around another application (the bridge's own tests use a probe); a
+module is built around asterisk_consul.module:Application. It writes BUILD_DIR/_res_discovery_consul_cffi.c and the compiler and linker flags for that
 Python (BUILD_DIR/python.cflags, BUILD_DIR/python.ldflags). Files are rewritten only when
 their content changes, so make rebuilds only what is needed.
 """
 
+import argparse
 import os
 import re
 import sys
@@ -14,6 +16,7 @@ import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CFFI_MODULE = "_res_discovery_consul_cffi"
+DEFAULT_APP = "asterisk_consul.module:Application"
 
 
 def fail(message):
@@ -21,11 +24,21 @@ def fail(message):
     sys.exit(1)
 
 
+def cffi_hint():
+    """How to get cffi for this Python: pip in a virtualenv; never pip into a distribution's
+    Python that refuses it (PEP 668: Debian's and Ubuntu's)."""
+    if sys.prefix != sys.base_prefix:
+        return "install it: %s -m pip install cffi" % sys.executable
+    venv = "or build with PYTHON=<a virtualenv's python with cffi> (python3 -m venv DIR; DIR/bin/pip install cffi requests)"
+    if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")):
+        return "install it with the system's packages (Debian/Ubuntu: apt install python3-cffi), " + venv
+    return "install it (%s -m pip install cffi; Debian/Ubuntu: apt install python3-cffi), %s" % (sys.executable, venv)
+
+
 try:
     import cffi
 except ImportError:
-    fail("%s cannot import cffi: install it (%s -m pip install cffi; on Debian: apt install python3-cffi) "
-         "or build with PYTHON=<a python that has cffi>" % (sys.executable, sys.executable))
+    fail("%s cannot import cffi: %s" % (sys.executable, cffi_hint()))
 
 
 def read(name):
@@ -56,8 +69,13 @@ def api_declarations():
 INIT_CODE = """
 from %(module)s import ffi, lib
 try:
+    import sys
+    for path in %(app_path)r:
+        if path not in sys.path:
+            sys.path.insert(0, path)
     from asterisk_consul import bridge
-    bridge.attach(ffi, lib)
+    from %(app_module)s import %(app_class)s as application
+    bridge.attach(ffi, lib, application)
 except BaseException:
     try:
         import traceback
@@ -97,9 +115,15 @@ def write_if_changed(path, text):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail("usage: %s BUILD_DIR" % sys.argv[0])
-    build_dir = sys.argv[1]
+    parser = argparse.ArgumentParser(description="Generate the cffi half of res_discovery_consul.so")
+    parser.add_argument("build_dir")
+    parser.add_argument("--app", default=DEFAULT_APP, help="MODULE:CLASS of the application")
+    parser.add_argument("--app-path", default="", help="a directory to import it from")
+    args = parser.parse_args()
+    build_dir = args.build_dir
+    app_module, _, app_class = args.app.partition(":")
+    if not app_module or not app_class.isidentifier():
+        fail("--app must be MODULE:CLASS, not %r" % args.app)
     os.makedirs(build_dir, exist_ok=True)
     cflags, ldflags, soname = python_flags()
     # The interpreter is told it is this executable (not the symlink's target), so a
@@ -117,7 +141,9 @@ def main():
         "#include \"bridge_api.h\"\n%s"
         % (c_string(executable), c_string(soname), externpy, read("pyinit.c")),
     )
-    ffi.embedding_init_code(INIT_CODE % {"module": CFFI_MODULE, "python": executable})
+    ffi.embedding_init_code(INIT_CODE % {
+        "module": CFFI_MODULE, "python": executable, "app_module": app_module,
+        "app_class": app_class, "app_path": [args.app_path] if args.app_path else []})
 
     generated = os.path.join(build_dir, CFFI_MODULE + ".c.tmp")
     ffi.emit_c_code(generated)

@@ -25,7 +25,11 @@
 #include "asterisk/strings.h"
 #include "asterisk/utils.h"
 
+#include <dlfcn.h>
+#include <libgen.h>
+
 #include "bridge_api.h"
+#include "gate.h"
 
 /* In pyinit.c, compiled with the cffi-generated source. */
 int rdc_python_start(char *err, size_t err_len);
@@ -33,10 +37,15 @@ void rdc_python_release(void);
 
 #define MAX_CLI 16
 #define MAX_AMI 8
-#define MAX_HTTP 4
+#define MAX_HTTP RDC_GATE_SLOTS
 /* Requests with more parameters or headers than this reach Python as "too many" (-1). */
 #define MAX_HTTP_PARAMS 32
 #define MAX_HTTP_HEADERS 64
+/* How long an unload waits for commands, actions and requests already inside the module. */
+#define DOOR_TIMEOUT_MS 5000
+#define GATE_ABI_TEXT(abi) #abi
+#define GATE_FILE_OF(abi) "res_discovery_consul.d/http-gate-" GATE_ABI_TEXT(abi) ".so"
+#define GATE_FILE GATE_FILE_OF(RDC_GATE_ABI)
 
 /* Strings declared by Python; owned here until unload. */
 struct declaration {
@@ -52,14 +61,16 @@ static int cli_registered;
 
 static struct declaration ami_decl[MAX_AMI];
 static int ami_count;
-static int ami_registered;
 
-/* Requests inside http_callback; unload waits for them after unlinking the URIs. */
-static volatile int http_in_flight;
 static struct declaration http_decl[MAX_HTTP];
-static struct ast_http_uri http_uris[MAX_HTTP];
 static int http_count;
-static int http_registered;
+
+/* The HTTP gate's entry points (gate.h), looked up at each load. */
+static struct {
+	int (*abi)(void);
+	int (*open)(int slot, const char *uri, const char *description, rdc_gate_handler handler);
+	int (*close)(int slot, int timeout_ms);
+} gate;
 
 /* ------------------------------------------------------------------------------------------
  * Python -> Asterisk
@@ -68,24 +79,29 @@ static int http_registered;
 void rdc_host_log(int level, const char *file, int line, const char *func, const char *message)
 {
 	switch (level) {
-	case 0:
+	case RDC_LOG_DEBUG:
 		if (DEBUG_ATLEAST(1)) {
 			ast_log(__LOG_DEBUG, file, line, func, "%s\n", message);
 		}
 		break;
-	case 1:
+	case RDC_LOG_VERBOSE:
 		__ast_verbose(file, line, func, 2, "%s\n", message);
 		break;
-	case 2:
+	case RDC_LOG_NOTICE:
 		ast_log(__LOG_NOTICE, file, line, func, "%s\n", message);
 		break;
-	case 3:
+	case RDC_LOG_WARNING:
 		ast_log(__LOG_WARNING, file, line, func, "%s\n", message);
 		break;
 	default:
 		ast_log(__LOG_ERROR, file, line, func, "%s\n", message);
 		break;
 	}
+}
+
+const char *rdc_host_shim_version(void)
+{
+	return RDC_VERSION;
 }
 
 int rdc_host_eid(char *buf, size_t len)
@@ -268,9 +284,9 @@ static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *
  * Asterisk -> Python: HTTP
  */
 
-static int http_callback(struct ast_tcptls_session_instance *ser, const struct ast_http_uri *urih,
-	const char *uri, enum ast_http_method method, struct ast_variable *get_params,
-	struct ast_variable *headers)
+/* Lent to the gate (gate.h), which counts the request in before calling this. */
+static int http_handler(struct ast_tcptls_session_instance *ser, int slot, const char *path,
+	int method, struct ast_variable *get_params, struct ast_variable *headers)
 {
 	const char *pnames[MAX_HTTP_PARAMS], *pvalues[MAX_HTTP_PARAMS];
 	const char *hnames[MAX_HTTP_HEADERS], *hvalues[MAX_HTTP_HEADERS];
@@ -294,17 +310,10 @@ static int http_callback(struct ast_tcptls_session_instance *ser, const struct a
 		hnames[nh] = v->name;
 		hvalues[nh++] = v->value;
 	}
-
-	/* Asterisk's HTTP server calls handlers without holding the module: count requests
-	 * inside, so that unload waits for them before the code they run is unmapped. (A module
-	 * reference would do the same but make `module unload` fail now and then, and costs
-	 * a use-count update per request.) */
-	ast_atomic_fetchadd_int(&http_in_flight, +1);
-	if (rdc_py_http((int) (intptr_t) urih->data, ser, method, method_name ? method_name : "UNKNOWN",
-			uri ? uri : "", np, pnames, pvalues, nh, hnames, hvalues) != RDC_OK) {
+	if (rdc_py_http(slot, ser, method, method_name ? method_name : "UNKNOWN", path ? path : "",
+			np, pnames, pvalues, nh, hnames, hvalues) != RDC_OK) {
 		ast_http_error(ser, 500, "Internal Server Error", "res_discovery_consul failed; see the Asterisk log");
 	}
-	ast_atomic_fetchadd_int(&http_in_flight, -1);
 	return 0;
 }
 
@@ -336,82 +345,209 @@ static int (*const ami_actions[MAX_AMI])(struct mansession *, const struct messa
 	ami_action_4, ami_action_5, ami_action_6, ami_action_7,
 };
 
+
 /* ------------------------------------------------------------------------------------------
- * Registration of what Python declared
+ * The doors into this library: opened once Python declared them, shut before an unload.
+ *
+ * Asterisk unmaps this library as soon as unload_module() returns 0, so by then nothing that
+ * Asterisk owns may point into it. Each door, and why it is shut once close_doors() returns 0:
+ *  - CLI entries live here (cli_entries[]). ast_cli_unregister() refuses an entry whose inuse
+ *    count is not 0 (a command between its lookup and its end) with only a warning, and returns
+ *    0 all the same: a listed entry would be read by the next command lookup after the unmap.
+ *    So an entry is unregistered only at inuse 0, confirmed off the list (Asterisk frees
+ *    _full_cmd only when it unlinks), and inuse must then drop to 0 for commands that found
+ *    the entry just before.
+ *  - AMI actions: ast_manager_unregister() marks an action unregistered under the action's
+ *    lock, and a caller that saw it registered took a running reference on this module under
+ *    that same lock. Once every action is unregistered, the module's use count therefore
+ *    covers every action (and CLI handler) still running here: it must drop to 0.
+ *  - HTTP URIs belong to the gate (gate.h), a library that is never unmapped:
+ *    rdc_gate_close() returns 0 once no request is inside http_handler() nor can enter it.
+ *  - The atexit hook: ast_unregister_atexit() takes the lock that ast_run_atexits() holds while
+ *    it runs the hooks, so on return the hook is neither listed nor running.
+ *  - Python's threads: rdc_py_unload() stops and joins them, and detaches (under its lock) the
+ *    host object through which they call this library, so a straggler cannot call in.
+ * A door that cannot be shut within DOOR_TIMEOUT_MS opens them all again and the unload is
+ * refused: the module stays as it was, and Asterisk reports "Firm unload failed".
  */
 
-static void unregister_all(void)
+static int ami_open[MAX_AMI];
+static int http_open[MAX_HTTP];
+
+static void at_asterisk_exit(void)
 {
-	int i;
-
-	for (i = 0; i < ami_registered; i++) {
-		ast_manager_unregister(ami_decl[i].name);
-	}
-	ami_registered = 0;
-	for (i = 0; i < http_registered; i++) {
-		ast_http_uri_unlink(&http_uris[i]);
-	}
-	http_registered = 0;
-	/* Requests that found a URI before the unlink may still be inside (or on their way
-	 * in: a short grace period covers the few instructions before the count). The check
-	 * handler answers from memory in microseconds; the bound only guards a stuck one. */
-	usleep(20000);
-	for (i = 0; i < 1000 && http_in_flight > 0; i++) {
-		usleep(10000);
-	}
-	if (http_in_flight > 0) {
-		ast_log(LOG_ERROR, "%d HTTP request(s) still inside res_discovery_consul after 10 s\n", http_in_flight);
-	}
-	if (cli_registered) {
-		ast_cli_unregister_multiple(cli_entries, cli_registered);
-	}
-	cli_registered = 0;
-
-	forget_declarations(cli_decl, &cli_count);
-	forget_declarations(ami_decl, &ami_count);
-	forget_declarations(http_decl, &http_count);
+	rdc_py_shutdown();
 }
 
-static int register_all(void)
+static int cli_listed(const struct ast_cli_entry *e)
 {
-	int i;
+	return e->_full_cmd != NULL;
+}
 
-	for (i = 0; i < cli_count; i++) {
-		/* summary is a const member: build each entry whole. */
-		struct ast_cli_entry entry = AST_CLI_DEFINE(cli_handler, cli_decl[i].summary);
+static int cli_inuse(struct ast_cli_entry *e)
+{
+	return __atomic_load_n(&e->inuse, __ATOMIC_SEQ_CST);
+}
 
-		memcpy(&cli_entries[i], &entry, sizeof(entry));
-	}
-	if (cli_count && ast_cli_register_multiple(cli_entries, cli_count)) {
-		ast_log(LOG_ERROR, "Could not register the CLI commands\n");
+/* -1 once the deadline has passed; otherwise sleeps a millisecond and returns 0. */
+static int wait_a_little(struct timeval deadline)
+{
+	if (ast_tvcmp(ast_tvnow(), deadline) >= 0) {
 		return -1;
 	}
-	cli_registered = cli_count;
+	usleep(1000);
+	return 0;
+}
 
-	for (i = 0; i < http_count; i++) {
-		struct ast_http_uri *u = &http_uris[i];
+static int remaining_ms(struct timeval deadline)
+{
+	int64_t ms = ast_tvdiff_ms(deadline, ast_tvnow());
 
-		memset(u, 0, sizeof(*u));
-		u->description = http_decl[i].summary;
-		u->uri = http_decl[i].name;
-		u->callback = http_callback;
-		u->has_subtree = 1;
-		u->data = (void *) (intptr_t) i;
-		u->key = AST_MODULE;
-		if (ast_http_uri_link(u)) {
-			ast_log(LOG_ERROR, "Could not register HTTP URI /%s\n", u->uri);
-			return -1;
-		}
-		http_registered = i + 1;
+	return ms > 0 ? (int) ms : 0;
+}
+
+static int read_usecount(const char *module, const char *description, int usecnt,
+	const char *status, const char *like, enum ast_module_support_level support_level, void *data)
+{
+	int *usecount = data;
+
+	if (!strcasecmp(module, ast_module_name(AST_MODULE_SELF))) {
+		*usecount = usecnt;
 	}
+	return 0;
+}
 
+static int module_usecount(void)
+{
+	int usecount = 0;
+
+	/* Takes the module list lock, which the unloading thread already holds (recursive). */
+	ast_update_module_list_data(read_usecount, NULL, &usecount);
+	return usecount;
+}
+
+static int open_doors(void)
+{
+	int i, res = 0;
+
+	for (i = 0; i < cli_registered; i++) {
+		if (!cli_listed(&cli_entries[i]) && ast_cli_register(&cli_entries[i])) {
+			ast_log(LOG_ERROR, "Could not register the CLI command '%s'\n", cli_decl[i].name);
+			res = -1;
+		}
+	}
 	for (i = 0; i < ami_count; i++) {
+		if (ami_open[i]) {
+			continue;
+		}
 		if (ast_manager_register2(ami_decl[i].name, EVENT_FLAG_SYSTEM, ami_actions[i],
 				AST_MODULE_SELF, ami_decl[i].summary, NULL)) {
 			ast_log(LOG_ERROR, "Could not register AMI action %s\n", ami_decl[i].name);
+			res = -1;
+			continue;
+		}
+		ami_open[i] = 1;
+	}
+	for (i = 0; i < http_count; i++) {
+		if (http_open[i]) {
+			continue;
+		}
+		if (gate.open(i, http_decl[i].name, http_decl[i].summary, http_handler)) {
+			ast_log(LOG_ERROR, "Could not register HTTP URI /%s\n", http_decl[i].name);
+			res = -1;
+			continue;
+		}
+		http_open[i] = 1;
+	}
+	ast_register_atexit(at_asterisk_exit);
+	return res;
+}
+
+/* 0: every door is shut. Otherwise `why` says what is still inside. */
+static int close_doors(char *why, size_t why_len)
+{
+	struct timeval deadline = ast_tvadd(ast_tvnow(), ast_samp2tv(DOOR_TIMEOUT_MS, 1000));
+	int i;
+
+	ast_unregister_atexit(at_asterisk_exit);
+	for (i = 0; i < ami_count; i++) {
+		if (ami_open[i]) {
+			ast_manager_unregister(ami_decl[i].name);
+			ami_open[i] = 0;
+		}
+	}
+	for (i = 0; i < cli_registered; i++) {
+		struct ast_cli_entry *e = &cli_entries[i];
+
+		while (cli_listed(e)) {
+			if (!cli_inuse(e)) {
+				ast_cli_unregister(e);  /* may still lose a race with a lookup: looked at again */
+			}
+			if (cli_listed(e) && wait_a_little(deadline)) {
+				snprintf(why, why_len, "the CLI command '%s' is running", cli_decl[i].name);
+				return -1;
+			}
+		}
+		while (cli_inuse(e) > 0) {
+			if (wait_a_little(deadline)) {
+				snprintf(why, why_len, "the CLI command '%s' is running", cli_decl[i].name);
+				return -1;
+			}
+		}
+	}
+	for (i = 0; i < http_count; i++) {
+		if (http_open[i]) {
+			if (gate.close(i, remaining_ms(deadline))) {
+				snprintf(why, why_len, "an HTTP request to /%s is being answered", http_decl[i].name);
+				return -1;
+			}
+			http_open[i] = 0;
+		}
+	}
+	while (module_usecount() > 0) {
+		if (wait_a_little(deadline)) {
+			snprintf(why, why_len, "an AMI action or CLI command is running");
 			return -1;
 		}
-		ami_registered = i + 1;
+	}
+	return 0;
+}
+
+static void forget_all_declarations(void)
+{
+	forget_declarations(cli_decl, &cli_count);
+	forget_declarations(ami_decl, &ami_count);
+	forget_declarations(http_decl, &http_count);
+	cli_registered = 0;
+}
+
+/* Finds the HTTP gate next to this module (gate.h) and looks up its entry points. */
+static int open_gate(void)
+{
+	Dl_info self;
+	char dir[PATH_MAX], path[PATH_MAX];
+	void *handle;
+
+	if (!dladdr((void *) open_gate, &self) || !self.dli_fname) {
+		ast_log(LOG_ERROR, "Cannot tell where res_discovery_consul.so was loaded from\n");
+		return -1;
+	}
+	ast_copy_string(dir, self.dli_fname, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s", dirname(dir), GATE_FILE);
+	/* NODELETE: the gate outlives every mapping of this module (see gate.h). */
+	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (!handle) {
+		ast_log(LOG_ERROR, "Cannot open the module's HTTP gate %s: %s (it is installed with the "
+			"module by 'make install')\n", path, dlerror());
+		return -1;
+	}
+	gate.abi = dlsym(handle, "rdc_gate_abi");
+	gate.open = dlsym(handle, "rdc_gate_open");
+	gate.close = dlsym(handle, "rdc_gate_close");
+	if (!gate.abi || !gate.open || !gate.close || gate.abi() != RDC_GATE_ABI) {
+		ast_log(LOG_ERROR, "%s is not the HTTP gate this module was built for (ABI %d)\n",
+			path, RDC_GATE_ABI);
+		return -1;
 	}
 	return 0;
 }
@@ -420,16 +556,14 @@ static int register_all(void)
  * Module lifecycle
  */
 
-static void at_asterisk_exit(void)
-{
-	rdc_py_shutdown();
-}
-
 static int load_module(void)
 {
 	char err[512] = "";
-	int res;
+	int i, res;
 
+	if (open_gate()) {
+		return AST_MODULE_LOAD_DECLINE;
+	}
 	if (rdc_python_start(err, sizeof(err))) {
 		ast_log(LOG_ERROR, "Cannot start the embedded Python: %s\n", err);
 		return AST_MODULE_LOAD_DECLINE;
@@ -441,27 +575,41 @@ static int load_module(void)
 			ast_log(LOG_ERROR, "The Python side of res_discovery_consul is not attached; "
 				"see the errors above (cffi writes its own to Asterisk's stderr)\n");
 		}
-		unregister_all();
+		forget_all_declarations();
 		return AST_MODULE_LOAD_DECLINE;
 	}
 
-	if (register_all()) {
-		unregister_all();
+	for (i = 0; i < cli_count; i++) {
+		/* summary is a const member: build each entry whole. */
+		struct ast_cli_entry entry = AST_CLI_DEFINE(cli_handler, cli_decl[i].summary);
+
+		memcpy(&cli_entries[i], &entry, sizeof(entry));
+	}
+	cli_registered = cli_count;
+	if (open_doors()) {
+		if (close_doors(err, sizeof(err))) {
+			ast_log(LOG_ERROR, "res_discovery_consul could not withdraw after a failed load: %s\n", err);
+		}
 		rdc_py_unload();
+		forget_all_declarations();
 		return AST_MODULE_LOAD_DECLINE;
 	}
-	ast_register_atexit(at_asterisk_exit);
 	return AST_MODULE_LOAD_SUCCESS;
 }
 
 static int unload_module(void)
 {
-	/* Nothing may call into this library once it is unmapped: hooks and handlers go first,
-	 * then Python stops every thread it started. */
-	ast_unregister_atexit(at_asterisk_exit);
-	unregister_all();
+	char why[256] = "";
+
+	if (close_doors(why, sizeof(why))) {
+		open_doors();
+		ast_log(LOG_WARNING, "res_discovery_consul stays loaded: %s after %d ms; it keeps working, "
+			"try the unload again\n", why, DOOR_TIMEOUT_MS);
+		return -1;
+	}
 	rdc_py_unload();
 	rdc_python_release();
+	forget_all_declarations();
 	return 0;
 }
 

@@ -77,15 +77,11 @@ def alive(pid):
 
 
 def wait_until(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.1)
-    raise SystemExit("demo: %s did not come up within %ds" % (what, timeout))
+    """The test bed's wait, said the way a demo says it."""
+    try:
+        runtime.wait_until(check, timeout=timeout, interval=0.1, what=what)
+    except runtime.WaitTimeout:
+        raise SystemExit("demo: %s did not come up within %ds" % (what, timeout)) from None
 
 
 def start():

@@ -15,6 +15,7 @@ import time
 import requests
 
 from integration_tests.amiclient import AmiSession
+from integration_tests.testbed.runtime import wait_until  # noqa: F401 - the tests' one wait
 
 MODULE = "res_discovery_consul.so"
 CONF = "res_discovery_consul.conf"
@@ -142,19 +143,6 @@ def rx_overhead(ast):
 
 
 # -------------------------------------------------------------------------------- Consul
-def poll(what, fn, timeout=20.0, interval=0.1):
-    """fn() until it returns something truthy; AssertionError naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s (last: %r)"
-                                 % (timeout, what, last))
-        time.sleep(interval)
-
 
 def wait_service(consul, service_id, timeout=20.0, **expected):
     """The agent's view of service_id once it is registered with the expected fields."""
@@ -163,12 +151,13 @@ def wait_service(consul, service_id, timeout=20.0, **expected):
         if service is None or any(service.get(k) != v for k, v in expected.items()):
             return None
         return service
-    return poll("service %s with %r" % (service_id, expected), found, timeout)
+    return wait_until(found, timeout=timeout, interval=0.1,
+                      what="service %s with %r" % (service_id, expected))
 
 
 def wait_gone(consul, service_id, timeout=20.0):
-    poll("service %s to be deregistered" % service_id,
-         lambda: service_id not in consul.services(), timeout)
+    wait_until(lambda: service_id not in consul.services(), timeout=timeout, interval=0.1,
+               what="service %s to be deregistered" % service_id)
 
 
 def health_entries(consul, name):
@@ -191,8 +180,8 @@ def wait_health(consul, name, service_id, status, timeout=20.0):
                 "warning" if "warning" in states else "passing")
             return checks if now == status else None
         return None
-    return poll("service %s %s in /v1/health/service/%s" % (service_id, status, name),
-                aggregate, timeout)
+    return wait_until(aggregate, timeout=timeout, interval=0.1,
+                      what="service %s %s in /v1/health/service/%s" % (service_id, status, name))
 
 
 def check_of(consul, service_id):

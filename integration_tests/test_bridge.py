@@ -1,8 +1,8 @@
 """The bridge in real Asterisk 16 and 22: load paths, every handler kind, failures, the
 module lifecycle under load, and shutdown.
 
-These tests load the probe application (integration_tests/apps/probe.py) through the
-bridge's test seam, so they exercise the shim and bridge.py without Consul.
+These tests load the probe application (integration_tests/apps/probe.py), around which the shim
+is built for them, so they exercise the shim and bridge.py without Consul.
 """
 
 import json
@@ -14,23 +14,22 @@ import pytest
 import requests
 
 from integration_tests.amiclient import AmiSession
-from integration_tests.testbed import paths
+from integration_tests.testbed import build
 
 MODULE = "res_discovery_consul.so"
 
 
-def probe_env(version):
-    # Where the probe app is as the Asterisk process sees it (22 runs in the chroot, where the
-    # build put a copy of the tree).
-    apps = ("/build/asterisk-consul/integration_tests/apps" if version == "22"
-            else str(paths.repo_root() / "integration_tests" / "apps"))
-    return {"ASTERISK_CONSUL_APP": "probe:Application", "ASTERISK_CONSUL_APP_PATH": apps}
+@pytest.fixture(scope="session")
+def probe_so(ast_version, module_so):
+    """The module built around the probe application (after the real one, which checks the
+    test bed)."""
+    return build.build_module(ast_version, app=build.PROBE_APP)
 
 
 @pytest.fixture
-def probe_asterisk(asterisk_factory, ast_version, module_so):
-    """An Asterisk with the module installed (not loaded) and the probe app selected."""
-    return asterisk_factory(ast_version, install=[module_so], env=probe_env(ast_version))
+def probe_asterisk(asterisk_factory, ast_version, probe_so):
+    """An Asterisk with the probe module installed (not loaded)."""
+    return asterisk_factory(ast_version, install=[probe_so])
 
 
 def load(ast):
@@ -61,8 +60,8 @@ def test_load_from_cli_runs_python_with_its_packages(probe_asterisk):
     assert any(p.endswith("site-packages") and facts["prefix"] in p for p in facts["path"]), facts
 
 
-def test_load_at_startup_from_modules_conf(asterisk_factory, ast_version, module_so):
-    ast = asterisk_factory(ast_version, install=[module_so], modules=[MODULE], env=probe_env(ast_version))
+def test_load_at_startup_from_modules_conf(asterisk_factory, ast_version, probe_so):
+    ast = asterisk_factory(ast_version, install=[probe_so], modules=[MODULE])
     ast.wait_log(r"probe: loaded on Python")
     assert module_running(ast)
     assert ast.rx("probe echo at boot").strip() == "echo: at boot"
@@ -182,6 +181,37 @@ def test_unload_load_and_reload_cycles_under_traffic(probe_asterisk, capsys):
     assert json.loads(ast.rx("probe threads")).count("probe-worker") == 1
     assert counts.get(200, 0) > 0
     assert "Fatal Python error" not in ast.stdout_text()
+
+
+def test_unload_waits_for_a_request_inside_and_refuses_past_its_bound(probe_asterisk):
+    ast = probe_asterisk
+    load(ast)
+    # An HTTP request holds no module reference: the module's own door check must see it.
+    slow = {}
+    inside = threading.Thread(target=lambda: slow.update(
+        answer=requests.get(ast.http_url("/probe/sleep"), params={"s": "7"}, timeout=20)))
+    inside.start()
+    time.sleep(0.5)
+    since = ast.log_offset()
+    began = time.monotonic()
+    out = ast.rx("module unload " + MODULE, timeout=20)
+    waited = time.monotonic() - began
+    assert "Unable to unload" in out, out
+    ast.wait_log(r"res_discovery_consul stays loaded: an HTTP request to /probe is being answered "
+                 r"after 5000 ms", since=since)
+    assert waited >= 4.5, waited
+    # Refused, and every door is open again: CLI, AMI and HTTP all answer.
+    assert module_running(ast)
+    assert ast.rx("probe echo still open").strip() == "echo: still open"
+    assert requests.get(ast.http_url("/probe/again"), timeout=5).json()["path"] == "again"
+    with AmiSession(ast.manager_port, ast.manager_user, ast.manager_secret) as ami:
+        assert ami.action("ProbeEcho", Echo="x")["Response"] == "Success"
+    inside.join(20)
+    assert slow["answer"].status_code == 200
+    # Nothing inside any more: the unload goes through.
+    ast.rx("module unload " + MODULE)
+    assert not module_running(ast)
+    assert ast.is_running()
 
 
 @pytest.mark.parametrize("command", ["core stop now", "core stop gracefully", "core restart now"])

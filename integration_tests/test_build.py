@@ -43,8 +43,23 @@ def test_python_without_cffi_says_what_to_install(tree, tmp_path):
     res = make(tree, PYTHON=python, ASTINCDIR=paths.ast16_prefix() / "usr/include")
     assert res.returncode != 0
     assert "cannot import cffi" in res.stdout
-    assert "pip install cffi" in res.stdout and "python3-cffi" in res.stdout
+    assert "%s -m pip install cffi" % python in res.stdout  # a venv: pip is the way
     assert not (tree / "res_discovery_consul.so").exists()
+
+
+def test_debian_python_without_cffi_is_pointed_to_apt_not_pip(tree):
+    """Debian refuses `pip install` into its own Python (externally managed): the hint is apt
+    or a virtualenv."""
+    python = "/usr/bin/python3"
+    probe = subprocess.run([python, "-c", "import cffi"], capture_output=True)
+    marker = subprocess.run([python, "-c", "import os, sysconfig, sys; sys.exit(not os.path.exists("
+                             "os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))"])
+    if probe.returncode == 0 or marker.returncode != 0:
+        pytest.skip(f"{python} has cffi or is not externally managed on this machine")
+    res = make(tree, PYTHON=python, ASTINCDIR=paths.ast16_prefix() / "usr/include")
+    assert res.returncode != 0
+    assert "apt install python3-cffi" in res.stdout and "venv" in res.stdout
+    assert "pip install cffi" not in res.stdout.replace("DIR/bin/pip install cffi", "")
 
 
 def test_missing_python_says_what_to_set(tree):

@@ -1,4 +1,4 @@
-"""Issue #4, the EID check: the endpoint Consul polls, and what Consul makes of it."""
+"""The EID check: the endpoint Consul polls, and what Consul makes of it."""
 
 import time
 
@@ -38,8 +38,8 @@ def test_check_goes_critical_when_another_asterisk_answers_at_the_address(
     d.write_conf(ast, consul_agent, check_http_port=other.http_port)
     d.load(ast)
     [check] = d.wait_health(consul_agent, "Asterisk", ast.eid, "critical", timeout=10)
-    d.poll("the check to have run", lambda: "404" in (d.check_of(consul_agent, ast.eid) or
-                                                      {}).get("Output", ""), timeout=10)
+    d.wait_until(lambda: "404" in (d.check_of(consul_agent, ast.eid) or
+                                                      {}).get("Output", ""), timeout=10, interval=0.1, what="the check to have run")
     assert "expected_eid=%s" % ast.eid in d.check_of(consul_agent, ast.eid)["Output"]
 
 
@@ -51,16 +51,16 @@ def test_check_timeout_is_what_consul_waits_for_an_answer(
     d.write_conf(ast, consul_agent, check_http_port=blackhole_peer.port, check_interval="1s",
                  check_timeout="1500ms")
     d.load(ast)
-    d.poll("Consul's first check request", lambda: blackhole_peer.accepted >= 1, timeout=10,
-           interval=0.02)
+    d.wait_until(lambda: blackhole_peer.accepted >= 1, timeout=10, interval=0.02,
+                 what="Consul's first check request")
     first = time.monotonic()
 
     def timed_out():
         output = (d.check_of(consul_agent, ast.eid) or {}).get("Output", "")
         return "Timeout" in output or "deadline exceeded" in output
-    d.poll("the check to time out", timed_out, timeout=10, interval=0.05)
+    d.wait_until(timed_out, timeout=10, interval=0.05, what="the check to time out")
     waited = time.monotonic() - first
     assert 1.2 < waited < 2.6, waited
-    d.poll("Consul's second check request", lambda: blackhole_peer.accepted >= 2, timeout=10,
-           interval=0.02)
+    d.wait_until(lambda: blackhole_peer.accepted >= 2, timeout=10, interval=0.02,
+                 what="Consul's second check request")
     assert 2.2 < time.monotonic() - first < 3.8  # timeout + interval

@@ -1,4 +1,4 @@
-"""Issue #4, the operator's commands: maintenance over the CLI and AMI, `discovery show ...`,
+"""The operator's commands: maintenance over the CLI and AMI, `discovery show ...`,
 and the truth when Consul is down (no false success, no events, answers within the timeout)."""
 
 import re

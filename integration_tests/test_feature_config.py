@@ -1,4 +1,4 @@
-"""Issue #4, configuration: what declines the load (and says why), what only warns, and
+"""Configuration: what declines the load (and says why), what only warns, and
 `discovery show settings` naming every option and where its value came from."""
 
 import re

@@ -1,4 +1,4 @@
-"""Issue #4, lifecycle: unload, every kind of shutdown and reload leave Consul telling the truth."""
+"""Lifecycle: unload, every kind of shutdown and reload leave Consul telling the truth."""
 
 import re
 import signal
@@ -121,14 +121,16 @@ def test_unload_and_shutdown_do_not_hang_on_an_unanswering_agent(
     d.write_conf(ast, blackhole_peer, consul_timeout_ms=1000)
     overhead = d.rx_overhead(ast)
     d.load(ast)
-    d.poll("a registration attempt", lambda: blackhole_peer.accepted >= 1, timeout=5)
+    d.wait_until(lambda: blackhole_peer.accepted >= 1, timeout=5, interval=0.1,
+                 what="a registration attempt")
     out, took = d.timed_rx(ast, "module unload " + d.MODULE)
     assert not d.module_running(ast), out
     assert took < 1.0 + overhead + 0.7, took  # one Consul timeout, not one per call
 
     d.load(ast)
     accepted = blackhole_peer.accepted
-    d.poll("a registration attempt", lambda: blackhole_peer.accepted > accepted, timeout=5)
+    d.wait_until(lambda: blackhole_peer.accepted > accepted, timeout=5, interval=0.1,
+                 what="a registration attempt")
     began = time.monotonic()
     ast._rx_raw("core stop now", timeout=10)
     assert ast.proc.wait(10) == 0

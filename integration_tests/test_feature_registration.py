@@ -1,4 +1,4 @@
-"""Issue #4, registration: what lands in Consul is what the config says, on Asterisk 16 and 22."""
+"""Registration: what lands in Consul is what the config says, on Asterisk 16 and 22."""
 
 import re
 import socket
@@ -53,7 +53,8 @@ def test_every_registered_field_is_as_configured_and_the_check_passes(
         "HTTP GET http://127.0.0.1:%d%s?expected_eid=%s: 200 OK" % (ast.http_port, path, ast.eid))
 
     # check_interval = 1s: Consul polls about every second (the default is 15s).
-    d.poll("three check polls", lambda: len(check_poll_times(ast)) >= 3, timeout=6)
+    d.wait_until(lambda: len(check_poll_times(ast)) >= 3, timeout=6, interval=0.1,
+                 what="three check polls")
     times = check_poll_times(ast)
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert all(0.7 < gap < 2.0 for gap in gaps), gaps
@@ -80,7 +81,7 @@ def _auto_id_service(consul, name):
     def find():
         ids = [s["ID"] for s in consul.services().values() if s["Service"] == name]
         return ids[0] if len(ids) == 1 else ids or None
-    return d.poll("one service named " + name, find)
+    return d.wait_until(find, timeout=20.0, interval=0.1, what="one service named " + name)
 
 
 def test_id_auto_is_kept_across_restarts_and_a_fresh_astdb_makes_a_new_one(

@@ -1,4 +1,5 @@
-"""`make install` and `make samples`: the files land where that Asterisk looks for them.
+"""`make install` and `make samples`: the files land where that Asterisk looks for them, and
+`make install` needs no network.
 
 For each version the tree is built and installed the way an operator would on that system
 (Asterisk 22 inside its chroot), against the astmoddir/astetcdir of a test instance's
@@ -6,13 +7,15 @@ asterisk.conf, and the installed module is then loaded by that instance.
 """
 
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from integration_tests.testbed import build, paths
+from integration_tests.debian_asterisk import DebianAsterisk, NetnsConsul, fresh  # noqa: F401
+from integration_tests.testbed import build, paths, runtime
 from integration_tests.testbed.asterisk import sid_command
 
 MODULE = "res_discovery_consul.so"
@@ -33,6 +36,8 @@ class Tree:
         self.dir = (self.host_dir if version == "16" else Path("/tmp") / self.host_dir.name) / "src"
 
     def make(self, *args, **variables):
+        """make in the tree, without network (a new, empty network namespace): what the
+        Makefile installs must not need to download anything."""
         if self.version == "16":
             variables.setdefault("PYTHON", paths.host_venv_python())
             variables.setdefault("ASTINCDIR", paths.ast16_prefix() / "usr/include")
@@ -42,6 +47,7 @@ class Tree:
         argv = ["make", "-C", str(self.dir), *args] + ["%s=%s" % kv for kv in variables.items()]
         if self.version == "22":
             argv = sid_command(argv)
+        argv = ["unshare", "--net", *argv]
         res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              timeout=300, env=SID_ENV if self.version == "22" else None)
         assert res.returncode == 0, res.stdout
@@ -70,6 +76,14 @@ def test_install_and_samples_go_where_asterisk_looks(tree, asterisk_factory, ast
     # astmoddir of that Asterisk's asterisk.conf, not a hard-coded directory.
     assert (ast.module_dir / MODULE).exists(), out
     assert (ast.etc_dir / SAMPLE).read_text() == (tree.host_path(tree.dir) / "res_discovery_consul.conf.sample").read_text()
+    # Readable by the group Asterisk runs as where there is one (Debian's asterisk, in the
+    # sid chroot), by nobody else.
+    st = (ast.etc_dir / SAMPLE).stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    if ast_version == "22":
+        group = next(line for line in (paths.sid_root() / "etc/group").read_text().splitlines()
+                     if line.startswith("asterisk:"))
+        assert st.st_gid == int(group.split(":")[2]), out
 
     # The installed module, configured, registers.
     ast.write_config(SAMPLE, "[consul]\nport = %d\nid = installed\n" % consul_agent.http_port)
@@ -93,17 +107,19 @@ def test_install_into_destdir(tree):
     if tree.version == "16":
         # The private prefix's asterisk.conf stands in for the system's /etc/asterisk.
         etc = str(paths.ast16_prefix() / "etc/asterisk")
-    out = tree.make("install", "samples", DESTDIR=destdir, ASTETCDIR=etc)
     host_dest = tree.host_path(destdir)
-    # A staged install leaves the package the running system uses where it was.
-    python = paths.host_venv_python() if tree.version == "16" else paths.sid_venv_python()
-    probe = [str(python), "-c", "import asterisk_consul.module"]
-    res = subprocess.run(sid_command(probe) if tree.version == "22" else probe, cwd="/",
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=SID_ENV if tree.version == "22" else None)
-    assert res.returncode == 0, res.stdout
     try:
+        out = tree.make("install", "samples", DESTDIR=destdir, ASTETCDIR=etc)
+        # A staged install leaves the package the running system uses where it was.
+        python = paths.host_venv_python() if tree.version == "16" else paths.sid_venv_python()
+        probe = [str(python), "-c", "import asterisk_consul.module"]
+        res = subprocess.run(sid_command(probe) if tree.version == "22" else probe, cwd="/",
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=SID_ENV if tree.version == "22" else None)
+        assert res.returncode == 0, res.stdout
         assert (host_dest / moddir.lstrip("/") / MODULE).exists(), out
+        # The HTTP gate the module opens from beside itself (cbridge/gate.h).
+        assert list((host_dest / moddir.lstrip("/") / "res_discovery_consul.d").glob("http-gate-*.so")), out
         assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
         # The Python package goes under DESTDIR too, not into the running system.
         assert list(host_dest.rglob("asterisk_consul/module.py")), out
@@ -111,3 +127,30 @@ def test_install_into_destdir(tree):
             assert moddir == "/usr/lib/x86_64-linux-gnu/asterisk/modules"  # Debian multiarch
     finally:
         shutil.rmtree(host_dest, ignore_errors=True)
+
+
+def test_readme_source_install_offline_runs_under_debians_asterisk(fresh, tmp_path):
+    """The README's source install on Debian sid (the Debian-packages variant, which needs no
+    network), then Debian's Asterisk started as its service runs it (user asterisk): the
+    config `make samples` installed is readable and the module registers."""
+    build.copy_tree(tmp_path / "src")
+    fresh.copy_in(tmp_path / "src", "/usr/src/asterisk-consul")
+    venv = "/opt/asterisk-consul"
+    python = venv + "/bin/python"
+    for argv in (["python3", "-m", "venv", "--system-site-packages", venv],
+                 ["make", f"PYTHON={python}", "ASTINCDIR=/usr/include"],
+                 ["make", "install", f"PYTHON={python}"],
+                 ["make", "samples"]):
+        # In the copy's network namespace: nothing outside is reachable.
+        fresh.run(argv, net=True, cwd="/usr/src/asterisk-consul")
+    assert fresh.run(["stat", "-c", "%a %G", "/etc/asterisk/" + SAMPLE]).stdout.split() == \
+        ["640", "asterisk"]
+    consul = NetnsConsul(fresh, tmp_path)
+    ast = DebianAsterisk(fresh, tmp_path).start()
+    try:
+        assert ast.module_running()
+        eid = ast.eid()
+        runtime.wait_until(lambda: eid in consul.services(), timeout=20,
+                           what="the module installed from source registering")
+    finally:
+        ast.stop()

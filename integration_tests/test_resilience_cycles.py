@@ -1,4 +1,4 @@
-"""Issue 5, item 8 on real Asterisk 16 and 22: 200 unload/load cycles of the real module
+"""On real Asterisk 16 and 22: 200 unload/load cycles of the real module
 against a real Consul agent that is stopped and started several times meanwhile (like
 test_bridge.py's cycle test, which runs a probe application without Consul).
 

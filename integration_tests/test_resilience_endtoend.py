@@ -1,4 +1,4 @@
-"""Issue 5, item 7 on real Asterisk 16 and 22 against real Consul 1.8.7, end to end.
+"""End to end, on real Asterisk 16 and 22 against real Consul 1.8.7.
 
 An Asterisk killed with SIGKILL (no unload, no deregistration): its EID check is critical
 within one check interval. A new Asterisk with another EID then starts on the same address
@@ -61,8 +61,9 @@ def test_killed_asterisk_goes_critical_then_away_and_its_successor_passes(
     assert _check(agent, new.eid)["Status"] == "passing"
 
     # The old entry's check now reaches the new box, which says "not me".
-    d.poll("the old check answered by the new box",
-           lambda: "EID mismatch" in _check(agent, old.eid).get("Output", ""), timeout=10)
+    d.wait_until(lambda: "EID mismatch" in _check(agent, old.eid).get("Output", ""),
+                 timeout=10, interval=0.1,
+                 what="the old check answered by the new box")
     assert _check(agent, old.eid)["Status"] == "critical"
     # What consul-template renders from: only the new box is passing.
     passing = agent.get("/v1/health/service/Asterisk?passing").json()
@@ -75,7 +76,7 @@ def test_killed_asterisk_goes_critical_then_away_and_its_successor_passes(
         if _check(agent, new.eid).get("Status") != "passing":
             not_passing.append(time.monotonic() - killed)
         return old.eid not in agent.services()
-    d.poll("the old entry reaped", old_gone, timeout=GONE_BOUND_S + 10, interval=0.5)
+    d.wait_until(old_gone, timeout=GONE_BOUND_S + 10, interval=0.5, what="the old entry reaped")
     gone = time.monotonic() - critical
     assert gone < GONE_BOUND_S, "old entry removed %.1f s after it went critical" % gone
     assert not not_passing, not_passing

@@ -1,4 +1,4 @@
-"""Issue 5, item 4 on real Asterisk 16 and 22: `module reload`.
+"""`module reload` on real Asterisk 16 and 22.
 
 Unchanged file: nothing (no Consul write, no event). Changed: re-registered in place, never
 absent from Consul meanwhile (polled during the reload), stale checks replaced. A new ID:
@@ -104,12 +104,14 @@ def test_reload_unchanged_changed_new_id_disabled_and_invalid(asterisk_factory, 
         d.write_conf(ast, **options)
         with Watcher(agent, [sid]) as watcher:
             reload_ok(ast)
-            d.poll("check removed", lambda: our_check not in agent.checks(), timeout=5)
+            d.wait_until(lambda: our_check not in agent.checks(), timeout=5, interval=0.1,
+                         what="check removed")
         assert not watcher.gaps()
         options.update(check="yes")
         d.write_conf(ast, **options)
         reload_ok(ast)
-        d.poll("check back", lambda: our_check in agent.checks(), timeout=5)
+        d.wait_until(lambda: our_check in agent.checks(), timeout=5, interval=0.1,
+                     what="check back")
         d.wait_health(agent, "Asterisk", sid, "passing")
 
         # -- a new ID: the new one first, then the old one goes

@@ -1,4 +1,4 @@
-"""Issue 5, item 3 on real Asterisk 16 and 22: every resync_interval the module compares what
+"""On real Asterisk 16 and 22: every resync_interval the module compares what
 the agent holds with what it registered and re-registers in place when it is missing or
 different; it never deregisters to refresh; `discovery show status` shows the last sync.
 """
@@ -16,7 +16,7 @@ HEAL_BOUND_S = RESYNC_S + 1.5
 
 def _healed(what, fn):
     began = time.monotonic()
-    value = d.poll(what, fn, timeout=HEAL_BOUND_S + 3, interval=0.05)
+    value = d.wait_until(fn, timeout=HEAL_BOUND_S + 3, interval=0.05, what=what)
     took = time.monotonic() - began
     assert took < HEAL_BOUND_S, "%s took %.2f s" % (what, took)
     return value
@@ -39,8 +39,9 @@ def test_resync_heals_what_others_changed_and_never_deregisters(asterisk_factory
     external_deregisters = 0
 
     # The first sync registered; the next ones find everything in place.
-    sync = d.poll("a resync", lambda: (v := _last_sync(ast)).endswith("in sync") and v,
-                  timeout=HEAL_BOUND_S + 3)
+    sync = d.wait_until(lambda: (v := _last_sync(ast)).endswith("in sync") and v,
+                        timeout=HEAL_BOUND_S + 3, interval=0.1,
+                        what="a resync")
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \([0-2]s ago\): ok, in sync$", sync), sync
 
     # Someone deregisters the service through the HTTP API.

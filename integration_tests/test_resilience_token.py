@@ -1,4 +1,4 @@
-"""Issue 5, item 5 on real Asterisk 16 and 22 against Consul with ACLs (default deny).
+"""The ACL token, on real Asterisk 16 and 22 against Consul with ACLs (default deny).
 
 token_file is read at load and at reload; CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN and
 CONSUL_HTTP_TOKEN_FILE from Asterisk's environment are fallbacks and the config file wins; a
@@ -12,6 +12,7 @@ import time
 
 from integration_tests import discovery as d
 from integration_tests import resilience as r
+from integration_tests.testbed.peers import StandInPeer
 
 WRONG = "00000000-dead-beef-0000-0000000000aa"
 
@@ -60,7 +61,7 @@ def assert_no_leak(secrets, instances, seen, agent, proxies=()):
             with open("/proc/%d/cmdline" % ast.pid, "rb") as fh:
                 places["cmdline of %s" % ast.eid] = fh.read().decode("utf-8", "replace")
     for proxy in proxies:
-        places["URLs the proxy saw"] = "\n".join(path for _, _, path, _ in proxy.requests)
+        places["URLs the proxy saw"] = "\n".join(request.path for request in proxy.requests)
     leaks = ["%s holds token %s…" % (where, secret[:4]) for where, text in places.items()
              for secret in secrets if secret in text]
     assert not leaks, leaks
@@ -113,8 +114,8 @@ def test_tokens_from_file_and_environment_with_acls_and_never_shown(
     # -- and back: the good token from the file again ---------------------------------------
     ast.write_config("consul.token", good)
     assert "reloaded" in seen.rx(ast, "module reload " + d.MODULE)
-    d.poll("the error to clear", lambda: r.status_row(seen.rx(ast, "discovery show status"),
-                                                        "Last error") == "none", timeout=5)
+    d.wait_until(lambda: r.status_row(seen.rx(ast, "discovery show status"),
+                                                        "Last error") == "none", timeout=5, interval=0.1, what="the error to clear")
 
     # -- the environment, as Consul's own clients read it; the config file wins --------------
     token_file = ast.etc_dir / "env.token"  # host path; Asterisk 22 sees it in its chroot
@@ -132,10 +133,11 @@ def test_tokens_from_file_and_environment_with_acls_and_never_shown(
     assert re.search(r"^\s*token\s+\(set, %d chars\)\s+env CONSUL_HTTP_TOKEN_FILE" % len(good),
                      settings, re.M), settings
     # The file's port wins over CONSUL_HTTP_ADDR ...
-    with r.ConsulProxy(agent) as proxy:
+    with StandInPeer(agent=agent) as proxy:
         d.write_conf(env_ast, agent, **dict(env_options, port=proxy.port))
         assert "reloaded" in seen.rx(env_ast, "module reload " + d.MODULE)
-        d.poll("requests through the file's port", lambda: proxy.calls(), timeout=5)
+        d.wait_until(lambda: proxy.calls(), timeout=5, interval=0.1,
+                     what="requests through the file's port")
         assert True in proxy.token_seen and re.search(
             r"Agent:\s+http://127\.0\.0\.1:%d " % proxy.port,
             seen.rx(env_ast, "discovery show status"))
@@ -143,8 +145,8 @@ def test_tokens_from_file_and_environment_with_acls_and_never_shown(
     env_ast.write_config("wrong.token", WRONG)
     d.write_conf(env_ast, agent, **dict(env_options, token_file="wrong.token"))
     assert "reloaded" in seen.rx(env_ast, "module reload " + d.MODULE)
-    d.poll("permission denied", lambda: "permission denied" in r.status_row(
-        seen.rx(env_ast, "discovery show status"), "Last error"), timeout=5)
+    d.wait_until(lambda: "permission denied" in r.status_row(
+        seen.rx(env_ast, "discovery show status"), "Last error"), timeout=5, interval=0.1, what="permission denied")
 
     # CONSUL_HTTP_TOKEN alone.
     plain_ast = d.new_asterisk(asterisk_factory, ast_version, module_so,
@@ -157,11 +159,11 @@ def test_tokens_from_file_and_environment_with_acls_and_never_shown(
     assert "env CONSUL_HTTP_TOKEN" in seen.rx(plain_ast, "discovery show settings")
 
     # -- a peer that echoes the request back (token header included) in its errors ----------
-    with r.ConsulProxy(agent, mode="echo") as echo:
+    with StandInPeer(agent=agent, mode="echo") as echo:
         d.write_conf(ast, echo, **dict(options, port=echo.port))
         assert "reloaded" in seen.rx(ast, "module reload " + d.MODULE)
-        d.poll("the echoed error", lambda: "500" in r.status_row(
-            seen.rx(ast, "discovery show status"), "Last error"), timeout=5)
+        d.wait_until(lambda: "500" in r.status_row(
+            seen.rx(ast, "discovery show status"), "Last error"), timeout=5, interval=0.1, what="the echoed error")
         status = seen.rx(ast, "discovery show status")
         assert "<redacted>" in r.status_row(status, "Last error"), status
         assert "will keep trying" in seen.rx(ast, "discovery set maintenance on echo")

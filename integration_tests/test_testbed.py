@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from integration_tests.testbed import fixtures, paths, runtime
-from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
+from integration_tests.testbed.peers import BlackholePeer, RefusingPeer, StandInPeer
 
 EXPECTED_VERSION = {"16": r"Asterisk 16\.28\.", "22": r"Asterisk 22\."}
 
@@ -127,10 +127,10 @@ def test_broken_peers():
         requests.get(p.url, timeout=2)
     with BlackholePeer() as p, pytest.raises(requests.exceptions.ReadTimeout):
         requests.get(p.url, timeout=0.3)
-    with ErrorPeer(status=503) as p:
+    with StandInPeer(status=503) as p:
         r = requests.put(p.url + "/v1/agent/service/register", json={"ID": "x"}, timeout=2)
         assert r.status_code == 503
-        assert p.requests[0][:2] == ("PUT", "/v1/agent/service/register")
+        assert (p.requests[0].method, p.requests[0].path) == ("PUT", "/v1/agent/service/register")
 
 
 def test_free_ports_are_distinct():
@@ -151,6 +151,8 @@ def test_testbed_is_installed():
     """In CI the whole test bed must be there (installed by .ci/run's make test)."""
     for what, path in (("consul", paths.consul_binary()), ("ast16", paths.ast16_binary()),
                        ("ast22", paths.sid_root() / "usr/sbin/asterisk"),
-                       ("venv", paths.host_venv_python())):
+                       ("venv", paths.host_venv_python()),
+                       ("docker", paths.docker_prefix() / "usr/sbin/dockerd"),
+                       ("docker base image", paths.docker_base_image())):
         if not path.exists():
             fixtures.missing(f"{what} not found at {path}")

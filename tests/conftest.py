@@ -8,6 +8,8 @@ from typing import List, Tuple
 
 import pytest
 
+from integration_tests.testbed.runtime import wait_until
+
 pytest_plugins = ["integration_tests.testbed.fixtures"]
 
 
@@ -46,17 +48,6 @@ class EventRecorder:
 @pytest.fixture
 def events():
     return EventRecorder()
-
-
-def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(name="wait_until")

@@ -20,6 +20,7 @@ class StandInHost(Host):
         self.fully_booted = fully_booted
         self.shutting_down = False
         self.channels = 0
+        self.shim = "0.1.0"
         self.astdb: Dict[Tuple[str, str], str] = {}
         self.db_put_works = True            # set False to simulate a failing astdb
         self.logs: List[Tuple[str, str]] = []
@@ -38,7 +39,8 @@ class StandInHost(Host):
 
     # -- Host ------------------------------------------------------------------------------
 
-    def log(self, level: str, message: str) -> None:
+    def log(self, level: str, message: str, file: str = "asterisk_consul", line: int = 0,
+            func: str = "") -> None:
         self.logs.append((level, message))
 
     def eid(self) -> str:
@@ -46,6 +48,9 @@ class StandInHost(Host):
 
     def version(self) -> str:
         return self._version
+
+    def shim_version(self) -> str:
+        return self.shim
 
     def config_dir(self) -> str:
         return self._config_dir

@@ -9,7 +9,9 @@ from fractions import Fraction
 from hypothesis import assume, example, given, settings, strategies as st
 
 from asterisk_consul.config import ConfigError, parse_file, parse_text
-from asterisk_consul.settings import load_settings, parse_go_duration, settings_report
+from asterisk_consul.loader import load_settings
+from asterisk_consul.settings import settings_report
+from asterisk_consul.values import parse_go_duration
 from tests.standin import StandInHost
 
 # One directory for every example: #include lines in generated text resolve inside it.

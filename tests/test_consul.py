@@ -9,10 +9,11 @@ import pytest
 
 from asterisk_consul.consul import (Agent, Consul, ConsulError, ConsulNotFound,
                                     ConsulPermissionDenied, ConsulRequestError,
-                                    ConsulServerError, ConsulUnreachable, Transport)
+                                    ConsulServerError, ConsulUnreachable, TlsConfig, Transport)
+from asterisk_consul.registrar import consul_client
 from asterisk_consul.settings import Settings
 from integration_tests.testbed.consul import make_test_certs
-from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
+from integration_tests.testbed.peers import BlackholePeer, RefusingPeer, StandInPeer
 
 SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
 
@@ -107,7 +108,7 @@ def test_service_id_with_odd_characters_round_trips(consul_agent):
 
 def test_facade_builds_from_settings(consul_agent):
     settings = Settings(host="127.0.0.1", port=consul_agent.http_port)
-    consul = Consul(settings)
+    consul = consul_client(settings)
     try:
         assert consul.url == consul_agent.url
         assert consul.agent.version() == "1.8.7"
@@ -175,7 +176,7 @@ def test_dns_failure_is_unreachable():
                                           (400, ConsulRequestError), (404, ConsulNotFound),
                                           (403, ConsulPermissionDenied)])
 def test_status_codes_map_to_errors(status, error):
-    with ErrorPeer(status=status, body=f"no: {SECRET}") as peer:
+    with StandInPeer(status=status, body=f"no: {SECRET}") as peer:
         _, agent = client(peer.url, SECRET)
         with pytest.raises(error) as caught:
             agent.service.deregister("svc-1")
@@ -186,10 +187,10 @@ def test_status_codes_map_to_errors(status, error):
 
 
 def test_token_travels_only_in_the_header():
-    with ErrorPeer(status=200, body="true") as peer:
+    with StandInPeer(status=200, body="true") as peer:
         transport, agent = client(peer.url, SECRET)
         agent.service.maintenance("svc-1", True, "why not")
-        method, path, headers, _ = peer.requests[0]
+        method, path, headers = peer.requests[0][1:4]
     assert method == "PUT"
     assert headers.get("X-Consul-Token") == SECRET
     assert SECRET not in path
@@ -198,7 +199,7 @@ def test_token_travels_only_in_the_header():
 
 
 def test_non_json_answer_is_an_error():
-    with ErrorPeer(status=200, body="<html>hello</html>",
+    with StandInPeer(status=200, body="<html>hello</html>",
                    headers={"Content-Type": "text/html"}) as peer:
         _, agent = client(peer.url)
         with pytest.raises(ConsulError):
@@ -220,9 +221,9 @@ def test_https_with_the_agent_ca(consul_factory):
 
 def test_https_facade_from_settings(consul_factory):
     agent_proc = consul_factory(tls=True)
-    settings = Settings(scheme="https", host="127.0.0.1", port=agent_proc.https_port)
-    consul = Consul(settings, verify=agent_proc.ca_file,
-                    cert=(agent_proc.client_cert, agent_proc.client_key))
+    consul = Consul(agent_proc.https_url, tls=TlsConfig(
+        ca_file=agent_proc.ca_file, client_cert=agent_proc.client_cert,
+        client_key=agent_proc.client_key))
     try:
         assert consul.agent.version() == "1.8.7"
     finally:
@@ -238,7 +239,7 @@ def test_node_id_names_the_agent(consul_agent, consul_factory):
     assert another.node_id() != agent.node_id()
 
 
-# -- TLS from the settings (issue #6) ----------------------------------------------------------
+# -- TLS from the settings ------------------------------------------------------------------
 
 def tls_settings(agent_proc, **overrides):
     base = dict(scheme="https", host="127.0.0.1", port=agent_proc.https_port,
@@ -248,7 +249,7 @@ def tls_settings(agent_proc, **overrides):
 
 
 def version_with(settings):
-    consul = Consul(settings)
+    consul = consul_client(settings)
     try:
         return consul.agent.version()
     finally:
@@ -265,7 +266,7 @@ def test_tls_wrong_ca_fails_clearly_and_sends_nothing(consul_factory, tmp_path):
     other = make_test_certs(tmp_path / "other")
     settings = tls_settings(agent_proc, ca_file=str(other["ca"]), token=SECRET)
     with pytest.raises(ConsulUnreachable) as caught:
-        Consul(settings).agent.service.register(service())
+        consul_client(settings).agent.service.register(service())
     assert "svc-1" not in agent_proc.services()  # nothing reached the agent, by any port
     message = str(caught.value)
     assert message.startswith("PUT /v1/agent/service/register: TLS failure talking to https://127.0.0.1:")
@@ -327,7 +328,7 @@ def test_tls_options_are_ignored_over_plain_http(consul_agent, tmp_path):
 # -- user events -------------------------------------------------------------------------------
 
 def test_event_fire_and_list(consul_agent):
-    consul = Consul(Settings(host="127.0.0.1", port=consul_agent.http_port))
+    consul = consul_client(Settings(host="127.0.0.1", port=consul_agent.http_port))
     try:
         answer = consul.event.fire("asterisk-test", b'{"a":1}')
         assert answer["Name"] == "asterisk-test" and answer["ID"]
@@ -348,6 +349,6 @@ def test_event_fire_and_list(consul_agent):
     ("[SSL: WRONG_VERSION_NUMBER] wrong version number", "8501"),
     ("Connection refused", None)])
 def test_tls_failures_say_what_to_check(reason, hint):
-    from asterisk_consul.consul import _tls_hint
+    from asterisk_consul.consul.transport import _tls_hint
 
     assert (hint in _tls_hint(reason)) if hint else _tls_hint(reason) == ""

@@ -1,4 +1,4 @@
-"""Consul user events (issue #6): fired by the registrar after Consul accepted a change."""
+"""Consul user events: fired by the registrar after Consul accepted a change."""
 
 from __future__ import annotations
 
@@ -121,8 +121,7 @@ def test_a_refused_fire_is_logged_once_not_retried_and_registration_stands(
 
 def test_unreachable_agent_drops_events_without_blocking_stop(make_registrar, refused_port):
     registrar = make_registrar(settings_for(refused_port, events=True))
-    registrar._queue_event("register", "pbx-1", "Asterisk", "127.0.0.1", 5060, False)
-    registrar._maybe_registered = False
+    registrar._notify._queue("register", "pbx-1", "Asterisk", "127.0.0.1", 5060, False)
     began = time.monotonic()
     started(registrar)
     registrar.stop(deregister=True, timeout=1)
@@ -133,8 +132,8 @@ def test_unreachable_agent_drops_events_without_blocking_stop(make_registrar, re
 @pytest.mark.parametrize("kind", ["register", "deregister", "maintenance"])
 def test_payload_is_compact_json_well_under_consuls_limit(make_registrar, refused_port, kind):
     registrar = make_registrar(settings_for(refused_port, events=True))
-    registrar._queue_event(kind, "x" * 64, "y" * 64, "2001:db8::1", 5060, True)
-    [(name, body)] = registrar._pending_events
+    registrar._notify._queue(kind, "x" * 64, "y" * 64, "2001:db8::1", 5060, True)
+    [(name, body)] = registrar._notify._pending
     assert name == "asterisk-" + kind
     assert json.loads(body)["maintenance"] is True
     assert len(name) + len(body) < 400  # Consul 1.8.7 refuses 512 bytes after encoding

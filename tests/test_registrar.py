@@ -10,11 +10,10 @@ import time
 
 import pytest
 
-from asterisk_consul.registrar import Registrar, Result, StatusSnapshot
+from asterisk_consul.registrar import Registrar, Result, StatusSnapshot, consul_client
 from asterisk_consul.registration import HostFacts
 from asterisk_consul.settings import Settings
-from integration_tests.resilience import ConsulProxy
-from integration_tests.testbed.peers import BlackholePeer, ErrorPeer, RefusingPeer
+from integration_tests.testbed.peers import BlackholePeer, RefusingPeer, StandInPeer
 
 FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
 MAINT = "_service_maintenance:pbx-1"
@@ -344,7 +343,7 @@ def test_blackholed_agent_start_and_stop_are_bounded(make_registrar, events):
 
 def test_server_errors_are_retried_with_backoff_and_logged_once(make_registrar, caplog):
     caplog.set_level(logging.DEBUG, logger="asterisk_consul")
-    with ErrorPeer(status=500) as peer:
+    with StandInPeer(status=500) as peer:
         registrar = started(make_registrar(settings_for(peer.port)))
         time.sleep(1.5)
         attempts = len(peer.requests)
@@ -358,12 +357,12 @@ def test_server_errors_are_retried_with_backoff_and_logged_once(make_registrar, 
 
 
 def test_permission_denied_is_retried_slowly(make_registrar, caplog):
-    with ErrorPeer(status=403, body="Permission denied") as peer:
+    with StandInPeer(status=403, body="Permission denied") as peer:
         registrar = started(make_registrar(settings_for(peer.port), slow_retry_s=5.0))
         time.sleep(1.0)
         status = registrar.status(1.0)
         registrar.stop(deregister=False)
-        register_calls = [r for r in peer.requests if r[1].startswith("/v1/agent/service/reg")]
+        register_calls = [r for r in peer.requests if r.path.startswith("/v1/agent/service/reg")]
     assert len(register_calls) == 1
     assert "permission denied" in status.last_error
 
@@ -434,8 +433,7 @@ class _SlowFirstRegister:
     """A Consul client whose first registration takes `delay` seconds (the agent is slow)."""
 
     def __init__(self, settings, delay=1.0):
-        from asterisk_consul.consul import Consul
-        self._consul = Consul(settings)
+        self._consul = consul_client(settings)
         self._delay = delay
         original = self._consul.agent.service.register
 
@@ -477,12 +475,12 @@ def test_maintenance_set_outside_the_module_is_left_alone(consul_agent, make_reg
 
 
 def test_backoff_is_capped_by_the_resync_interval(make_registrar):
-    with ConsulProxy(mode="error", status=503) as peer:
+    with StandInPeer(status=503) as peer:
         registrar = started(make_registrar(settings_for(peer.port, resync_interval="200ms"),
                                            backoff_initial_s=0.05, backoff_max_s=30.0))
         time.sleep(2.0)
         registrar.stop(deregister=False)
-        times = [t for t, _, _, _ in peer.requests]
+        times = [request.time for request in peer.requests]
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert len(times) >= 8, gaps  # never waiting 30 s: a healthy agent is noticed as fast
     assert max(gaps) < 0.2 + 0.15, gaps
@@ -557,7 +555,7 @@ def test_an_old_agent_that_is_down_does_not_fail_the_sync(consul_factory, make_r
     assert "DiscoveryDeregister" in events.names() or "pbx-1" not in first.services()
 
 
-# -- HTTPS to the agent (issue #6) --------------------------------------------------------------
+# -- HTTPS to the agent --------------------------------------------------------------------------
 
 def _https_settings(agent_proc, **overrides):
     overrides.setdefault("ca_file", agent_proc.ca_file)
@@ -572,7 +570,7 @@ class _App:
 
 
 def test_https_registers_and_status_says_how(consul_factory, make_registrar, events):
-    from asterisk_consul.commands import show_status_text
+    from asterisk_consul.render import show_status_text
 
     agent_proc = consul_factory(tls=True, tls_verify_incoming=True)
     settings = _https_settings(agent_proc, client_cert=agent_proc.client_cert,
@@ -588,7 +586,7 @@ def test_https_registers_and_status_says_how(consul_factory, make_registrar, eve
 
 def test_https_with_a_wrong_ca_reports_tls_and_registers_nothing(consul_factory, make_registrar,
                                                                  events, tmp_path, caplog):
-    from asterisk_consul.commands import show_status_text
+    from asterisk_consul.render import show_status_text
     from integration_tests.testbed.consul import make_test_certs
 
     agent_proc = consul_factory(tls=True)
@@ -609,7 +607,7 @@ def test_https_with_a_wrong_ca_reports_tls_and_registers_nothing(consul_factory,
 
 def test_https_without_verification_registers_with_an_unknown_ca(consul_factory, make_registrar,
                                                                   events, tmp_path):
-    from asterisk_consul.commands import show_status_text
+    from asterisk_consul.render import show_status_text
     from integration_tests.testbed.consul import make_test_certs
 
     agent_proc = consul_factory(tls=True)

@@ -8,7 +8,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from asterisk_consul.consul import Agent, Transport
 from asterisk_consul.registration import (CHECK_NAME, META_KEY_PATTERN, HostFacts, check_id,
                                           check_url, drift,
-                                          maintenance_check_id, maintenance_in_agent, meta,
+                                          maintenance_check_id, meta,
                                           meta_problems, service_definition)
 from asterisk_consul.settings import Settings
 
@@ -105,8 +105,6 @@ def test_check_url_brackets_ipv6_and_uses_the_eid_not_the_id():
 def test_ids():
     assert check_id("x") == "check-asterisk-eid-x"
     assert maintenance_check_id("x") == "_service_maintenance:x"
-    assert maintenance_in_agent("x", {"_service_maintenance:x": {}})
-    assert not maintenance_in_agent("x", {"_service_maintenance:y": {}})
 
 
 # -- against what a real agent reports ---------------------------------------------------------

@@ -9,10 +9,10 @@ import pytest
 
 from asterisk_consul import netinfo
 from asterisk_consul.config import ConfigError
-from asterisk_consul.settings import (
-    ASTDB_FAMILY, ASTDB_SERVICE_ID_KEY, Settings, load_settings, parse_go_duration,
-    settings_report,
-)
+from asterisk_consul.loader import load_settings
+from asterisk_consul.resolve import ASTDB_FAMILY, ASTDB_SERVICE_ID_KEY
+from asterisk_consul.settings import Settings, settings_report
+from asterisk_consul.values import parse_go_duration
 from tests.standin import StandInHost
 
 CONF = "res_discovery_consul.conf"

@@ -1,4 +1,4 @@
-"""Settings for HTTPS to Consul and for Consul events (issue #6): options, fallbacks from
+"""Settings for HTTPS to Consul and for Consul events: options, fallbacks from
 Consul's environment variables, file checks at load, warnings, and the report."""
 
 import os

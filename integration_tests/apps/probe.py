@@ -1,4 +1,5 @@
-"""A stand-in Application for the bridge's own tests (loaded via ASTERISK_CONSUL_APP).
+"""A stand-in Application for the bridge's own tests (the shim is built around it:
+build_module(version, app=PROBE_APP)).
 
 It exercises every path of the shim without Consul: CLI with completion, an HTTP route,
 an AMI action with an event, a thread of its own, a shutdown hook, and handlers that raise.
@@ -16,7 +17,7 @@ import requests
 
 from asterisk_consul.ami import AmiAction, AmiReply
 from asterisk_consul.cli import CliCommand, failure, ok
-from asterisk_consul.web import HttpResponse, plain
+from asterisk_consul.web import HttpResponse
 
 log = logging.getLogger("probe")
 

@@ -247,9 +247,16 @@ class AsteriskInstance(runtime.ManagedProcess):
 
     def install_module(self, so_path):
         """Copy a module into module_dir with `install -m 0644` (a new inode, so a running
-        Asterisk that mapped the old file is unaffected). Returns the host path."""
-        dest = self.module_dir / Path(so_path).name
+        Asterisk that mapped the old file is unaffected), with the files it keeps beside it
+        (<name>.d/, e.g. res_discovery_consul.d/). Returns the host path."""
+        so_path = Path(so_path)
+        dest = self.module_dir / so_path.name
         subprocess.run(["install", "-m", "0644", str(so_path), str(dest)], check=True)
+        beside = so_path.with_suffix(".d")
+        if beside.is_dir():
+            for item in beside.iterdir():
+                subprocess.run(["install", "-D", "-m", "0644", str(item),
+                                str(self.module_dir / beside.name / item.name)], check=True)
         return dest
 
     # -- process ----------------------------------------------------------------------------

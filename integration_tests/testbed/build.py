@@ -2,6 +2,7 @@
 
     build_module("16") -> host path of the .so (Asterisk 16 headers, the host venv's Python)
     build_module("22") -> host path of the .so (built in the sid chroot with its venv's Python)
+    build_module("16", app=PROBE_APP) -> the shim built around the bridge tests' probe app
 
 16: copy the tree to $CACHE/build/asterisk-consul-16, `$CACHE/venv/bin/pip install --no-deps
     --force-reinstall <copy>`, then `make -C <copy> PYTHON=$CACHE/venv/bin/python
@@ -28,6 +29,10 @@ from . import paths, runtime
 from .asterisk import sid_command
 
 MODULE = "res_discovery_consul.so"
+# The bridge tests' stand-in application (integration_tests/apps/probe.py).
+PROBE_APP = "probe:Application"
+# Installed next to the module (the HTTP gate, cbridge/gate.h).
+MODULE_FILES_DIR = "res_discovery_consul.d"
 _built = {}
 
 
@@ -85,31 +90,43 @@ def _run(argv, log, what, env=None, cwd=None):
 
 
 def _publish(so_path, version):
-    """Copy the built .so to a private temp dir (removed at exit)."""
+    """Copy the built .so and its files dir to a private temp dir (removed at exit)."""
     out = Path(tempfile.mkdtemp(prefix=f"acso{version}-"))
     runtime.register_cleanup(("build", str(out)), lambda: shutil.rmtree(out, ignore_errors=True))
     dest = out / MODULE
     shutil.copy2(so_path, dest)
+    beside = Path(so_path).parent / MODULE_FILES_DIR
+    if beside.is_dir():
+        shutil.copytree(beside, out / MODULE_FILES_DIR)
     return dest
 
 
-def build_module(version, repo=None, force=False):
-    """Build the module for Asterisk version ("16"/"22"); return the host path of the .so.
-    Memoized per process unless force."""
+def build_module(version, repo=None, force=False, app=None):
+    """Build the module for Asterisk version ("16"/"22"), around `app` (MODULE:CLASS from
+    integration_tests/apps) instead of the real application if given; return the host path
+    of the .so. Memoized per process unless force."""
     version = str(version)
-    if not force and version in _built and _built[version].exists():
-        return _built[version]
+    key = (version, app)
+    if not force and key in _built and _built[key].exists():
+        return _built[key]
     if version == "16":
-        so = _build16(repo)
+        so = _build16(repo, app)
     elif version == "22":
-        so = _build22(repo)
+        so = _build22(repo, app)
     else:
         raise ValueError(f"unknown Asterisk version {version!r}")
-    _built[version] = so
+    _built[key] = so
     return so
 
 
-def _build16(repo):
+def _app_variables(app, tree):
+    """make variables that build the shim around `app`, imported from tree's apps dir."""
+    if not app:
+        return []
+    return [f"RDC_APP={app}", f"RDC_APP_PATH={tree}/integration_tests/apps"]
+
+
+def _build16(repo, app):
     venv_python = paths.host_venv_python()
     incdir = paths.ast16_prefix() / "usr/include"
     if not venv_python.exists():
@@ -123,15 +140,15 @@ def _build16(repo):
             _run([paths.host_venv() / "bin/pip", "install", "--disable-pip-version-check", "-q",
                   "--no-deps", "--force-reinstall", str(work)], log,
                  "pip install of the asterisk_consul package into the host venv", cwd=work)
-            _run(["make", "-C", str(work), f"PYTHON={venv_python}", f"ASTINCDIR={incdir}"], log,
-                 "make (Asterisk 16)")
+            _run(["make", "-C", str(work), f"PYTHON={venv_python}", f"ASTINCDIR={incdir}",
+                  *_app_variables(app, work)], log, "make (Asterisk 16)")
         so = work / MODULE
         if not so.exists():
             raise BuildError(f"make succeeded but {so} does not exist")
         return _publish(so, "16")
 
 
-def _build22(repo):
+def _build22(repo, app):
     root = paths.sid_root()
     if not (root / paths.SID_VENV.lstrip("/") / "bin/python").exists():
         raise BuildError(f"the sid chroot venv is missing under {root}: run "
@@ -143,7 +160,8 @@ def _build22(repo):
         script = (f"set -e; cd {paths.SID_BUILD_DIR}; "
                   f"{pip} install --disable-pip-version-check -q --no-deps --no-build-isolation "
                   f"--force-reinstall .; "
-                  f"make PYTHON={paths.sid_venv_python()} ASTINCDIR=/usr/include")
+                  f"make PYTHON={paths.sid_venv_python()} ASTINCDIR=/usr/include "
+                  + " ".join(_app_variables(app, paths.SID_BUILD_DIR)))
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "LANG": "C.UTF-8"}
         (paths.cache_dir() / "build").mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import pytest
 from . import paths, runtime
 from .asterisk import AsteriskInstance, binary_path
 from .consul import ConsulAgent
-from .peers import BlackholePeer, ErrorPeer, RefusingPeer
+from .peers import BlackholePeer, RefusingPeer, StandInPeer
 
 SETUP_HINT = "run `make -C integration_tests test-setup`"
 
@@ -65,7 +65,8 @@ def pytest_unconfigure(config):
 def pytest_report_header(config):
     parts = [f"cache {paths.cache_dir()}"]
     for label, path in (("consul", paths.consul_binary()), ("ast16", paths.ast16_binary()),
-                        ("ast22", binary_path("22"))):
+                        ("ast22", binary_path("22")),
+                        ("docker", paths.docker_prefix() / "usr/sbin/dockerd")):
         parts.append(f"{label} {'ok' if path.exists() else 'MISSING'}")
     return "testbed: " + ", ".join(parts)
 
@@ -171,6 +172,6 @@ def blackhole_peer():
 
 @pytest.fixture
 def error_peer():
-    """ErrorPeer(500); set .status to change what it answers."""
-    with ErrorPeer(500) as peer:
+    """A StandInPeer answering 500; set .status to change what it answers."""
+    with StandInPeer(500) as peer:
         yield peer

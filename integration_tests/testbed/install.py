@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Install the test bed into a cache outside the work tree (stdlib only, idempotent).
 
-    python3 integration_tests/testbed/install.py [--only consul,ast16,ast22,venv,bench,fleet]
-                                                 [--force]
+    python3 integration_tests/testbed/install.py
+        [--only consul,ast16,ast22,venv,docker,bench,fleet] [--force]
 
 Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     consul/   Consul 1.8.7, dpkg -x of Debian bullseye's `consul`      -> consul/usr/bin/consul
     ast16/    Asterisk 16.28 + headers + the libraries this machine lacks (bullseye, dpkg -x)
     sid/      a Debian sid minbase chroot with Asterisk 22, its headers, python3, cffi, requests,
-              gcc/make, and a venv /opt/asterisk-consul/venv (--system-site-packages)
+              gcc/make, debhelper/dh-python (`make deb`), and a venv /opt/asterisk-consul/venv
+              (--system-site-packages)
     venv/     a host venv with integration_tests/test-requirements.txt
+    docker/   bookworm's docker.io and docker-compose (dpkg -x) and a debootstrap'ed sid base
+              image tarball (see install_docker.py)
     bench/    only with --only ...,bench (for `make bench`): wrk and the libraries this machine
               lacks for it (dpkg -x of the machine's own suite, bookworm) -> bench/usr/bin/wrk,
               and bench/requirements.txt (py-spy) pip-installed into the host venv
@@ -39,14 +42,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import install_docker  # noqa: E402
 import install_fleet  # noqa: E402
 import paths  # noqa: E402  (stdlib-only sibling module)
 
-COMPONENTS = ("consul", "ast16", "ast22", "venv", "bench", "fleet")
+COMPONENTS = ("consul", "ast16", "ast22", "venv", "docker", "bench", "fleet")
 # Installed only when named in --only (the tests do not need them).
 OPTIONAL = ("bench",)
 # Bump a recipe version to force that component to be rebuilt on every cache.
-RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "bench": 1, "fleet": 1}
+RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "docker": 1, "bench": 1, "fleet": 1}
 
 CONSUL_VERSION = "1.8.7"
 AST16_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev"]
@@ -54,7 +58,9 @@ AST16_VERSION_PREFIX = "16.28"
 SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev",
                 "python3", "python3-dev", "python3-cffi", "python3-requests",
                 "python3-setuptools", "python3-pip", "python3-venv",
-                "gcc", "make", "libc6-dev", "ca-certificates"]
+                "gcc", "make", "libc6-dev", "ca-certificates",
+                # `make deb`: Debian's packaging tools (debhelper comes with asterisk-dev)
+                "build-essential", "debhelper", "dh-python", "pybuild-plugin-pyproject", "dpkg-dev"]
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]
@@ -449,12 +455,9 @@ def get_debootstrap():
     return dest, apt
 
 
-def install_ast22():
+def debootstrap_sid(tmp):
+    """A minbase Debian sid into the empty dir tmp; returns the PrivateApt of its archive."""
     dbs, apt = get_debootstrap()
-    root = paths.sid_root()
-    tmp = paths.cache_dir() / "sid.partial"
-    remove_tree(tmp)
-    tmp.mkdir(parents=True)
     log(f"debootstrap --variant=minbase sid into {tmp} (takes a while)")
     env = dict(os.environ)
     env["DEBOOTSTRAP_DIR"] = str(dbs / "usr/share/debootstrap")
@@ -473,6 +476,15 @@ def install_ast22():
             raise ArchiveUnreachable(f"debootstrap could not reach the Debian archive "
                                      f"{apt.uri} (sid):\n{tail}")
         raise InstallError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
+    return apt
+
+
+def install_ast22():
+    root = paths.sid_root()
+    tmp = paths.cache_dir() / "sid.partial"
+    remove_tree(tmp)
+    tmp.mkdir(parents=True)
+    apt = debootstrap_sid(tmp)
 
     # Networking and trust inside the chroot.
     for name in ("resolv.conf", "hosts"):
@@ -684,6 +696,8 @@ INSTALLERS = {"consul": (install_consul, verify_consul),
               "ast16": (install_ast16, verify_ast16),
               "ast22": (install_ast22, verify_ast22),
               "venv": (install_venv, verify_venv),
+              "docker": (lambda: install_docker.install(sys.modules[__name__]),
+                         install_docker.verify),
               "bench": (install_bench, verify_bench),
               "fleet": (lambda: install_fleet.install(sys.modules[__name__]),
                         install_fleet.verify)}
@@ -699,6 +713,8 @@ def inputs_for(name):
         data["packages"] = SID_PACKAGES
     elif name == "bench":
         data.update(bench_inputs())
+    elif name == "docker":
+        data.update(install_docker.inputs())
     elif name == "fleet":
         data.update(install_fleet.inputs())
     return data
@@ -789,8 +805,9 @@ def main(argv=None):
     unknown = [c for c in only if c not in COMPONENTS]
     if unknown:
         parser.error(f"unknown component(s): {', '.join(unknown)}")
-    if os.geteuid() != 0 and any(c in only for c in ("ast22",)):
-        log("warning: building the sid chroot needs root (chroot, mount namespaces)")
+    if os.geteuid() != 0 and any(c in only for c in ("ast22", "docker")):
+        log("warning: building the sid chroot and the docker base image needs root (chroot, "
+            "mount namespaces)")
     log(f"cache: {paths.cache_dir()}")
     start = time.monotonic()
     failures = []

@@ -78,6 +78,21 @@ def bench_library_path() -> str:
     return ":".join(str(d) for d in dirs)
 
 
+def docker_prefix() -> Path:
+    """docker.io and docker-compose (and what this machine lacks for them), dpkg -x'ed."""
+    return cache_dir() / "docker"
+
+
+def docker_base_image() -> Path:
+    """A debootstrap'ed Debian sid minbase as a tarball, for `docker import`."""
+    return docker_prefix() / "debian-sid-minbase.tar"
+
+
+def docker_state() -> Path:
+    """The private Docker daemon's data (images, build cache) and socket."""
+    return cache_dir() / "docker-state"
+
+
 def fleet_prefix() -> Path:
     """The fleet's tools (Kamailio and SIPp, with the libraries they need), dpkg -x'ed."""
     return cache_dir() / "fleet"

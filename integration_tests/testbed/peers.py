@@ -3,13 +3,17 @@
 RefusingPeer  - connections are refused (the port is bound but never listens, so nothing else
                 can take it while the peer exists).
 BlackholePeer - accepts TCP connections and never sends a byte (client timeouts).
-ErrorPeer     - answers every HTTP request with one status (default 500); records requests.
+StandInPeer   - the stand-in HTTP peer: answers one status, forwards to a Consul agent,
+                echoes or drops; records every request.
 """
 
 import json
 import socket
 import threading
+import time
+from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import List, NamedTuple, Optional
 
 
 class _Peer:
@@ -111,16 +115,36 @@ class BlackholePeer(_Peer):
             self._sock = None
 
 
-class ErrorPeer(_Peer):
-    """An HTTP server answering every request with `status` (and a small JSON body).
+class Request(NamedTuple):
+    """One request a StandInPeer received (the token header is kept only as token_seen)."""
 
-    .requests lists (method, path, headers dict, body bytes) of what it received."""
+    time: float     # time.monotonic() at arrival
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+    status: Optional[int]  # what was answered (None: dropped)
 
-    def __init__(self, status=500, body=None, headers=None):
+
+class StandInPeer(_Peer):
+    """The one stand-in HTTP peer of the tests, recording every request in .requests.
+
+    mode "answer" (default): every request gets `status` with `body` (a small JSON error by
+    default); "forward": passed to the Consul agent `agent` (502 when it is down); "echo":
+    500 with the request's headers as the body (a misdirected peer that reflects what it got,
+    token included); "drop": the connection is closed without an answer. .mode and .status
+    may be changed while it runs. .token_seen says whether requests carried X-Consul-Token.
+    """
+
+    def __init__(self, status=500, body=None, headers=None, agent=None, mode=None):
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
-        self.requests = []
+        self.agent = agent
+        self.mode = mode or ("forward" if agent is not None else "answer")
+        self.requests: List[Request] = []
+        self.token_seen = set()
+        self._lock = threading.Lock()
         self._server = None
         self._thread = None
         self.port = None
@@ -137,17 +161,19 @@ class ErrorPeer(_Peer):
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length) if length else b""
-                peer.requests.append((self.command, self.path, dict(self.headers), data))
-                body = peer.body
-                if body is None:
-                    body = json.dumps({"error": f"test peer says {peer.status}"})
-                if isinstance(body, str):
-                    body = body.encode()
-                self.send_response(peer.status)
-                for k, v in peer.headers.items():
-                    self.send_header(k, v)
-                if "Content-Type" not in peer.headers:
-                    self.send_header("Content-Type", "application/json")
+                headers = dict(self.headers)
+                token = headers.get("X-Consul-Token")
+                mode = peer.mode
+                if mode == "drop":
+                    peer._record(self.command, self.path, headers, data, None, token)
+                    self.close_connection = True
+                    return
+                status, reason, answer_headers, body = peer._answer(
+                    mode, self.command, self.path, data, token, self.headers)
+                peer._record(self.command, self.path, headers, data, status, token)
+                self.send_response(status, reason)
+                for name, value in answer_headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
@@ -162,10 +188,52 @@ class ErrorPeer(_Peer):
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name=f"errorpeer-{self.port}", daemon=True)
+                                        kwargs={"poll_interval": 0.05},
+                                        name=f"standin-peer-{self.port}", daemon=True)
         self._thread.start()
         return self
+
+    def _answer(self, mode, method, path, data, token, request_headers):
+        if mode == "forward":
+            return self._forward(method, path, data, token)
+        if mode == "echo":
+            body = "".join("%s: %s\n" % kv for kv in request_headers.items()).encode()
+            return 500, "Internal Server Error", [("Content-Type", "text/plain")], body
+        body = self.body
+        if body is None:
+            body = json.dumps({"error": f"test peer says {self.status}"})
+        if isinstance(body, str):
+            body = body.encode()
+        headers = list(self.headers.items())
+        if "Content-Type" not in self.headers:
+            headers.append(("Content-Type", "application/json"))
+        return self.status, None, headers, body
+
+    def _forward(self, method, path, body, token):
+        headers = {"Content-Type": "application/json"} if body else {}
+        if token is not None:
+            headers["X-Consul-Token"] = token
+        try:
+            conn = HTTPConnection("127.0.0.1", self.agent.http_port, timeout=10)
+            conn.request(method, path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            kept = [(k, v) for k, v in response.getheaders()
+                    if k.lower() in ("content-type", "x-consul-index")]
+            conn.close()
+            return response.status, response.reason, kept, data
+        except OSError as exc:
+            return 502, "Bad Gateway", [("Content-Type", "text/plain")], str(exc).encode()
+
+    def _record(self, method, path, headers, body, status, token):
+        with self._lock:
+            self.requests.append(Request(time.monotonic(), method, path, headers, body, status))
+            self.token_seen.add(token is not None)
+
+    def calls(self, since=0.0, path_prefix=""):
+        """Requests after monotonic time `since` whose path starts with path_prefix."""
+        with self._lock:
+            return [r for r in self.requests if r.time >= since and r.path.startswith(path_prefix)]
 
     def close(self):
         if self._server is not None:

@@ -214,9 +214,14 @@ class GiveUp(Exception):
     """Raised by a wait_until predicate to stop waiting at once (e.g. the process died)."""
 
 
+class WaitTimeout(AssertionError, TimeoutError):
+    """wait_until gave up: a failed test (AssertionError) and a timeout (TimeoutError)."""
+
+
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
-    """Poll predicate() until it returns a truthy value (returned) or raise TimeoutError.
-    Exceptions from predicate count as 'not yet', except GiveUp, which propagates."""
+    """The tests' one way to wait: poll predicate() until it returns a truthy value (returned)
+    or raise WaitTimeout naming `what`. Exceptions from predicate count as 'not yet', except
+    GiveUp, which propagates."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -229,6 +234,6 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
         except Exception as exc:  # noqa: BLE001 - remembered for the message
             last_exc = exc
         if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{extra}")
+            extra = f" (last error: {last_exc!r})" if last_exc else f" (last: {value!r})"
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}{extra}")
         time.sleep(interval)

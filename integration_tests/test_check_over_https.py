@@ -1,4 +1,4 @@
-"""Issue #6 (items 3 and 4), the EID check over HTTPS and CONSUL_HTTP_SSL: on Asterisk 16 and 22
+"""The EID check over HTTPS and CONSUL_HTTP_SSL: on Asterisk 16 and 22
 against a real Consul 1.8.7 agent. Asterisk's TLS server gets a certificate the test makes
 (issued by a throwaway CA the agent does not know, unless the test tells it); the files are
 copied into the Asterisk's config directory, which Asterisk 22 sees inside its chroot."""
@@ -71,7 +71,8 @@ def wait_check_output(consul, ast, pattern, timeout=20.0):
     def found():
         check = d.check_of(consul, ast.eid)
         return check if check and re.search(pattern, check["Output"]) else None
-    return d.poll("EID check output /%s/" % pattern, found, timeout)
+    return d.wait_until(found, timeout=timeout, interval=0.1,
+                        what="EID check output /%s/" % pattern)
 
 
 def reload_ok(ast):
@@ -148,7 +149,8 @@ def test_check_tls_server_name_is_refused_by_consul_1_8_and_said_clearly(
     def refused():
         text = ast.rx("discovery show status")
         return "TLSServerName" in status_row(text, "Last error") and text
-    status = d.poll("TLSServerName in the status's Last error", refused, timeout=10)
+    status = d.wait_until(refused, timeout=10, interval=0.1,
+                          what="TLSServerName in the status's Last error")
     assert status_row(status, "Registered") == "no", status
     assert re.search(r"400|unknown field", status_row(status, "Last error")), status
     assert ast.eid not in consul_agent.services()

@@ -1,4 +1,4 @@
-"""Issue #6 (B), Consul events: on Asterisk 16 and 22 against a real Consul agent, the events
+"""Consul events: on Asterisk 16 and 22 against a real Consul agent, the events
 the module fires are read back with GET /v1/event/list?name=… (payload base64-decoded)."""
 
 import base64
@@ -18,8 +18,9 @@ def fired(consul, name):
 
 
 def wait_fired(consul, name, count):
-    return d.poll("%d event(s) %s" % (count, name),
-                  lambda: len(fired(consul, name)) >= count and fired(consul, name), timeout=10)
+    return d.wait_until(lambda: len(fired(consul, name)) >= count and fired(consul, name),
+                        timeout=10, interval=0.1,
+                        what="%d event(s) %s" % (count, name))
 
 
 def test_register_maintenance_and_unload_fire_consul_events(

@@ -1,4 +1,4 @@
-"""Issue #6 (item 4), the [kv] section: on Asterisk 16 and 22 against a real Consul agent, the
+"""The [kv] section: on Asterisk 16 and 22 against a real Consul agent, the
 keys are read back with GET /v1/kv/<prefix>?recurse and their holder with
 GET /v1/session/info/<id>."""
 
@@ -48,7 +48,8 @@ def wait_kv(consul, prefix, expected, timeout=20.0):
     def matches():
         tree = kv_tree(consul, prefix)
         return [tree] if {k: v for k, (v, _) in tree.items()} == expected else None
-    return d.poll("KV under %s to be %r" % (prefix, expected), matches, timeout)[0]
+    return d.wait_until(matches, timeout=timeout, interval=0.1,
+                        what="KV under %s to be %r" % (prefix, expected))[0]
 
 
 def session_info(consul, session_id):
@@ -94,7 +95,8 @@ def test_templated_keys_are_written_held_by_our_session_shown_and_removed_at_unl
     def status_lists_every_key():
         status = ast.rx("discovery show status")
         return status if re.search(r"^\s*KV:\s+4 of 4 keys", status, re.M) else None
-    status = d.poll("status to list the 4 keys", status_lists_every_key, timeout=10)
+    status = d.wait_until(status_lists_every_key, timeout=10, interval=0.1,
+                          what="status to list the 4 keys")
     assert re.match(r"4 of 4 keys under %s/ in Consul \(session %s, renewed \d{4}-\d\d-\d\d "
                     r"\d\d:\d\d:\d\d .*\(\d+s ago\)\)$" % (re.escape(PREFIX), session_id),
                     status_row(status, "KV")), status
@@ -150,7 +152,8 @@ def test_reload_deletes_dropped_keys_writes_new_ones_and_follows_the_prefix(
     d.write_conf(ast, consul_agent, **kv_options())
     reload_ok(ast)
     wait_kv(consul_agent, "moved/edge-kv", {}, timeout=10)
-    d.poll("our session to be destroyed", lambda: our_sessions(consul_agent) == [], timeout=5)
+    d.wait_until(lambda: our_sessions(consul_agent) == [], timeout=5, interval=0.1,
+                 what="our session to be destroyed")
     assert not re.search(r"^\s*KV:", ast.rx("discovery show status"), re.M)
     assert re.search(r"^\s+kv\s+\(none: no \[kv\] section\)\s+default\s*$",
                      ast.rx("discovery show settings"), re.M)
@@ -188,9 +191,9 @@ def test_sigkilled_asterisk_keys_vanish_when_the_session_expires(
     session_id = tree[PREFIX + "/role"][1]
     assert session_info(consul_agent, session_id)["TTL"] == "10s"
     # The worker renews every TTL/2 (5 s): a renewal of this very session reaches Consul.
-    d.poll("a renewal of session %s" % session_id,
-           lambda: ("PUT", "/v1/session/renew/" + session_id) in r.consul_requests(consul_agent),
-           timeout=15, interval=0.5)
+    d.wait_until(lambda: ("PUT", "/v1/session/renew/" + session_id) in r.consul_requests(consul_agent),
+                 timeout=15, interval=0.5,
+                 what="a renewal of session %s" % session_id)
 
     ast.kill()  # SIGKILL: no unload, nothing destroys the session
     assert not ast.is_running()
@@ -211,7 +214,8 @@ def test_restarted_asterisk_takes_over_the_keys_of_its_killed_run(
     def held_by_a_new_session():
         value, holder = kv_tree(consul_agent, PREFIX).get(PREFIX + "/role", (None, None))
         return holder if holder not in (None, old_session) and value == "edge" else None
-    new_session = d.poll("the key held by a new session", held_by_a_new_session, timeout=10)
+    new_session = d.wait_until(held_by_a_new_session, timeout=10, interval=0.1,
+                               what="the key held by a new session")
     assert session_info(consul_agent, old_session) is None  # destroyed by the take-over
     assert [s["ID"] for s in our_sessions(consul_agent)] == [new_session]
     assert "KV error" not in ast.rx("discovery show status")
@@ -236,7 +240,7 @@ def test_key_held_by_someone_elses_session_is_left_alone_and_reported(
     def reported():
         status = ast.rx("discovery show status")
         return status if re.search(r"^\s*KV error:", status, re.M) else None
-    status = d.poll("the KV error in status", reported, timeout=10)
+    status = d.wait_until(reported, timeout=10, interval=0.1, what="the KV error in status")
     assert status_row(status, "KV error") == (
         "KV key %s/owned is held by another Consul session (%s, name someone-else): "
         "not written" % (PREFIX, foreign)), status
@@ -246,5 +250,6 @@ def test_key_held_by_someone_elses_session_is_left_alone_and_reported(
     # Once its holder lets go, the key is ours at a later attempt and the error clears.
     consul_agent.put("/v1/session/destroy/%s" % foreign).raise_for_status()
     wait_kv(consul_agent, PREFIX, {PREFIX + "/role": "edge", PREFIX + "/owned": "ours"})
-    d.poll("the KV error to clear",
-           lambda: "KV error" not in ast.rx("discovery show status"), timeout=10)
+    d.wait_until(lambda: "KV error" not in ast.rx("discovery show status"),
+                 timeout=10, interval=0.1,
+                 what="the KV error to clear")

@@ -1,4 +1,4 @@
-"""Settings and pure helpers of issue 6 (items 1b, 2, 3, 4): check_type / check_ttl, the HTTPS
+"""Settings and pure helpers of the checks, KV and events: check_type / check_ttl, the HTTPS
 EID check options, CONSUL_HTTP_SSL, [kv] with kv_prefix / kv_session_ttl, the check and KV
 definitions built from them, and how `discovery show settings` reports them."""
 
@@ -12,8 +12,9 @@ from asterisk_consul.registration import (CHECK_NAME, TTL_CHECK_NAME, HostFacts,
                                           check_definitions, check_drift, service_definition,
                                           standalone_check, ttl_check_definition, ttl_check_id,
                                           ttl_status)
-from asterisk_consul.settings import (KV_MAX_KEYS, Settings, kv_template_problem,
-                                      render_kv_template, settings_report)
+from asterisk_consul.loader import KV_MAX_KEYS
+from asterisk_consul.settings import Settings, settings_report
+from asterisk_consul.values import kv_template_problem, render_kv_template
 from tests.test_settings import CONF, consul, error_of, host, load  # noqa: F401 (fixture)
 from tests.test_settings import confdir  # noqa: F401 - fixture
 

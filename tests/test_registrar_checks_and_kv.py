@@ -1,4 +1,4 @@
-"""The registrar's issue-6 features against a real Consul agent: the TTL check that follows
+"""The registrar's health checks and KV keys against a real Consul agent: the TTL check that follows
 Asterisk's state, `discovery set check on|off` without re-registering the service, the HTTPS
 EID check options, and the [kv] keys held by a Consul session."""
 
@@ -11,9 +11,8 @@ import re
 import threading
 import time
 
-from asterisk_consul.commands import show_status_text
-from asterisk_consul.consul import Consul
-from asterisk_consul.registrar import Result
+from asterisk_consul.registrar import Result, consul_client
+from asterisk_consul.render import show_status_text
 from tests.test_registrar import FACTS, gaps_in_registration, settings_for, started
 from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
 
@@ -47,7 +46,7 @@ class RecordingConsul:
         self._lock = threading.Lock()
 
     def __call__(self, settings):
-        consul = Consul(settings)
+        consul = consul_client(settings)
         consul.agent.service.register = self._recorded(consul.agent.service.register,
                                                        self.services)
         consul.agent.check.register = self._recorded(consul.agent.check.register, self.checks)

@@ -1,4 +1,4 @@
-"""Issue #6 (A), HTTPS to Consul: on Asterisk 16 and 22 against a real TLS Consul agent whose
+"""HTTPS to Consul: on Asterisk 16 and 22 against a real TLS Consul agent whose
 certificates the test makes. The CA and client files are copied into the Asterisk's config
 directory (Asterisk 22 runs in a chroot and sees only what is inside it)."""
 
@@ -87,9 +87,9 @@ def test_wrong_ca_fails_clearly_never_plain_http_and_tls_verify_no_works(
                  r"https://127\.0\.0\.1:%d: .*certificate verify failed.*ca_file"
                  % consul.https_port,
                  since=since)
-    status = d.poll("the TLS error in the status", lambda: (
+    status = d.wait_until(lambda: (
         lambda text: "TLS failure" in status_row(text, "Last error") and text)(
-            ast.rx("discovery show status")), timeout=5)
+            ast.rx("discovery show status")), timeout=5, interval=0.1, what="the TLS error in the status")
     assert status_row(status, "Registered") == "no", status
     assert status_row(status, "Agent").startswith("https://127.0.0.1:%d (UNREACHABLE)"
                                                   % consul.https_port), status

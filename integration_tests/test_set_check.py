@@ -1,4 +1,4 @@
-"""Issue #6 (item 3), `discovery set check on|off` and the AMI action DiscoverySetCheck: on
+"""`discovery set check on|off` and the AMI action DiscoverySetCheck: on
 Asterisk 16 and 22 against a real Consul agent (check = yes, type http, resync every second).
 What the module sent is read back from the agent's request log (log_level DEBUG)."""
 
@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from integration_tests import discovery as d
 from integration_tests import resilience as r
+from integration_tests.testbed.peers import StandInPeer
 from integration_tests.resilience import status_row
 
 OFF_BY_COMMAND = "off (set by 'discovery set check off'; kept until the check options change)"
@@ -47,7 +48,7 @@ def wait_resyncs(consul, since, count=3):
     def looked():
         return len([u for _, u in r.consul_requests(consul, since, "GET")
                     if u.startswith("/v1/agent/service/")]) >= count
-    d.poll("%d resyncs" % count, looked, timeout=15, interval=0.2)
+    d.wait_until(looked, timeout=15, interval=0.2, what="%d resyncs" % count)
 
 
 def wait_check_row(ast, expected):
@@ -55,7 +56,7 @@ def wait_check_row(ast, expected):
     def shown():
         status = ast.rx("discovery show status")
         return status if status_row(status, "Check") == expected else None
-    return d.poll("the Check row %r" % expected, shown, timeout=10)
+    return d.wait_until(shown, timeout=10, interval=0.1, what="the Check row %r" % expected)
 
 
 def reload_ok(ast):
@@ -126,9 +127,9 @@ def test_set_check_on_brings_the_check_back_and_it_passes(
         assert check is not None and check["Name"] == "Asterisk Instance EID Verification"
         assert check["ServiceID"] == ast.eid
         assert d.wait_event(ami, "DiscoverySetCheck", Check="on")["ID"] == ast.eid
-        d.poll("the check to pass",
-               lambda: (d.check_of(consul_agent, ast.eid) or {}).get("Status") == "passing",
-               timeout=10)
+        d.wait_until(lambda: (d.check_of(consul_agent, ast.eid) or {}).get("Status") == "passing",
+                     timeout=10, interval=0.1,
+                     what="the check to pass")
         status = wait_check_row(ast, ON_BY_COMMAND)
         assert status_row(status, "EID check") == "%s: passing" % eid_check_id(ast), status
         assert not d.events(ami, "DiscoveryRegister")
@@ -148,8 +149,8 @@ def test_reload_changing_a_check_option_drops_the_override(
     reload_ok(ast)
     ast.wait_log(r"the check options changed: 'discovery set check off' no longer applies; "
                  r"the config decides", since=since)
-    d.poll("the check back from the config", lambda: d.check_of(consul_agent, ast.eid),
-           timeout=10)
+    d.wait_until(lambda: d.check_of(consul_agent, ast.eid), timeout=10, interval=0.1,
+                 what="the check back from the config")
     d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
     wait_check_row(ast, ON_BY_CONFIG)
 
@@ -157,14 +158,14 @@ def test_reload_changing_a_check_option_drops_the_override(
     # hands the decision back to the config, which removes the check.
     d.write_conf(ast, consul_agent, check="no")
     reload_ok(ast)
-    d.poll("the check removed by the config", lambda: d.check_of(consul_agent, ast.eid) is None,
-           timeout=10)
+    d.wait_until(lambda: d.check_of(consul_agent, ast.eid) is None, timeout=10, interval=0.1,
+                 what="the check removed by the config")
     assert ast.rx("discovery set check on").strip() == on_message(ast)
     assert d.check_of(consul_agent, ast.eid) is not None
     d.write_conf(ast, consul_agent, check="no", check_timeout="2s")
     reload_ok(ast)
-    d.poll("the check removed again", lambda: d.check_of(consul_agent, ast.eid) is None,
-           timeout=10)
+    d.wait_until(lambda: d.check_of(consul_agent, ast.eid) is None, timeout=10, interval=0.1,
+                 what="the check removed again")
     wait_check_row(ast, "off (config)")
 
 
@@ -243,7 +244,7 @@ def test_agent_unanswering_set_check_on_is_not_done_then_applied_when_back(
         asterisk_factory, ast_version, module_so, consul_agent):
     """The agent keeps its state (no check) while a proxy in front of it drops every
     connection: `set check on` fails, and the check appears once the proxy forwards again."""
-    with r.ConsulProxy(consul_agent) as proxy:
+    with StandInPeer(agent=consul_agent) as proxy:
         ast = d.start(asterisk_factory, ast_version, module_so, proxy)
         d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
         assert ast.rx("discovery set check off").strip() == off_message(ast)
@@ -258,7 +259,7 @@ def test_agent_unanswering_set_check_on_is_not_done_then_applied_when_back(
         assert d.check_of(consul_agent, ast.eid) is None
 
         proxy.mode = "forward"
-        d.poll("the check to be added once Consul answers",
-               lambda: d.check_of(consul_agent, ast.eid), timeout=30)
+        d.wait_until(lambda: d.check_of(consul_agent, ast.eid), timeout=30, interval=0.1,
+                     what="the check to be added once Consul answers")
         d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
         wait_check_row(ast, ON_BY_COMMAND)

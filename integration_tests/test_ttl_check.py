@@ -1,4 +1,4 @@
-"""Issue #6 (item 2), the TTL check: on Asterisk 16 and 22 against a real Consul 1.8.7 agent, the
+"""The TTL check: on Asterisk 16 and 22 against a real Consul 1.8.7 agent, the
 module reports Asterisk's state to check-asterisk-ttl-<id> — passing while fully booted, warning
 while starting, critical while `core stop gracefully` waits for calls to end — and Consul turns
 it critical by itself when the reports stop (Asterisk killed)."""
@@ -62,7 +62,8 @@ def wait_check(consul, check_id, status, output=None, timeout=20.0):
         if output is not None and check["Output"] != output:
             return None
         return check
-    return d.poll("check %s %s (output %r)" % (check_id, status, output), found, timeout)
+    return d.wait_until(found, timeout=timeout, interval=0.1,
+                        what="check %s %s (output %r)" % (check_id, status, output))
 
 
 def ttl_reports(consul, since, check_id):
@@ -139,7 +140,8 @@ def test_check_type_both_registers_both_checks_and_both_pass(
         text = ast.rx("discovery show status")
         return ("%s: passing" % eid_id(ast) in text and "%s: passing" % ttl_id(ast) in text
                 and text)
-    status = d.poll("both checks passing in the status", both_passing_in_status, timeout=10)
+    status = d.wait_until(both_passing_in_status, timeout=10, interval=0.1,
+                          what="both checks passing in the status")
     assert status_row(status, "Check") == "on, type both (config)", status
     eid_row, eid_output = table_row(status, "EID check", r"\S+: passing")
     assert eid_row == "%s: passing" % eid_id(ast)
@@ -189,8 +191,8 @@ def test_graceful_stop_turns_the_ttl_check_critical_while_calls_drain(
     answer = ast.ami("Originate", Channel="Local/s@hold", Application="Wait", Data="300",
                      Async="true")
     assert answer.get("Response") == "Success", answer
-    d.poll("the call to be up", lambda: re.search(
-        r"^[1-9]\d* active channels?", ast.rx("core show channels count"), re.M), timeout=10)
+    d.wait_until(lambda: re.search(
+        r"^[1-9]\d* active channels?", ast.rx("core show channels count"), re.M), timeout=10, interval=0.1, what="the call to be up")
 
     since = ast.log_offset()
     # The command returns only when Asterisk is gone: it runs beside the test.

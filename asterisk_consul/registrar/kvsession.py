@@ -1,0 +1,95 @@
+"""The [kv] keys and the session that holds them, on the worker's schedule: written once the
+service is registered, the session renewed every half TTL, Consul's tree looked at again at
+each resync, retried with backoff, never later than the next renewal (the session must outlive
+a conflict)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Optional
+
+from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
+from ..kv import KvConflict, KvPublisher
+from ..settings import Settings
+from .link import AgentLink
+
+if TYPE_CHECKING:
+    from .service import ServiceRegistration
+
+KV_RETRY_MAX_S = 10.0
+
+
+class KvSession:
+    def __init__(self, link: AgentLink, backoff_initial_s: float):
+        self._link = link
+        self._backoff_initial_s = backoff_initial_s
+        self.service: "ServiceRegistration"  # set by the Registrar once both exist
+        self.publisher = KvPublisher()
+        self.publisher.want(link.settings, link.facts)
+        self.error = ""
+        self._due: Optional[float] = None
+        self._failures = 0
+
+    @property
+    def active(self) -> bool:
+        return self.publisher.active
+
+    def want(self, settings: Settings) -> None:
+        """New settings: the next sync writes, moves and deletes accordingly."""
+        self.publisher.want(settings, self._link.facts)
+        if self.active and self.service.registered:
+            self._due = 0.0
+
+    def sync_soon(self, verify: bool = False) -> None:
+        """After a registration (or a resync: verify, someone may have edited our keys)."""
+        if self.active:
+            if verify:
+                self.publisher.verify = True
+            self._due = 0.0
+
+    def due(self) -> Optional[float]:
+        return self._due
+
+    def run(self) -> None:
+        publisher = self.publisher
+        if not self.active or not self.service.registered:
+            self._due = None  # registering schedules it again
+            return
+        try:
+            done = publisher.sync(self._link.consul)
+        except ConsulError as exc:
+            if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
+                delay = self.service.resync_s()  # waits for someone to act: no point hurrying
+            else:
+                delay = min(KV_RETRY_MAX_S, self._backoff_initial_s * (2 ** self._failures))
+            delay = min(delay, publisher.renew_interval_s())
+            self._failures = min(self._failures + 1, 30)
+            message = self._link.scrub(str(exc))
+            if message != self.error:
+                self._link.log(logging.WARNING, "Consul: KV keys under %s not in place: %s; "
+                               "retrying in %.1f s", publisher.prefix or "/", message, delay)
+            self.error = message
+            self._due = time.monotonic() + delay
+            return
+        if self.error:
+            self._link.log(logging.INFO, "Consul: KV keys under %s are in place again",
+                           publisher.prefix or "/")
+        self.error = ""
+        self._failures = 0
+        if done:
+            self._link.log(logging.INFO, "Consul: KV under %s: %s", publisher.prefix or "/", done)
+        self._due = time.monotonic() + publisher.renew_interval_s() if self.active else None
+
+    def remove(self, budget_s: float) -> None:
+        """At unload: the keys go with the session (or with its TTL if Consul cannot be told)."""
+        if not self.publisher.session_id:
+            return
+        try:
+            self.publisher.remove(self._link.consul, timeout_s=budget_s)
+            self._link.log(logging.INFO, "Consul: KV keys under %s removed",
+                           self.publisher.prefix or "/")
+        except ConsulError as exc:
+            self._link.log(logging.WARNING, "Consul: could not remove the KV keys under %s: %s "
+                           "(they go when the session's TTL runs out)",
+                           self.publisher.prefix or "/", self._link.scrub(str(exc)))

@@ -1,0 +1,140 @@
+"""Notifications: what the world is told once Consul accepted a change.
+
+One place turns an accepted change into its AMI event (fired at once) and, with events = yes,
+its Consul user event (queued, then fired at the end of the job, after a CLI or AMI caller has
+its answer; each tried once, a failure logged and dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from ..consul import ConsulError, ConsulUnreachable
+from .link import AgentLink
+
+EventSink = Callable[[str, List[Tuple[str, str]]], None]
+MAX_PENDING_EVENTS = 16  # Consul user events waiting for the end of the current job
+
+
+class Notifications:
+    def __init__(self, link: AgentLink, on_event: EventSink):
+        self._link = link
+        self._on_event = on_event
+        self._pending: List[Tuple[str, bytes]] = []  # (Consul event name, payload)
+        self.fired = 0
+        self.failed = 0
+        self.last_event = ""        # "<name> at <time>" of the last one Consul took
+        self.last_error = ""        # why the last one that failed did
+        self._last_reason = ""
+
+    # -- accepted changes ------------------------------------------------------------------
+
+    def registered(self, definition: dict, maintenance: bool) -> None:
+        self._ami("DiscoveryRegister", [("ID", definition["ID"]), ("Name", definition["Name"]),
+                                        ("Address", definition["Address"]),
+                                        ("Port", str(definition["Port"]))])
+        self._queue("register", definition["ID"], definition["Name"], definition["Address"],
+                    definition["Port"], maintenance)
+
+    def deregistered(self, service_id: str, name: str, address: str, port: Any,
+                     maintenance: bool) -> None:
+        self._ami("DiscoveryDeregister", [("ID", service_id), ("Name", name)])
+        self._queue("deregister", service_id, name, address, port, maintenance)
+
+    def maintenance_changed(self, definition: dict, on: bool, reason: str) -> None:
+        headers = [("ID", definition["ID"]), ("Maintenance", "true" if on else "false")]
+        if on:
+            headers.append(("Reason", reason))
+        self._ami("DiscoverySetMaintenance", headers)
+        self._queue("maintenance", definition["ID"], definition["Name"], definition["Address"],
+                    definition["Port"], on)
+
+    def checks_switched(self, service_id: str, on: bool) -> None:
+        self._ami("DiscoverySetCheck", [("ID", service_id), ("Check", "on" if on else "off")])
+
+    # -- AMI -------------------------------------------------------------------------------
+
+    def _ami(self, name: str, headers: Sequence[Tuple[str, str]]) -> None:
+        if self._link.silenced.is_set():
+            return
+        try:
+            self._on_event(name, list(headers))
+        except Exception as exc:  # noqa: BLE001 - a broken listener must not stop the worker
+            self._link.log(logging.ERROR, "Consul: event handler for %s failed: %s", name, exc)
+
+    # -- Consul user events ----------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def _queue(self, kind: str, service_id: str, name: str, address: str, port: Any,
+               maintenance: bool) -> None:
+        settings = self._link.settings
+        if not settings.events:
+            return
+        event_name = {"register": settings.event_register,
+                      "deregister": settings.event_deregister,
+                      "maintenance": settings.event_maintenance}[kind]
+        facts = self._link.facts
+        payload = json.dumps({"id": service_id, "name": name, "eid": facts.eid,
+                              "address": address, "port": int(port), "version": facts.version,
+                              "maintenance": bool(maintenance)},
+                             separators=(",", ":")).encode("utf-8")
+        if len(self._pending) >= MAX_PENDING_EVENTS:
+            dropped, _ = self._pending.pop(0)
+            self.failed += 1
+            self._link.log(logging.WARNING, "Consul: event %s dropped: too many waiting", dropped)
+        self._pending.append((event_name, payload))
+
+    def flush(self, budget_s: Optional[float] = None, interruptible: bool = True) -> None:
+        """Fire what is queued, each once: a failure is logged and the event dropped (the
+        change it reports stands). An agent that does not answer drops the rest at once."""
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        consul = self._link.consul
+        while self._pending:
+            if interruptible and self._link.stop_requested.is_set():
+                return  # the shutdown job fires what is left, within its budget
+            name, payload = self._pending.pop(0)
+            timeout_s = None
+            if deadline is not None:
+                timeout_s = deadline - time.monotonic()
+                if timeout_s <= 0:
+                    self._failed(name, "no time left before unload", len(self._pending))
+                    return
+            try:
+                answer = consul.event.fire(name, payload, timeout_s=timeout_s)
+            except ConsulError as exc:
+                unreachable = isinstance(exc, ConsulUnreachable)
+                self._failed(name, self._link.scrub(str(exc)),
+                             len(self._pending) if unreachable else 0)
+                if unreachable:
+                    return
+                continue
+            self.fired += 1
+            self.last_event = f"{name} at {time.strftime('%H:%M:%S')}"
+            if self.last_error:
+                self._link.log(logging.INFO, "Consul: events are accepted again")
+                self.last_error = ""
+                self._last_reason = ""
+            self._link.log(logging.DEBUG, "Consul: event %s fired (ID %s)", name,
+                           answer.get("ID", "?"))
+
+    def drop_pending(self) -> None:
+        self._pending.clear()
+
+    def _failed(self, name: str, reason: str, also_dropped: int) -> None:
+        self.failed += 1 + also_dropped
+        if also_dropped:
+            self._pending.clear()
+        message = f"event {name} not fired: {reason}"
+        if also_dropped:
+            message += f" ({also_dropped} more dropped)"
+        # One warning per kind of failure (an ACL token without event:write fails them all).
+        level = logging.DEBUG if reason == self._last_reason else logging.WARNING
+        self._link.log(level, "Consul: %s; not retried", message)
+        self.last_error = message
+        self._last_reason = reason

@@ -1,0 +1,57 @@
+"""What the registrar answers: the Result of an operator's change, and the StatusSnapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    message: str
+
+
+STOPPING = Result(False, "the discovery module is stopping")
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the module knows about its registration. Times are time.time() seconds."""
+
+    agent_url: str
+    service_id: str
+    service_name: str
+    address: str
+    port: int
+    running: bool = False
+    agent_reachable: Optional[bool] = None  # None: not tried yet
+    agent_version: str = ""
+    state: str = "unregistered"  # the registration's named state (service.py)
+    registered: bool = False
+    registered_since: Optional[float] = None
+    last_error: str = ""
+    maintenance: bool = False  # what we want (and keep re-applying)
+    maintenance_reason: str = ""
+    maintenance_in_agent: Optional[bool] = None  # what the agent last reported
+    health: str = ""  # aggregated: passing, warning, critical, unknown ("" = not fetched)
+    checks_on: bool = False
+    checks_set_by: str = "config"  # or "discovery set check" (kept until the check config changes)
+    check_type: str = "http"
+    # (kind "http"/"ttl", check ID, status, output) of each check we register
+    checks: Tuple[Tuple[str, str, str, str], ...] = ()
+    ttl_error: str = ""
+    kv_prefix: str = ""
+    kv_keys: Tuple[Tuple[str, str], ...] = ()  # (key, value) Consul holds for us
+    kv_wanted: int = 0
+    kv_session: str = ""
+    kv_renewed: Optional[float] = None
+    kv_error: str = ""
+    last_sync: Optional[float] = None
+    last_sync_result: str = ""
+    events: bool = False  # Consul user events enabled
+    events_fired: int = 0
+    events_failed: int = 0
+    last_event: str = ""  # "<name> at <time>" of the last one Consul took
+    last_event_error: str = ""  # why the last one that failed did
+    stale: bool = False  # True: the worker did not answer in time; this is the cached view

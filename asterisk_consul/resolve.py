@@ -1,0 +1,346 @@
+"""The settings whose final value needs more than their own line: the environment, files,
+astdb, network interfaces, http.conf. Resolved in one place, after the parse loop (loader.py),
+which mixes these steps in: each reads the entries the loop kept and sets values with their
+sources, or raises ConfigError naming the option, the file and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import uuid
+from typing import Callable, Dict, Optional, Tuple
+
+from . import netinfo
+from .config import ConfigError, Entry, parse_file, read_regular_file
+from .consul import TLS_FILE_MAX_BYTES, ca_directory_bundle
+from .options import option
+from .values import (InvalidValue, check_token, parse_address, parse_bool, parse_port,
+                     parse_service_id)
+
+HTTP_CONFIG_FILE = "http.conf"
+ASTDB_FAMILY = "res_discovery_consul"
+ASTDB_SERVICE_ID_KEY = "service_id"
+DEFAULT_HTTPS_PORT = 8501         # Consul's conventional HTTPS port
+TOKEN_FILE_MAX_BYTES = 64 * 1024
+_DNS_SERVICE_NAME = re.compile(r"[A-Za-z0-9-]+")   # what Consul can serve over DNS
+
+
+class Resolution:
+    """The resolve steps of the Loader (values, sources, warnings, environ, host, set())."""
+
+    # -- resolution of values that depend on more than their own line ------------------
+
+    def resolve_agent_address(self, entries: Dict[str, Entry]) -> None:
+        missing = [o for o in ("scheme", "host", "port") if o not in entries]
+        raw = self.environ.get(option("host").env, "").strip()
+        if missing and raw:
+            scheme, host, port = self.parse_consul_http_addr(raw)
+            source = "env CONSUL_HTTP_ADDR"
+            if "scheme" in missing and scheme:
+                self.set("scheme", scheme, source)
+            if "host" in missing:
+                self.set("host", host, source)
+            if "port" in missing and port:
+                self.set("port", port, source)
+        ssl = self.environ.get("CONSUL_HTTP_SSL", "").strip()
+        if ssl and "scheme" not in self.values:
+            # Consul's CLI: CONSUL_HTTP_SSL=true means https when the address names no scheme.
+            try:
+                https = parse_bool(ssl)
+            except InvalidValue as exc:
+                raise ConfigError(f"env CONSUL_HTTP_SSL = '{ssl}': {exc}") from None
+            self.set("scheme", "https" if https else "http", "env CONSUL_HTTP_SSL")
+        if "port" not in self.values and self.values.get("scheme") == "https":
+            self.set("port", DEFAULT_HTTPS_PORT, "default")
+
+    @staticmethod
+    def parse_consul_http_addr(raw: str) -> Tuple[Optional[str], str, Optional[int]]:
+        def bad(reason: str) -> ConfigError:
+            return ConfigError(f"env CONSUL_HTTP_ADDR = '{raw}': {reason}")
+
+        scheme: Optional[str] = None
+        rest = raw
+        if "://" in rest:
+            scheme, rest = rest.split("://", 1)
+            scheme = scheme.lower()
+            if scheme not in ("http", "https"):
+                raise bad("only http:// and https:// addresses are supported")
+        rest = rest.rstrip("/")
+        port_text: Optional[str] = None
+        if rest.startswith("["):
+            host, bracket, after = rest[1:].partition("]")
+            if not bracket or (after and not after.startswith(":")):
+                raise bad("expected host:port, http://host:port or https://host:port")
+            port_text = after[1:] if after else None
+        elif rest.count(":") == 1:
+            host, port_text = rest.split(":")
+        else:
+            host = rest  # a host alone, or a bare IPv6 address
+        try:
+            host = parse_address(host)
+            port = parse_port(port_text) if port_text is not None else None
+        except InvalidValue as exc:
+            raise bad(f"expected host:port, http://host:port or https://host:port ({exc})") from None
+        if port is None and scheme == "https":
+            port = DEFAULT_HTTPS_PORT
+        return scheme, host, port
+
+    def resolve_token(self, entries: Dict[str, Entry]) -> None:
+        token_entry, file_entry = entries.get("token"), entries.get("token_file")
+        if token_entry and file_entry:
+            raise ConfigError(f"[consul] token and token_file are both set (line "
+                              f"{token_entry.line} and line {file_entry.line}): keep one",
+                              file_entry.file, file_entry.line)
+        if token_entry:
+            self.set("token", token_entry.value, token_entry.where)
+            return
+        if file_entry:
+            path = file_entry.value
+            if not os.path.isabs(path):
+                path = os.path.join(self.config_dir, path)
+            token = self.read_token_file(
+                path, f"{file_entry.where}: [consul] token_file = '{file_entry.value}'")
+            self.set("token", token, f"{file_entry.where} (token_file {path})")
+            return
+        # Consul's own clients: a token file (when it holds a token) wins over the token.
+        token_file = self.environ.get(option("token_file").env, "").strip()
+        if token_file:
+            token = self.read_token_file(token_file, f"env CONSUL_HTTP_TOKEN_FILE = '{token_file}'")
+            if token:
+                self.set("token", token, f"env CONSUL_HTTP_TOKEN_FILE ({token_file})")
+                return
+        env_token = self.environ.get(option("token").env, "").strip()
+        if env_token:
+            try:
+                check_token(env_token)
+            except InvalidValue as exc:
+                raise ConfigError(f"env CONSUL_HTTP_TOKEN: {exc}") from None
+            self.set("token", env_token, "env CONSUL_HTTP_TOKEN")
+
+    @staticmethod
+    def read_small_file(path: str, limit: int, where: str, what: str, expected: str) -> bytes:
+        """The bytes of a regular file of at most `limit` bytes (token, certificate, key), or a
+        ConfigError naming where it was configured, the file and why."""
+        try:
+            data = read_regular_file(path, limit)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{where}: cannot read the {what} {path}: {reason}") from None
+        if len(data) > limit:
+            raise ConfigError(f"{where}: the {what} {path} is larger than {limit} bytes: not {expected}")
+        return data
+
+    def read_token_file(self, path: str, where: str) -> str:
+        data = self.read_small_file(path, TOKEN_FILE_MAX_BYTES, where, "token file", "a token")
+        try:
+            token = data.decode("utf-8").strip()
+            check_token(token)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: the token file {path} is not UTF-8 text") from None
+        except InvalidValue as exc:
+            raise ConfigError(f"{where}: the token in {path} {exc}") from None
+        if not token:
+            self.warnings.append(f"{where}: the token file {path} is empty: no token is sent")
+        return token
+
+    def resolve_tls(self, entries: Dict[str, Entry]) -> None:
+        """TLS to the agent: the file wins per option, else Consul's environment variables.
+        Every file named is checked now (readable, a regular file, PEM), so a typo refuses the
+        load with the option and the file named instead of failing at the first call."""
+        for name in ("tls_verify", "tls_server_name"):
+            row = option(name)
+            raw = self.environ.get(row.env, "").strip()
+            if name in entries or not raw:
+                continue
+            try:
+                self.set(name, row.parse(raw), f"env {row.env}")
+            except InvalidValue as exc:
+                raise ConfigError(f"env {row.env} = '{raw}': {exc}") from None
+        for name in ("ca_file", "ca_path"):
+            self.resolve_tls_path(name, entries.get(name))
+        cert_entry, key_entry = entries.get("client_cert"), entries.get("client_key")
+        if cert_entry or key_entry:
+            pair = {"client_cert": cert_entry, "client_key": key_entry}
+        else:  # from the environment only as a pair: never half from each place
+            pair = {"client_cert": None, "client_key": None}
+        for name, entry in pair.items():
+            self.resolve_tls_path(name, entry, from_env=not (cert_entry or key_entry))
+        has_cert = bool(self.values.get("client_cert"))
+        has_key = bool(self.values.get("client_key"))
+        if has_cert != has_key:
+            present, absent = ("client_cert", "client_key") if has_cert else \
+                ("client_key", "client_cert")
+            raise ConfigError(f"{self.sources[present]}: [consul] {present} is set but "
+                              f"{absent} is not: a client certificate needs its key (and the "
+                              f"key its certificate)")
+
+    def resolve_tls_path(self, name: str, entry: Optional[Entry], from_env: bool = True) -> None:
+        env_name = option(name).env
+        if entry is not None:
+            path = entry.value
+            if not os.path.isabs(path):
+                path = os.path.join(self.config_dir, path)
+            where = f"{entry.where}: [consul] {name} = '{entry.value}'"
+            source = entry.where if path == entry.value else f"{entry.where} ({path})"
+        else:
+            path = self.environ.get(env_name, "").strip() if from_env else ""
+            if not path:
+                return
+            where, source = f"env {env_name} = '{path}' ({name})", f"env {env_name}"
+        if name == "ca_path":
+            self.check_ca_directory(path, where)
+        else:
+            self.check_pem_file(path, name, where)
+        self.set(name, path, source)
+
+    def check_pem_file(self, path: str, option: str, where: str) -> None:
+        what = {"ca_file": "CA file", "client_cert": "client certificate",
+                "client_key": "client key"}[option]
+        data = self.read_small_file(path, TLS_FILE_MAX_BYTES, where, what, "a PEM file")
+        if option == "client_key":
+            if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", data):
+                raise ConfigError(f"{where}: the {what} {path} holds no PEM private key "
+                                  f"('-----BEGIN ... PRIVATE KEY-----')")
+        elif b"-----BEGIN CERTIFICATE-----" not in data:
+            raise ConfigError(f"{where}: the {what} {path} holds no PEM certificate "
+                              f"('-----BEGIN CERTIFICATE-----')")
+
+    def check_ca_directory(self, path: str, where: str) -> None:
+        try:
+            mode = os.stat(path).st_mode
+            if not stat.S_ISDIR(mode):
+                raise ConfigError(f"{where}: {path} is not a directory (ca_path names a "
+                                  f"directory of CA certificates; use ca_file for one file)")
+            names = sorted(os.listdir(path))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{where}: cannot read the CA directory {path}: {reason}") from None
+        if not ca_directory_bundle(path, names):
+            raise ConfigError(f"{where}: the CA directory {path} holds no readable PEM "
+                              f"certificate")
+
+    def resolve_service_id(self, entries: Dict[str, Entry]) -> None:
+        entry = entries.get("id")
+        written = entry.value if entry else "asterisk"
+        source = entry.where if entry else "default"
+        if written == "asterisk":
+            eid = self.host.eid()
+            if not eid:
+                raise ConfigError(f"{source}: [consul] id = 'asterisk': Asterisk gave no entity ID")
+            self.set("service_id", eid, source)
+        elif written == "auto":
+            self.set("service_id", *self.persistent_service_id())
+        else:
+            self.set("service_id", written, source)
+
+    def persistent_service_id(self) -> Tuple[str, str]:
+        """id = auto: one UUID per Asterisk, kept in astdb so a restart keeps the service."""
+        stored = (self.host.db_get(ASTDB_FAMILY, ASTDB_SERVICE_ID_KEY) or "").strip()
+        if stored:
+            try:
+                return parse_service_id(stored), "astdb"
+            except InvalidValue:
+                self.warnings.append(f"astdb {ASTDB_FAMILY}/{ASTDB_SERVICE_ID_KEY} holds an "
+                                     f"unusable service ID: making a new one")
+        new_id = str(uuid.uuid4())
+        if not self.host.db_put(ASTDB_FAMILY, ASTDB_SERVICE_ID_KEY, new_id):
+            self.warnings.append(f"could not save the service ID in astdb ({ASTDB_FAMILY}/"
+                                 f"{ASTDB_SERVICE_ID_KEY}): a restart will register a new ID")
+        return new_id, "generated (saved to astdb)"
+
+    def resolve_name(self, entries: Dict[str, Entry]) -> None:
+        entry = entries.get("name")
+        if entry is None:
+            return
+        if entry.value == "auto":
+            name = socket.gethostname()
+            self.set("name", name, f"{entry.where} (auto, host name)")
+        else:
+            name = entry.value
+            self.set("name", name, entry.where)
+        if not _DNS_SERVICE_NAME.fullmatch(name):
+            self.warnings.append(f"{entry.where}: [consul] name '{name}' has characters other "
+                                 f"than letters, digits and '-': Consul will not serve it over DNS")
+
+    def resolve_discovery_ip(self, entries: Dict[str, Entry]) -> None:
+        entry = entries.get("discovery_ip")
+        if entry is None:
+            return
+        if entry.value != "auto":
+            self.set("discovery_ip", self.parse(entry, "consul", parse_address), entry.where)
+            return
+        interface = self.values.get("discovery_interface", option("discovery_interface").default)
+        try:
+            address = netinfo.interface_address(str(interface))
+        except netinfo.InterfaceAddressError as exc:
+            raise self.error(entry, "consul", f"{exc} (discovery_interface from "
+                             f"{self.sources.get('discovery_interface', 'default')})") from None
+        self.set("discovery_ip", address, f"{entry.where} (auto, interface {interface})")
+
+    # -- http.conf ---------------------------------------------------------------------
+
+    def read_http_conf(self) -> None:
+        """Where Asterisk's HTTP server listens. Its file, its rules: problems are warnings."""
+        path = os.path.join(self.config_dir, HTTP_CONFIG_FILE)
+        if not os.path.isfile(path):
+            return
+        try:
+            general = parse_file(path, self.config_dir).section("general")
+        except ConfigError as exc:
+            self.warnings.append(f"{exc} (http.conf ignored: ARI port and scheme are defaults)")
+            return
+        if general is None:
+            return
+
+        def read(key: str, parser: Callable[[str], object]) -> Tuple[object, Optional[Entry]]:
+            entry = general.get(key)
+            if entry is None or not entry.value:
+                return None, None
+            try:
+                return parser(entry.value), entry
+            except InvalidValue as exc:
+                self.warnings.append(f"{entry.where}: [general] {key} = '{entry.value}': "
+                                     f"{exc} (ignored, as Asterisk does)")
+                return None, None
+
+        enabled, _ = read("enabled", parse_bool)
+        self.http_enabled = bool(enabled)
+        self.https_enabled = False
+        prefix, prefix_entry = read("prefix", str)
+        if prefix_entry:
+            self.set("http_prefix", str(prefix).strip("/"), prefix_entry.where)
+        bindport, bindport_entry = read("bindport", parse_port)
+        tlsenable, tlsenable_entry = read("tlsenable", parse_bool)
+        if tlsenable and tlsenable_entry:
+            tlsport, tls_entry = read("tlsbindport", parse_port)
+            if tls_entry is None:
+                tlsport, tls_entry = read("tlsbindaddr", _port_of_bind_address)
+            self.set("ari_scheme", "https", tlsenable_entry.where)
+            self.https_enabled = True
+            if tls_entry:
+                self.set("ari_port", tlsport, tls_entry.where)
+            else:
+                self.set("ari_port", 8089, "default")  # Asterisk's default TLS port
+        elif bindport_entry:
+            self.set("ari_port", bindport, bindport_entry.where)
+
+    def resolve_check_port(self, entries: Dict[str, Entry]) -> None:
+        """check_scheme = https without check_http_port: Consul polls Asterisk's TLS port."""
+        if self.values.get("check_scheme") != "https" or "check_http_port" in entries:
+            return
+        if self.https_enabled:
+            self.set("check_http_port", self.values.get("ari_port", 8089),
+                     f"{self.sources.get('ari_port', 'default')} (Asterisk's TLS port)")
+        else:
+            self.set("check_http_port", 8089, "default (Asterisk's TLS port)")
+
+
+def _port_of_bind_address(text: str) -> int:
+    """The port in an Asterisk bind address ('0.0.0.0:8089', '[::]:8089')."""
+    match = re.fullmatch(r"(?:\[[^\]]*\]|[^:\[\]]*):([0-9]+)", text)
+    if not match:
+        raise InvalidValue("has no port")
+    return parse_port(match.group(1))

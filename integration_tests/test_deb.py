@@ -1,0 +1,142 @@
+"""The Debian package (`make deb`), installed the way an operator installs it on Debian sid.
+
+Each test takes a fresh copy of the test bed's sid chroot (an overlay in private mount and
+network namespaces, see testbed/freshroot.py), installs the .deb with apt, and runs Debian's
+own Asterisk 22 the way Debian's service unit does (user asterisk, the packaged config,
+modules autoloaded) with a Consul agent on the default port, both in the copy's network
+namespace where nothing else listens and nothing outside is reachable.
+"""
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from integration_tests.debian_asterisk import (DebianAsterisk, NetnsConsul, apt_install,
+                                               fresh, installed)  # noqa: F401 (fixture)
+from integration_tests.testbed import debbuild, fixtures, paths, runtime
+from integration_tests.testbed.build import BuildError
+
+PACKAGE = "asterisk-consul"
+MODULE = "res_discovery_consul.so"
+MODULE_PATH = "/usr/lib/x86_64-linux-gnu/asterisk/modules/" + MODULE
+CONF = "/etc/asterisk/res_discovery_consul.conf"
+# What the package depends on and a machine without Asterisk lacks (the test removes these
+# first, so apt must pull them back for the package). libpython is added from the .deb.
+PULLED = ["asterisk", "asterisk-modules", "asterisk-config", "python3-cffi-backend",
+          "python3-requests"]
+
+
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory):
+    """{"v1": path, "v2": path}: the package as the tree makes it, and a second build with a
+    higher version (for the upgrade)."""
+    fixtures.require_asterisk("22")
+    out = tmp_path_factory.mktemp("debs")
+    start = time.monotonic()
+    version = debbuild.changelog_version(paths.repo_root() / "debian/changelog")
+    try:
+        v1 = debbuild.build_deb(out)
+        v2 = debbuild.build_deb(out, version=version + "+upgrade1")
+    except BuildError as exc:
+        pytest.fail(f"make deb failed: {exc}", pytrace=False)
+    print(f"\n[deb] two builds in {time.monotonic() - start:.0f}s; {v1.name} "
+          f"{v1.stat().st_size // 1024} KiB")
+    return {"v1": v1, "v2": v2}
+
+
+def test_apt_install_pulls_the_dependencies_and_debian_asterisk_registers(debs, fresh, tmp_path):
+    depends = subprocess.run(["dpkg-deb", "-f", str(debs["v1"]), "Depends"], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
+    # The exact Asterisk build it was compiled against (Debian's ABI Provides), the cffi
+    # backend API of the generated C, and the libpython the module links.
+    abi = fresh.run(["dpkg-query", "-W", "-f", "${Provides}", "asterisk"]).stdout.strip()
+    assert abi.startswith("asterisk-abi-") and abi in depends, depends
+    assert "python3-cffi-backend-api-min" in depends and "python3-requests" in depends
+    libpython = re.search(r"\b(libpython3\.\d+)\b", depends).group(1)
+    pulled = PULLED + [libpython]
+    # A machine without Asterisk: everything the package needs is gone (apt keeps the .debs
+    # in the archive cache FreshSid mounts from the test bed cache: downloaded once).
+    fresh.run(["apt-get", "-y", "-q", "--reinstall", "--download-only", "install", *pulled])
+    fresh.run(["apt-get", "-y", "-q", "purge", *pulled])
+    assert not any(installed(fresh, p) for p in pulled)
+
+    out = apt_install(fresh, debs["v1"])
+    assert all(installed(fresh, p) for p in pulled), out
+    assert installed(fresh, PACKAGE) == debbuild.changelog_version(
+        paths.repo_root() / "debian/changelog")
+    # Where Debian looks: the module dir, Python's system path, the conffile readable by
+    # asterisk only.
+    fresh.run(["test", "-f", MODULE_PATH])
+    where = fresh.run(["/usr/bin/python3", "-c", "import asterisk_consul; "
+                       "print(asterisk_consul.__file__)"]).stdout
+    assert where.startswith("/usr/lib/python3/dist-packages/asterisk_consul/"), where
+    conffiles = fresh.run(["dpkg-query", "-W", "-f", "${Conffiles}", PACKAGE]).stdout
+    assert CONF in conffiles
+    assert fresh.run(["stat", "-c", "%U:%G %a", CONF]).stdout.split() == ["asterisk:asterisk",
+                                                                           "640"]
+
+    consul = NetnsConsul(fresh, tmp_path)
+    ast = DebianAsterisk(fresh, tmp_path).start()
+    try:
+        asterisk_uid = int(fresh.run(["id", "-u", "asterisk"]).stdout)
+        assert ast.uid() == asterisk_uid
+        assert ast.module_running()  # autoloaded with the packaged configs, untouched
+        eid = ast.eid()
+        runtime.wait_until(lambda: eid in consul.services(), timeout=20,
+                           what=f"service {eid} registered by the packaged module")
+
+        # Removing the package unloads the module (deregistering it) and Asterisk runs on.
+        out = fresh.run(["apt", "remove", "-y", "-q", PACKAGE]).stdout
+        assert installed(fresh, PACKAGE) is None, out
+        assert eid not in consul.services()
+        assert not ast.module_running()
+        assert "System uptime" in ast.rx("core show uptime")
+        fresh.run(["test", "!", "-e", MODULE_PATH])
+        fresh.run(["test", "-f", CONF])  # remove (not purge) keeps the operator's config
+        # ... and starts again without it.
+        ast.stop()
+        ast.start()
+        assert "0 modules loaded" in ast.rx("module show like res_discovery_consul")
+    finally:
+        ast.stop()
+
+
+def test_upgrade_keeps_the_edited_config_and_switches_the_running_asterisk(debs, fresh,
+                                                                            tmp_path):
+    apt_install(fresh, debs["v1"])
+    consul = NetnsConsul(fresh, tmp_path)
+    ast = DebianAsterisk(fresh, tmp_path).start()
+    try:
+        runtime.wait_until(lambda: ast.eid() in consul.services(), timeout=20,
+                           what="the packaged config registering")
+        # The operator's edit.
+        edited = fresh.read(CONF).replace(";id = asterisk", "id = edited-by-operator")
+        assert "id = edited-by-operator" in edited
+        fresh.write(CONF, edited)
+        ast.rx("module reload " + MODULE)
+        runtime.wait_until(lambda: "edited-by-operator" in consul.services(), timeout=20,
+                           what="the edited config registering")
+        pid = ast.proc.pid
+        since = ast.log.stat().st_size
+
+        out = apt_install(fresh, debs["v2"])
+        assert installed(fresh, PACKAGE).endswith("+upgrade1"), out
+        assert fresh.read(CONF) == edited
+        leftovers = fresh.run(["sh", "-c", f"ls {CONF}.dpkg-* 2>/dev/null || true"]).stdout
+        assert not leftovers.strip()
+        # The running Asterisk (not restarted) now runs the new module, with the edited config.
+        assert f"reloaded {MODULE}" in out, out
+        assert ast.proc.pid == pid and ast.module_running()
+        runtime.wait_until(lambda: re.search(r"deregistered.*registered as",
+                                             ast.log_text(since), re.S),
+                           timeout=20, what="the upgraded module registering again")
+        assert "edited-by-operator" in consul.services()
+        md5 = fresh.run(["md5sum", MODULE_PATH]).stdout.split()[0]
+        shipped = subprocess.run(f"dpkg-deb --fsys-tarfile {debs['v2']} | tar -xO "
+                                 f".{MODULE_PATH} | md5sum", shell=True, check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout.split()[0]
+        assert md5 == shipped
+    finally:
+        ast.stop()
