@@ -11,6 +11,9 @@
 #   make demo / demo-stop     a live Consul + Asterisk 16 on loopback with the module loaded
 #   make bench                the module vs Asterisk's own /httpstatus, load/unload times, RSS
 #                             (prints a table, writes bench/results/*.json; BENCH_ARGS=--quick)
+#   make fleet / fleet-stop   Asterisk hosts + a Consul cluster + Kamailio + SIPp in network
+#                             namespaces, the failure scenarios live (a table, and
+#                             bench/results/fleet-*.json; FLEET_HOSTS=3, FLEET_ARGS=--only a,b)
 
 PYTHON ?= python3
 ASTINCDIR ?= /usr/include
@@ -152,6 +155,16 @@ demo-stop:
 bench:
 	$(MAKE) -C integration_tests test-setup ONLY=consul,ast16,venv,bench
 	$(TEST_PYTHON) -m bench $(BENCH_ARGS)
+
+FLEET_HOSTS ?= 3
+.PHONY: fleet fleet-stop
+
+fleet:
+	$(MAKE) -C integration_tests test-setup ONLY=consul,ast16,venv,fleet
+	$(TEST_PYTHON) -m integration_tests.fleet --hosts $(FLEET_HOSTS) $(FLEET_ARGS)
+
+fleet-stop:
+	$(TEST_PYTHON) -m integration_tests.fleet stop
 
 clean:
 	rm -rf $(BUILD) $(MODULE) $(dir $(GATE))

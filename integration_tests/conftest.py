@@ -1,3 +1,3 @@
 """Integration tests: real Consul and real Asterisk 16/22 (see integration_tests/testbed/)."""
 
-pytest_plugins = ["integration_tests.testbed.fixtures"]
+pytest_plugins = ["integration_tests.testbed.fixtures", "integration_tests.fleet.fixtures"]

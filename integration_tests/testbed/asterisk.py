@@ -108,11 +108,15 @@ class AsteriskInstance(runtime.ManagedProcess):
 
     def __init__(self, version="16", http_prefix=None, modules=(), extra_configs=None,
                  asterisk_conf_options=None, eid=None, env=None, manager_user="testbed",
-                 manager_secret=None, artifacts_dir=None):
+                 manager_secret=None, artifacts_dir=None, netns=None, bind_address="127.0.0.1"):
         version = str(version)
         if version not in VERSIONS:
             raise ValueError(f"Asterisk version must be one of {VERSIONS}, not {version!r}")
         self.version = version
+        # netns: run inside that network namespace (`ip netns exec`); bind_address: where
+        # Asterisk's HTTP server listens (an address of that namespace).
+        self.netns = netns
+        self.bind_address = bind_address
         self.http_prefix = (http_prefix or "").strip("/") or None
         self.modules = list(modules)
         self.extra_env = dict(env or {})
@@ -200,7 +204,8 @@ class AsteriskInstance(runtime.ManagedProcess):
         self._write_asterisk_conf()
         loads = [("autoload", "no")] + [("load", m) for m in self.modules]
         self.write_config("modules.conf", _ini([("modules", loads)]))
-        http = [("enabled", "yes"), ("bindaddr", "127.0.0.1"), ("bindport", self.http_port)]
+        http = [("enabled", "yes"), ("bindaddr", self.bind_address),
+                ("bindport", self.http_port)]
         if self.http_prefix:
             http.append(("prefix", self.http_prefix))
         if self.version == "22":
@@ -304,7 +309,8 @@ class AsteriskInstance(runtime.ManagedProcess):
     def command(self):
         argv = self._asterisk_argv("-f", "-n", "-g")
         # cwd = the instance dir, where a core dump (-g) would land
-        return sid_command(argv, cwd=self.dir) if self.version == "22" else argv
+        argv = sid_command(argv, cwd=self.dir) if self.version == "22" else argv
+        return (["ip", "netns", "exec", self.netns] + argv) if self.netns else argv
 
     def start(self, timeout=None):
         """Start in the foreground (-f -n -g) and wait until fully booted and the CLI answers."""
@@ -442,7 +448,7 @@ class AsteriskInstance(runtime.ManagedProcess):
         if not path.startswith("/"):
             path = "/" + path
         prefix = f"/{self.http_prefix}" if self.http_prefix else ""
-        return f"http://127.0.0.1:{self.http_port}{prefix}{path}"
+        return f"http://{self.bind_address}:{self.http_port}{prefix}{path}"
 
     # -- AMI --------------------------------------------------------------------------------
     def ami(self, action, timeout=10, **fields):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Install the test bed into a cache outside the work tree (stdlib only, idempotent).
 
-    python3 integration_tests/testbed/install.py [--only consul,ast16,ast22,venv,docker,bench]
-                                                 [--force]
+    python3 integration_tests/testbed/install.py
+        [--only consul,ast16,ast22,venv,docker,bench,fleet] [--force]
 
 Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     consul/   Consul 1.8.7, dpkg -x of Debian bullseye's `consul`      -> consul/usr/bin/consul
@@ -16,6 +16,10 @@ Cache root: $ASTERISK_CONSUL_CACHE (default ~/.cache/asterisk-consul):
     bench/    only with --only ...,bench (for `make bench`): wrk and the libraries this machine
               lacks for it (dpkg -x of the machine's own suite, bookworm) -> bench/usr/bin/wrk,
               and bench/requirements.txt (py-spy) pip-installed into the host venv
+    fleet/    Kamailio (dispatcher, ctl/kamcmd) and SIPp (Debian's sip-tester) with the libraries
+              this machine lacks for them (dpkg -x, bookworm) -> fleet/usr/sbin/kamailio,
+              fleet/usr/sbin/kamcmd, fleet/usr/bin/sipp (the fleet tests, `make fleet`;
+              see install_fleet.py)
     apt/      private apt state (lists, caches, downloaded .debs, debootstrap)
     stamps/   one stamp file per finished component
 
@@ -39,13 +43,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import install_docker  # noqa: E402
+import install_fleet  # noqa: E402
 import paths  # noqa: E402  (stdlib-only sibling module)
 
-COMPONENTS = ("consul", "ast16", "ast22", "venv", "docker", "bench")
+COMPONENTS = ("consul", "ast16", "ast22", "venv", "docker", "bench", "fleet")
 # Installed only when named in --only (the tests do not need them).
 OPTIONAL = ("bench",)
 # Bump a recipe version to force that component to be rebuilt on every cache.
-RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "docker": 1, "bench": 1}
+RECIPE = {"consul": 1, "ast16": 1, "ast22": 1, "venv": 1, "docker": 1, "bench": 1, "fleet": 1}
 
 CONSUL_VERSION = "1.8.7"
 AST16_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev"]
@@ -693,7 +698,9 @@ INSTALLERS = {"consul": (install_consul, verify_consul),
               "venv": (install_venv, verify_venv),
               "docker": (lambda: install_docker.install(sys.modules[__name__]),
                          install_docker.verify),
-              "bench": (install_bench, verify_bench)}
+              "bench": (install_bench, verify_bench),
+              "fleet": (lambda: install_fleet.install(sys.modules[__name__]),
+                        install_fleet.verify)}
 
 
 def inputs_for(name):
@@ -708,6 +715,8 @@ def inputs_for(name):
         data.update(bench_inputs())
     elif name == "docker":
         data.update(install_docker.inputs())
+    elif name == "fleet":
+        data.update(install_fleet.inputs())
     return data
 
 

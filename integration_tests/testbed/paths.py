@@ -93,6 +93,35 @@ def docker_state() -> Path:
     return cache_dir() / "docker-state"
 
 
+def fleet_prefix() -> Path:
+    """The fleet's tools (Kamailio and SIPp, with the libraries they need), dpkg -x'ed."""
+    return cache_dir() / "fleet"
+
+
+def kamailio_binary() -> Path:
+    return fleet_prefix() / "usr" / "sbin" / "kamailio"
+
+
+def kamcmd_binary() -> Path:
+    return fleet_prefix() / "usr" / "sbin" / "kamcmd"
+
+
+def kamailio_module_dir() -> Path:
+    return fleet_prefix() / "usr" / "lib" / "x86_64-linux-gnu" / "kamailio" / "modules"
+
+
+def sipp_binary() -> Path:
+    return fleet_prefix() / "usr" / "bin" / "sipp"
+
+
+def fleet_library_path() -> str:
+    """LD_LIBRARY_PATH that makes the dpkg -x'ed Kamailio and SIPp find their libraries."""
+    p = fleet_prefix()
+    dirs = [p / "usr/lib/x86_64-linux-gnu", p / "lib/x86_64-linux-gnu", p / "usr/lib",
+            p / "usr/lib/x86_64-linux-gnu/kamailio"]
+    return ":".join(str(d) for d in dirs)
+
+
 def apt_dir() -> Path:
     return cache_dir() / "apt"
 

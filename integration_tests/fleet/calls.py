@@ -1,0 +1,119 @@
+"""Calls: SIPp places them from the caller host through the proxy; this module counts them.
+
+    run = CallRun(net, uac_ns, proxy_address, workdir, "kill9", rate=10, hold_ms=2000)
+    run.start(); ...disrupt the fleet...; run.stop()      # SIGUSR1: no new call, let calls end
+    tally = Tally(run, proxy.routes(), answers)              # attempted, failed, per box ...
+
+SIPp runs the scenario uac.xml: each call logs START and END (-trace_logs), so a call with a
+START and no END failed, whatever SIPp's own statistics call it. Every run is bounded: at
+most `max_calls` calls and `-timeout` seconds, so it stops by itself.
+"""
+
+import collections
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from integration_tests.testbed import paths, runtime
+
+from .proxy import tool_env
+
+SCENARIO = Path(__file__).resolve().parent / "uac.xml"
+EXTENSION = "100"
+
+
+class CallRun:
+    def __init__(self, net, ns, proxy_address, workdir, name, rate=10.0, hold_ms=2000,
+                 max_seconds=300):
+        self.net = net
+        self.ns = ns
+        self.proxy_address = proxy_address
+        self.dir = Path(workdir) / f"calls-{name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.rate = rate
+        self.hold_ms = hold_ms
+        self.max_seconds = max_seconds
+        self.proc = None
+        self.started = self.stopped = None
+
+    @property
+    def calls_log(self):
+        return self.dir / "calls.log"
+
+    def command(self):
+        max_calls = int(self.rate * self.max_seconds) + 1
+        return self.net.wrap(self.ns, [
+            paths.sipp_binary(), "-sf", SCENARIO, "-i", self.ns.address, "-p", "5060",
+            "-s", EXTENSION, "-r", self.rate, "-d", self.hold_ms, "-m", max_calls,
+            "-timeout", f"{self.max_seconds + 60}s", "-recv_timeout", "20000",
+            "-nostdin", "-trace_logs", "-log_file", self.calls_log,
+            "-trace_err", "-error_file", self.dir / "errors.log",
+            "-trace_stat", "-stf", self.dir / "stat.csv",
+            f"{self.proxy_address}:5060"])
+
+    def start(self):
+        self.started = time.time()
+        self.proc = runtime.spawn(self.command(), log_path=self.dir / "sipp.out",
+                                  env=tool_env(), cwd=str(self.dir))
+        # The first START line: SIPp is placing calls.
+        runtime.wait_until(lambda: self.proc.poll() is None and self.starts(),
+                           timeout=10, what=f"SIPp ({self.name}) placing calls")
+        return self
+
+    def stop(self, timeout=60.0):
+        """No new calls (SIGUSR1: SIPp's soft stop); wait for the calls under way."""
+        if self.proc is None:
+            return
+        self.stopped = time.time()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            runtime.reap(self.proc, timeout=5, sig=signal.SIGKILL)
+        runtime.forget(self.proc)
+
+    def _lines(self, word):
+        try:
+            text = self.calls_log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line.split(" ", 1)[1] for line in text.splitlines()
+                if line.startswith(word + " ")]
+
+    def starts(self):
+        return self._lines("START")
+
+    def ends(self):
+        return self._lines("END")
+
+
+class Tally:
+    """One scenario's calls, counted from SIPp (attempted, failed), Kamailio (where each
+    INVITE was routed, when) and the Asterisk boxes (who answered, routed as what)."""
+
+    def __init__(self, run, routes, answers):
+        started = set(run.starts())
+        ended = set(run.ends())
+        self.attempted = len(started)
+        self.failed_ids = started - ended
+        self.failed = len(self.failed_ids)
+        self.routes = [r for r in routes if r.call_id in started]
+        self.answers = [a for a in answers if a.call_id in started and not a.refused]
+        # INVITEs a box refused as routed to another registration (the proxy failed them
+        # over): they reached the wrong box, which did not take them.
+        self.refused = [a for a in answers if a.call_id in started and a.refused]
+
+    def routed_to(self, service_id):
+        """Times of the INVITE branches routed to service_id."""
+        return sorted(r.time for r in self.routes if r.service == service_id)
+
+    def answered_by(self):
+        """{eid: number of calls answered}."""
+        return dict(collections.Counter(a.eid for a in self.answers))
+
+    def wrong_box(self):
+        """Answers by an Asterisk other than the registration the call was routed as."""
+        return [a for a in self.answers if a.wrong_box]

@@ -1,0 +1,164 @@
+"""The proxy host: Kamailio with the sample contrib/kamailio/kamailio.cfg, and Consul's own
+`consul watch -type service` running the sample handler contrib/kamailio/consul_dispatcher.py
+on every change of the service's health, exactly as an operator would run them.
+
+    proxy = Proxy(net, ns, workdir, agent)     # agent: the proxy host's Consul client
+    proxy.start()
+    proxy.destinations()  -> {service_id: flags}   (kamcmd dispatcher.list)
+    proxy.routes()        -> [Route(time, call_id, service)]   (Kamailio's dispatch log)
+"""
+
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from integration_tests.testbed import paths, runtime
+
+from .host import SERVICE
+
+CONTRIB = paths.repo_root() / "contrib" / "kamailio"
+KAMAILIO_CFG = CONTRIB / "kamailio.cfg"
+HANDLER = CONTRIB / "consul_dispatcher.py"
+SIP_PORT = 5060
+
+_ROUTE = re.compile(r"dispatch (\S+) (\d+\.\d+) to (\S+) as (\S*)$", re.M)
+_DEST = re.compile(r"URI: (\S+)\s+FLAGS: (\S+).*?DUID: (\S+)", re.S)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One INVITE branch Kamailio sent to a destination."""
+    time: float
+    call_id: str
+    uri: str
+    service: str
+
+
+def tool_env():
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "LANG": "C.UTF-8",
+            "LD_LIBRARY_PATH": paths.fleet_library_path()}
+
+
+def handler_python():
+    """The python3 an operator's Kamailio box has (the handler needs only the stdlib)."""
+    return "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
+class Proxy:
+    def __init__(self, net, ns, workdir, agent, service=SERVICE):
+        self.net = net
+        self.ns = ns
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.agent = agent
+        self.service = service
+        self.list_path = self.dir / "dispatcher.list"
+        self.ctl = self.dir / "kamailio_ctl"
+        self.kamailio_log = self.dir / "kamailio.log"
+        self.watch_log = self.dir / "consul-watch.log"
+        self.kamailio = None
+        self.watch = None
+
+    @property
+    def address(self):
+        return self.ns.address
+
+    def kamcmd_command(self):
+        return f"{paths.kamcmd_binary()} -s unix:{self.ctl}"
+
+    def kamcmd(self, *args, timeout=10):
+        proc = subprocess.run([*shlex.split(self.kamcmd_command()), *args], env=tool_env(),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+        out = proc.stdout + proc.stderr
+        if proc.returncode != 0 or out.startswith("error"):
+            raise RuntimeError(f"kamcmd {' '.join(args)}: {out.strip()}")
+        return out
+
+    def start(self):
+        if not self.agent.is_running():
+            self.agent.start()
+        if not self.list_path.exists():
+            self.list_path.write_text("# no destination until Consul's watch renders them\n")
+        argv = [paths.kamailio_binary(), "-f", KAMAILIO_CFG, "-L", paths.kamailio_module_dir(),
+                "-DD", "-E", "-l", f"udp:{self.ns.address}:{SIP_PORT}",
+                "-A", f'DISPATCHER_LIST="{self.list_path}"',
+                "-A", f'CTL_SOCKET="unix:{self.ctl}"',
+                "-Y", self.dir, "-P", self.dir / "kamailio.pid", "-m", "64", "-M", "8"]
+        # Kamailio forks its workers; in a PID namespace of their own they all die with the
+        # main process (and it with us: unshare kills it when it dies itself).
+        argv = ["unshare", "--pid", "--fork", "--kill-child", *argv]
+        self.kamailio = runtime.spawn(self.net.wrap(self.ns, argv), log_path=self.kamailio_log,
+                                      env=tool_env(), cwd=str(self.dir))
+        runtime.wait_until(lambda: self._alive("kamailio") and self.kamcmd("core.uptime"),
+                           timeout=20, what="Kamailio's ctl socket")
+        self.start_watch()
+        return self
+
+    def start_watch(self):
+        handler = " ".join(shlex.quote(str(a)) for a in [
+            handler_python(), HANDLER, "--list", self.list_path,
+            "--kamcmd", self.kamcmd_command()])
+        argv = [paths.consul_binary(), "watch", "-http-addr=127.0.0.1:8500", "-type", "service",
+                "-service", self.service, handler]
+        self.watch = runtime.spawn(self.net.wrap(self.ns, argv), log_path=self.watch_log,
+                                   env=tool_env(), cwd=str(self.dir))
+
+    def reload_list(self, timeout=5.0):
+        """`kamcmd dispatcher.reload`, again while Kamailio says it reloaded this second."""
+        runtime.wait_until(lambda: self.kamcmd("dispatcher.reload"), timeout=timeout,
+                           interval=0.2, what="dispatcher.reload")
+
+    def stop_watch(self):
+        runtime.reap(self.watch, timeout=5)
+        self.watch = None
+
+    def _alive(self, which):
+        proc = getattr(self, which)
+        if proc is None or proc.poll() is not None:
+            raise runtime.GiveUp(f"{which} exited; log tail:\n{self.log_tail(which)}")
+        return True
+
+    def log_tail(self, which="kamailio", lines=30):
+        path = self.kamailio_log if which == "kamailio" else self.watch_log
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def destinations(self):
+        """{service_id: flags} as Kamailio holds them now ('AX' active, 'DX' disabled ...)."""
+        try:
+            out = self.kamcmd("dispatcher.list")
+        except RuntimeError as exc:
+            if "No Destination Sets" in str(exc):
+                return {}
+            raise
+        out = out.replace("\t", " ")
+        found = {}
+        for block in out.split("DEST:")[1:]:
+            m = _DEST.search(block)
+            if m:
+                found[m.group(3)] = m.group(2)
+        return found
+
+    def routed_ids(self):
+        """Service IDs Kamailio would route new calls to now."""
+        return {sid for sid, flags in self.destinations().items() if flags.startswith("A")}
+
+    def routes(self):
+        try:
+            text = self.kamailio_log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [Route(float(m.group(2)), m.group(1), m.group(3), m.group(4))
+                for m in _ROUTE.finditer(text)]
+
+    def stop(self):
+        self.stop_watch()
+        runtime.reap(self.kamailio, timeout=10)
+        self.kamailio = None
