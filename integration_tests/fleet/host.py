@@ -13,6 +13,7 @@ discovery_ip = auto from eth0, the EID check against Asterisk's HTTP server on t
 
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -161,6 +162,24 @@ class AsteriskHost:
     def set_maintenance(self, on, reason="fleet test"):
         out = self.asterisk.rx(f"discovery set maintenance {'on' if on else 'off'} {reason}")
         return out
+
+    def set_drain(self, on, reason="fleet test"):
+        return self.asterisk.rx(f"discovery set drain {'on' if on else 'off'} {reason}")
+
+    def restart_gracefully(self):
+        """`core restart gracefully`, returning at once: Asterisk takes no new call, waits for
+        its calls to end and starts again in place (same EID, same config). The module drains
+        first (drain_on_shutdown), so consumers stop sending calls before Asterisk refuses them."""
+        # The command returns only when Asterisk goes down: it runs beside the caller.
+        threading.Thread(target=self.asterisk._rx_raw, args=("core restart gracefully", 120),
+                         daemon=True).start()
+
+    def set_options(self, **options):
+        """New module options, applied by `module reload`."""
+        self.options.update(options)
+        self.asterisk.write_config("res_discovery_consul.conf", module_conf(
+            dict(self.options, check_http_port=self.asterisk.http_port), self.weight))
+        return self.asterisk.rx("module reload res_discovery_consul.so")
 
     def reload_module(self):
         """`module unload` + `module load`: deregisters and registers again."""

@@ -14,6 +14,7 @@ from .host import MODULE_OPTIONS, AsteriskHost
 # here, e.g. "drain": lambda host, on: host.asterisk.rx(f"discovery set drain {...}").
 OUT_OF_ROTATION: Dict[str, Callable[[AsteriskHost, bool], object]] = {
     "maintenance": lambda host, on: host.set_maintenance(on),
+    "drain": lambda host, on: host.set_drain(on),
 }
 
 

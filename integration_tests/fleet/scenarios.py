@@ -3,9 +3,9 @@ returns a Result (calls attempted, failed, the detection or convergence seconds,
 Tests assert on the details; `make fleet` prints the table. Each leaves the fleet steady, or
 in a state Fleet.ensure_steady() repairs.
 
-Every scenario that takes a box out of rotation names how (measure.OUT_OF_ROTATION):
-rolling_restart(fleet, take_out="drain") and out_of_rotation(fleet, "drain") once the module
-has drain; busy boxes look like warning_and_draining's warning phase.
+Every scenario that takes a box out of rotation names how (measure.OUT_OF_ROTATION:
+maintenance or drain); rolling_restart(take_out="graceful") leaves it to the module, which
+drains by itself on `core restart gracefully`; busy_box() lets the module say a box is busy.
 """
 
 import time
@@ -68,22 +68,29 @@ def kill_9(fleet, host=None, observe=4.0):
 
 def rolling_restart(fleet, take_out=None, pause=2.0):
     """(c) Restart every Asterisk, one after the other. take_out=None: straight `core stop
-    now` (the baseline: the calls a box holds fail); take_out="maintenance" (or "drain"):
-    out of rotation first, restart once its calls ended, back in rotation after."""
+    now` (the baseline: the calls a box holds fail); take_out="maintenance" or "drain": out of
+    rotation first, restart once its calls ended, back in rotation after; take_out="graceful":
+    only `core restart gracefully` (the module drains the box by itself)."""
     key, title = ("c", "rolling restart, no drain") if take_out is None else (
-        f"c-{take_out}", f"rolling restart, {take_out} first")
+        ("c-graceful", "rolling restart, `core restart gracefully` only")
+        if take_out == "graceful" else (f"c-{take_out}", f"rolling restart, {take_out} first"))
     run = fleet.calls(f"rolling-{take_out or 'plain'}").start()
     time.sleep(pause)
     per_host = {}
     for host in fleet.hosts:
         began = time.time()
-        if take_out is not None:
-            OUT_OF_ROTATION[take_out](host, True)
-            first_times({"idle": lambda: active_calls(host) == 0}, 60, f"{host.name} idle")
-        held = active_calls(host)
-        host.restart_asterisk()
-        if take_out is not None:
-            OUT_OF_ROTATION[take_out](host, False)
+        if take_out == "graceful":
+            held = active_calls(host)
+            host.restart_gracefully()
+            first_times({"out": lambda: not routed(fleet, host)}, 10, f"{host.name} drained")
+        else:
+            if take_out is not None:
+                OUT_OF_ROTATION[take_out](host, True)
+                first_times({"idle": lambda: active_calls(host) == 0}, 60, f"{host.name} idle")
+            held = active_calls(host)
+            host.restart_asterisk()
+            if take_out is not None:
+                OUT_OF_ROTATION[take_out](host, False)
         back = back_in_rotation(fleet, host)
         per_host[host.name] = {"back_after": round(back - began, 2), "calls_held": held}
         time.sleep(pause)
@@ -281,6 +288,43 @@ def warning_and_draining(fleet, host=None, seconds=8.0):
                       "wrong_box": len(tally.wrong_box())})
 
 
+def busy_box(fleet, host=None, busy_channels=3, seconds=10.0):
+    """(h) One box says it is busy: the module's busy_channels (its check turns warning at that
+    many active channels) and Weights (warning weight 1): consumers give it fewer new calls
+    while it is busy, none fails, and it is passing again after its calls end (below 90 % for
+    the dwell time)."""
+    host = host or max(fleet.hosts, key=lambda h: h.weight)
+    host.set_options(busy_channels=busy_channels, weight_passing=host.weight, weight_warning=1)
+    try:
+        run = fleet.calls("busy").start()
+        seen = first_times({"busy": lambda: active_calls(host) >= busy_channels,
+                            "listed": lambda: "health=warning" in fleet.proxy.list_path.read_text()},
+                           20, f"{host.name} busy and listed as warning")
+        time.sleep(seconds)
+        warned_until = time.time()
+        run.stop()
+        calls_ended = time.time()
+        idle = first_times({"passing": lambda: fleet.status(host) == "passing"
+                            and "health=warning" not in fleet.proxy.list_path.read_text()},
+                           30, f"{host.name} passing again")["passing"]
+    finally:
+        host.set_options(busy_channels=0, weight_passing=1, weight_warning=1)
+    tally = fleet.tally(run)
+    answers = [a for a in tally.answers if seen["listed"] <= a.time < warned_until]
+    counted = {h.name: len([a for a in answers if a.eid == h.service_id]) for h in fleet.hosts}
+    total = sum(counted.values()) or 1
+    weights = {h.name: (1 if h is host else h.weight) for h in fleet.hosts}
+    return Result("h", f"one box busy (busy_channels = {busy_channels})", tally.attempted,
+                  tally.failed, round(max(0.0, seen["listed"] - seen["busy"]), 2),
+                  "busy -> listed as warning", {
+                      "host": host.name,
+                      "shares_while_busy": {n: round(c / total, 3) for n, c in counted.items()},
+                      "expected_while_busy": {n: round(w / sum(weights.values()), 3)
+                                              for n, w in weights.items()},
+                      "passing_after_calls_ended": round(idle - calls_ended, 2),
+                      "wrong_box": len(tally.wrong_box())})
+
+
 def stale_list(fleet, seconds=5.0):
     """A stale list (the watch stopped while a box was replaced): Kamailio routes calls as
     one box to another box's address. That box refuses them (503: routed as another EID)
@@ -314,11 +358,15 @@ SCENARIOS = {
     "b": (kill_9, {}),
     "c": (rolling_restart, {}),
     "c-maintenance": (rolling_restart, {"take_out": "maintenance"}),
+    "c-drain": (rolling_restart, {"take_out": "drain"}),
+    "c-graceful": (rolling_restart, {"take_out": "graceful"}),
     "d": (consul_servers, {}),
     "e": (agent_restart, {}),
     "e2": (agent_restart, {"lose_data": True}),
     "f": (ip_reuse, {}),
     "g": (out_of_rotation, {}),
+    "g-drain": (out_of_rotation, {"how": "drain"}),
+    "h": (busy_box, {}),
     "w": (warning_and_draining, {}),
     "s": (stale_list, {}),
 }

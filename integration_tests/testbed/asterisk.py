@@ -199,7 +199,6 @@ class AsteriskInstance(runtime.ManagedProcess):
 
     # -- config -----------------------------------------------------------------------------
     def _write_default_configs(self):
-        d = self.dir
         self.datadir = self.stock_datadir
         self._write_asterisk_conf()
         loads = [("autoload", "no")] + [("load", m) for m in self.modules]
