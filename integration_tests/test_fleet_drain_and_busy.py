@@ -1,25 +1,8 @@
-"""The fleet with what no registrar does: drain before a stop (by command and by Asterisk's own
-graceful restart) and report load (busy_channels, Weights), counted in calls."""
+"""The fleet with what no registrar does: drain by itself when Asterisk restarts gracefully,
+and report load (busy_channels, Weights), counted in calls. (Drain by command: the
+maintenance-or-drain tests of test_fleet_routing.py and test_fleet_failures.py.)"""
 
 from integration_tests.fleet import scenarios
-
-
-def test_fleet_drain_stops_new_calls_to_the_box_within_one_second(fleet, fleet_report):
-    host = fleet.hosts[1]
-    result = scenarios.out_of_rotation(fleet, "drain", host=host)
-    fleet_report(result)
-    assert result.seconds <= 1.0, result.details
-    assert result.details["routes_while_out"] == 0
-    assert result.failed == 0
-    assert result.details["wrong_box"] == 0
-
-
-def test_fleet_rolling_restart_with_drain_first_fails_no_call(fleet, fleet_report):
-    result = scenarios.rolling_restart(fleet, take_out="drain")
-    fleet_report(result)
-    assert all(h["calls_held"] == 0 for h in result.details["hosts"].values()), result.details
-    assert result.failed == 0
-    assert result.details["wrong_box"] == 0
 
 
 def test_fleet_rolling_core_restart_gracefully_alone_fails_no_call(fleet, fleet_report):

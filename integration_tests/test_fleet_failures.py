@@ -1,6 +1,8 @@
 """The fleet (integration_tests/fleet) when Asterisk boxes die, restart or are replaced:
 calls counted by SIPp, routing decisions by Kamailio's log, answers by each Asterisk."""
 
+import pytest
+
 from integration_tests.fleet import scenarios
 from integration_tests.fleet.measure import CHECK_INTERVAL_S, CHECK_TIMEOUT_S, REAP_BOUND_S
 
@@ -26,8 +28,10 @@ def test_fleet_rolling_restart_without_drain_loses_only_the_calls_each_box_held(
     assert result.details["wrong_box"] == 0
 
 
-def test_fleet_rolling_restart_with_maintenance_first_fails_no_call(fleet, fleet_report):
-    result = scenarios.rolling_restart(fleet, take_out="maintenance")
+@pytest.mark.parametrize("take_out", ["maintenance", "drain"])
+def test_fleet_rolling_restart_with_maintenance_or_drain_first_fails_no_call(
+        fleet, fleet_report, take_out):
+    result = scenarios.rolling_restart(fleet, take_out=take_out)
     fleet_report(result)
     assert all(h["calls_held"] == 0 for h in result.details["hosts"].values()), result.details
     assert result.failed == 0

@@ -3,6 +3,8 @@ by what Consul says of them, through the sample consul_dispatcher.py run by `con
 Real Consul cluster, real Kamailio, real SIPp, real Asterisk with the module, in network
 namespaces of their own."""
 
+import pytest
+
 from integration_tests.fleet import scenarios
 from integration_tests.fleet.measure import first_times, routed
 
@@ -22,9 +24,11 @@ def test_fleet_routes_calls_by_weight(fleet, fleet_report):
     assert result.details["max_deviation"] <= 0.07, result.details
 
 
-def test_fleet_maintenance_stops_new_calls_to_the_box_within_one_second(fleet, fleet_report):
+@pytest.mark.parametrize("how", ["maintenance", "drain"])
+def test_fleet_maintenance_or_drain_stops_new_calls_to_the_box_within_one_second(
+        fleet, fleet_report, how):
     host = fleet.hosts[1]
-    result = scenarios.out_of_rotation(fleet, "maintenance", host=host)
+    result = scenarios.out_of_rotation(fleet, how, host=host)
     fleet_report(result)
     assert result.seconds <= 1.0, result.details
     assert result.details["routes_while_out"] == 0

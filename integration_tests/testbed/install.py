@@ -272,6 +272,16 @@ def replace_dir(tmp, final):
     tmp.rename(final)
 
 
+def publish(tmp, final, verify, failure):
+    """Move a finished tmp dir into place and check it: verify()'s findings, or InstallError
+    with `failure` (what was extracted where, and what does not answer)."""
+    replace_dir(tmp, final)
+    found = verify()
+    if not found:
+        raise InstallError(failure)
+    return found
+
+
 def mounts_under(path):
     path = os.path.realpath(path)
     found = []
@@ -325,12 +335,8 @@ def install_consul():
     debs = apt.download([("consul", version)])
     tmp = fresh_dir(paths.cache_dir() / "consul.partial")
     dpkg_extract(debs, tmp)
-    replace_dir(tmp, paths.consul_prefix())
-    found = verify_consul()
-    if not found:
-        raise InstallError(f"consul extracted but `{paths.consul_binary()} version` is not "
-                           f"{CONSUL_VERSION}")
-    return found
+    return publish(tmp, paths.consul_prefix(), verify_consul,
+                   f"consul extracted but `{paths.consul_binary()} version` is not {CONSUL_VERSION}")
 
 
 # ----------------------------------------------------------------------------- asterisk 16
@@ -386,12 +392,9 @@ def install_ast16():
     tmp = fresh_dir(paths.cache_dir() / "ast16.partial")
     dpkg_extract(debs, tmp)
     (tmp / "packages.txt").write_text("".join(f"{n} {v}\n" for n, v in plan))
-    replace_dir(tmp, paths.ast16_prefix())
-    found = verify_ast16(deep=True)
-    if not found:
-        raise InstallError(f"Asterisk 16 extracted to {paths.ast16_prefix()} but "
-                           f"`asterisk -V` does not answer {AST16_VERSION_PREFIX}")
-    return found
+    return publish(tmp, paths.ast16_prefix(), lambda: verify_ast16(deep=True),
+                   f"Asterisk 16 extracted to {paths.ast16_prefix()} but `asterisk -V` does not "
+                   f"answer {AST16_VERSION_PREFIX}")
 
 
 # ----------------------------------------------------------------------------- sid chroot

@@ -89,9 +89,6 @@ def install(t):
                tmp / paths.docker_base_image().name, "."], what="tar of the base image")
     finally:
         t.remove_tree(rootfs)
-    t.replace_dir(tmp, paths.docker_prefix())
-    found = verify()
-    if not found:
-        raise t.InstallError(f"docker extracted to {paths.docker_prefix()} but dockerd or "
-                             "docker-compose does not answer (or the base image is missing)")
-    return found
+    return t.publish(tmp, paths.docker_prefix(), verify,
+                     f"docker extracted to {paths.docker_prefix()} but dockerd or docker-compose "
+                     "does not answer (or the base image is missing)")

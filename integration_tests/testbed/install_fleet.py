@@ -72,9 +72,6 @@ def install(t):
     tmp = t.fresh_dir(paths.cache_dir() / "fleet.partial")
     t.dpkg_extract(apt.download(plan), tmp)
     (tmp / "packages.txt").write_text("".join(f"{n} {v}\n" for n, v in plan))
-    t.replace_dir(tmp, paths.fleet_prefix())
-    found = verify()
-    if not found:
-        raise t.InstallError(f"Kamailio and SIPp extracted to {paths.fleet_prefix()} but they "
-                             "do not answer (or a library is missing: ldd)")
-    return found
+    return t.publish(tmp, paths.fleet_prefix(), verify,
+                     f"Kamailio and SIPp extracted to {paths.fleet_prefix()} but they do not "
+                     "answer (or a library is missing: ldd)")
