@@ -124,8 +124,9 @@ def test_the_default_settings_load_without_a_warning_and_log_lines_name_their_fi
     since = ast.log_offset()
     d.load(ast)
     d.wait_service(consul_agent, ast.eid)
+    # The worker logs "registered" just after Consul has the entry: wait for the line.
+    ast.wait_log(r"NOTICE\[\d+\] service\.py: Consul: service .* registered as", since=since)
     log = ast.log_text(since)
     assert not re.search(r"WARNING\[.*res_discovery_consul|WARNING\[\d+\] \w+\.py:", log), log
     # The worker's lines name the file that logged them, not a logging helper.
     assert re.search(r"NOTICE\[\d+\] worker\.py: Consul: registering service", log), log
-    assert re.search(r"NOTICE\[\d+\] service\.py: Consul: service .* registered as", log), log

@@ -190,7 +190,12 @@ class ConsulAgent(runtime.ManagedProcess):
             if r.status_code != 200 or r.json() in ("", None):
                 return False
             r = self.get("/v1/agent/self", timeout=1)
-            return r.status_code == 200
+            if r.status_code != 200:
+                return False
+            # Until anti-entropy has put the agent's own node in the catalog, sessions (and
+            # anything tied to the node) fail with 500 "Missing node registration".
+            r = self.get(f"/v1/catalog/node/test-{self.http_port}", timeout=1)
+            return r.status_code == 200 and r.json() is not None
         try:
             runtime.wait_until(ready, timeout=timeout, interval=0.05, what="consul /v1/agent/self")
         except TimeoutError as exc:
