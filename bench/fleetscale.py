@@ -1,0 +1,145 @@
+"""What one instance asks of its Consul agent at rest, and what of that reaches the servers,
+measured from the agent's own request log; then the same for a fleet of INSTANCES boxes.
+
+Three instances run side by side, each with an agent of its own (so each log holds one
+instance's requests and nothing else), at the module's default intervals:
+
+    defaults   check = no (the module's default): registration, resync, the watch
+    checks     check = yes, check_type = both: + the TTL reports; Consul polls the EID endpoint
+    kv         as checks, and a [kv] section: + the session's renewals and the keys' checks
+
+and a fourth agent with no instance, whose Raft log shows what an agent writes by itself. Each
+instance is loaded, its start-up requests counted (START_S after the load), left to settle,
+then nothing but the module talks to its agent for `seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, Optional
+
+import requests
+
+from integration_tests.resilience import consul_log_offset
+from integration_tests.testbed.consul import ConsulAgent
+
+from . import agentlog
+from .harness import Bed, ModuleControl, log
+
+INSTANCES = 10000
+START_S = 3.0    # the start-up burst: registration, first TTL report, session, keys, catalog look
+SETTLE_S = 20.0  # then the catalog looks (0.5 .. 8 s apart) are over
+LOG_FLUSH_S = 0.3  # the agent logs a request once answered: let the line land before an offset
+KV = {"role": "pbx", "sip": "${ADDRESS}:${PORT}"}
+
+CONFIGS = (
+    ("defaults", "check = no (the default), no [kv]", {"check": "no"}, None),
+    ("checks", "check = yes, check_type = both", {"check": "yes", "check_type": "both"}, None),
+    ("kv", "check_type = both and [kv] (%d keys)" % len(KV),
+     {"check": "yes", "check_type": "both"}, KV),
+)
+
+# What a Consul server handles, from Consul's own benchmark (hashicorp/consul,
+# bench/results-0.7.1.md: 3 servers of 8 cores, 16 GB, SSD, Consul 0.7.1, one client
+# with 64 connections): orders of magnitude, not a limit of this machine.
+REFERENCE = {
+    agentlog.RAFT_WRITE: (3780, "KV PUT/s (each a Raft write), Consul's own benchmark"),
+    agentlog.SERVER_READ: (7525, "default-consistency KV GET/s (the leader answers), "
+                                 "same benchmark; stale reads 9774/s on one server"),
+    agentlog.LEADER_RPC: (7525, "as a default-consistency read: the leader answers, no disk"),
+}
+REFERENCE_SOURCE = ("Consul's benchmark in its repository (bench/results-0.7.1.md); HashiCorp's "
+                    "validated design recommends at most 5,000 client agents per datacenter")
+
+
+def _raft_index(agent: ConsulAgent) -> Optional[int]:
+    """The agent's (a dev agent is a server) last Raft log index."""
+    try:
+        stats = agent.get("/v1/agent/self", timeout=5).json()["Stats"]
+        return int(stats["raft"]["last_log_index"])
+    except (requests.RequestException, KeyError, TypeError, ValueError):
+        return None
+
+
+def _offset_after_flush(agent: ConsulAgent) -> int:
+    time.sleep(LOG_FLUSH_S)
+    return consul_log_offset(agent)
+
+
+def _log_between(agent: ConsulAgent, start: int, end: int) -> str:
+    with open(agent.log_path, "rb") as fh:
+        fh.seek(start)
+        return fh.read(max(0, end - start)).decode("utf-8", "replace")
+
+
+def _passing(agent: ConsulAgent, name: str, service_id: str) -> bool:
+    entries = agent.get("/v1/health/service/%s" % name, params={"passing": "1"}).json() or []
+    return any(e["Service"]["ID"] == service_id for e in entries)
+
+
+def run(bed: Bed, seconds: float = 600.0) -> Dict[str, object]:
+    agents: Dict[str, ConsulAgent] = {}
+    instances = []
+    out: Dict[str, object] = {"instances": INSTANCES, "window_s": seconds, "configs": {},
+                              "reference": {k: list(v) for k, v in REFERENCE.items()},
+                              "reference_source": REFERENCE_SOURCE}
+    try:
+        for name in ("baseline",) + tuple(c[0] for c in CONFIGS):
+            agents[name] = ConsulAgent(bed.workdir / ("fleet-" + name)).start()
+        starts = {}
+        for name, text, options, kv in CONFIGS:
+            agent = agents[name]
+            ast = bed.asterisk(kv=kv, port=agent.http_port, check_interval=None, **options)
+            instances.append(ast)
+            began = _offset_after_flush(agent)
+            ctl = ModuleControl(ast)
+            try:
+                ctl.load()
+            finally:
+                ctl.close()
+            time.sleep(START_S)
+            ended = consul_log_offset(agent)
+            burst = _log_between(agent, began, ended)
+            starts[name] = agentlog.tally(agentlog.requests_in(burst), agentlog.syncs_in(burst), 1.0)
+            if not _passing(agent, bed.service_name, ast.eid):
+                raise RuntimeError("%s: the service is not passing %.0f s after the load"
+                                   % (name, START_S))
+        time.sleep(SETTLE_S)
+        raft0 = {name: _raft_index(agent) for name, agent in agents.items()}
+        offsets0 = {name: _offset_after_flush(agent) for name, agent in agents.items()}
+        log("fleetscale: %d instances (%s) measured for %.0f s ..." % (
+            len(CONFIGS), ", ".join(c[0] for c in CONFIGS), seconds))
+        began = time.monotonic()
+        time.sleep(seconds)
+        window = time.monotonic() - began
+        offsets1 = {name: consul_log_offset(agent) for name, agent in agents.items()}
+        raft1 = {name: _raft_index(agent) for name, agent in agents.items()}
+    finally:
+        for ast in instances:  # first: each unload deregisters from its agent
+            bed.discard(ast)
+        for agent in agents.values():
+            agent.stop()
+    raft = {name: (None if raft0[name] is None or raft1[name] is None
+                   else (raft1[name] - raft0[name]) / window) for name in agents}
+    out["window_s"] = window
+    out["baseline_raft_writes_per_s"] = raft["baseline"]
+    for name, text, _options, _kv in CONFIGS:
+        log_text = _log_between(agents[name], offsets0[name], offsets1[name])
+        rows = agentlog.tally(agentlog.requests_in(log_text), agentlog.syncs_in(log_text), window)
+        out["configs"][name] = {
+            "settings": text,
+            "rows": rows,
+            "by_reach": agentlog.by_reach(rows),
+            "raft_writes_per_s": raft[name],
+            "eid_polls_per_s": agentlog.check_updates_in(log_text, "check-asterisk-eid-") / window,
+            "start": {endpoint: row["count"] for endpoint, row in starts[name].items()},
+            "start_reach": {endpoint: row["reach"] for endpoint, row in starts[name].items()},
+        }
+        reach = out["configs"][name]["by_reach"]
+        log("fleetscale %-8s %.3f req/s to the agent; to the servers: %.4f leader RPC/s, "
+            "%.4f reads/s, %.4f Raft writes/s (x %d: %.0f, %.0f, %.0f)" % (
+                name, sum(reach.values()), reach[agentlog.LEADER_RPC],
+                reach[agentlog.SERVER_READ], reach[agentlog.RAFT_WRITE], INSTANCES,
+                reach[agentlog.LEADER_RPC] * INSTANCES, reach[agentlog.SERVER_READ] * INSTANCES,
+                reach[agentlog.RAFT_WRITE] * INSTANCES))
+    return out
