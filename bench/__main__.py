@@ -2,7 +2,7 @@
 against Asterisk 16's own HTTP endpoint, and what it costs Asterisk and Consul, on the real test
 bed (Asterisk 16.28, Consul 1.8.7).
 
-    python -m bench                    every phase (about 35 minutes)
+    python -m bench                    every phase (about 45 minutes)
     python -m bench --quick            fewer rounds, samples and shorter windows (to try the tool)
     python -m bench --only idle,converge,fleetscale
     python -m bench --profile          also where Asterisk's time goes (perf, py-spy)
@@ -16,8 +16,9 @@ Phases (each on Asterisk processes of its own, one Consul agent for all but flee
     idle       Asterisk's CPU time and context switches at rest, with and without the module
                (check_type both, [kv]), over the same window (--idle-seconds, 300)
     fleetscale the requests per second one instance sends its agent, by endpoint, and what
-               reaches the servers (from the agent's request log, --fleet-seconds 600, three
-               configurations side by side), scaled to 10 000 instances
+               reaches the servers (from the agent's request log, --fleet-seconds 600, four
+               configurations side by side, after the start's deferred syncs: up to 8 min more;
+               --quick does not wait for them), scaled to 10 000 instances
     converge   at default settings, median and worst of --converge-runs (5): load -> passing,
                maintenance and drain -> out of the healthy set, agent restart -> registered,
                core stop gracefully -> out, kill -9 -> check critical
@@ -156,7 +157,8 @@ def main(argv=None) -> int:
         "memory": lambda bed: memory.run(bed, cycles=args.cycles),
         "restart": lambda bed: restart.run(bed, samples=args.restarts),
         "idle": lambda bed: idle.run(bed, seconds=args.idle_seconds),
-        "fleetscale": lambda bed: fleetscale.run(bed, seconds=args.fleet_seconds),
+        "fleetscale": lambda bed: fleetscale.run(bed, seconds=args.fleet_seconds,
+                                                 wait_deferred=not args.quick),
         "converge": lambda bed: converge.run(bed, runs=args.converge_runs),
     }
     try:

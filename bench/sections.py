@@ -66,10 +66,10 @@ def fleetscale(results: Dict) -> List[str]:
                  "the agent's request log), and x %d instances" % (entry["window_s"], n))
     for name in names:
         lines.append("  %-9s %s" % (name, configs[name]["settings"]))
-    head = "  %-44s %-27s" % ("endpoint", "reaches")
-    head += "".join("%9s" % name for name in names) + "".join("%9s" % ("x" + name[:7])
-                                                               for name in names)
-    lines.append(head)
+    width = 9 * len(names)
+    lines.append("  %-72s%-*s%s" % ("", width, "req/s, one instance", "req/s, x %d" % n))
+    lines.append("  %-44s %-27s" % ("endpoint", "reaches")
+                 + "".join("%9s" % name[:8] for name in names) * 2)
     endpoints: Dict[str, str] = {}
     for name in names:
         for endpoint, row in configs[name]["rows"].items():
@@ -93,7 +93,9 @@ def fleetscale(results: Dict) -> List[str]:
                  + "   (no instance: %s)" % _rate(entry.get("baseline_raft_writes_per_s")))
     lines.append("  %-72s" % "  EID check polls of Asterisk by the agent, per s"
                  + "".join("%9.4f" % configs[name]["eid_polls_per_s"] for name in names))
-    lines.append("  per start (module load, the first %g s), requests by endpoint:" % START_S)
+    lines.append("  per start (module load, the first %g s%s), requests by endpoint:" % (
+        START_S, ", and the checks' deferred first sync" if entry.get("deferred_waited") else
+        "; the checks' deferred first sync not waited for"))
     for name in names:
         start = configs[name]["start"]
         lines.append("    %-8s %s" % (name, ", ".join("%s x%d" % (e, c) for e, c in start.items())
