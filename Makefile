@@ -9,8 +9,10 @@
 #                             bed's sid chroot -> build/deb/ (DEB_VERSION=... for another version)
 #   make test                 install the test bed (cached) and run every test
 #   make demo / demo-stop     a live Consul + Asterisk 16 on loopback with the module loaded
-#   make bench                the module vs Asterisk's own /httpstatus, load/unload times, RSS
-#                             (prints a table, writes bench/results/*.json; BENCH_ARGS=--quick)
+#   make bench                the module vs Asterisk's own /httpstatus, load/unload times, RSS,
+#                             idle cost, convergence, fleet cost (prints the figures and a
+#                             summary against the goals, writes bench/results/*.json;
+#                             BENCH_ARGS=--quick, BENCH_ARGS="--only idle,converge,fleetscale")
 #   make fleet / fleet-stop   Asterisk hosts + a Consul cluster + Kamailio + SIPp in network
 #                             namespaces, the failure scenarios live (a table, and
 #                             bench/results/fleet-*.json; FLEET_HOSTS=3, FLEET_ARGS=--only a,b)

@@ -1,25 +1,35 @@
 """`make bench` (from the repository root; BENCH_ARGS=... passes options): res_discovery_consul
-against Asterisk 16's own HTTP endpoint, and what it costs Asterisk, on the real test bed
-(Asterisk 16.28, Consul 1.8.7).
+against Asterisk 16's own HTTP endpoint, and what it costs Asterisk and Consul, on the real test
+bed (Asterisk 16.28, Consul 1.8.7).
 
-    python -m bench                    http, load, memory, restart
-    python -m bench --quick            fewer rounds and samples (to try the tool)
-    python -m bench --only load,restart
+    python -m bench                    every phase (about 45 minutes)
+    python -m bench --quick            fewer rounds, samples and shorter windows (to try the tool)
+    python -m bench --only idle,converge,fleetscale
     python -m bench --profile          also where Asterisk's time goes (perf, py-spy)
     python -m bench --module-so X.so   bench that build instead of building the work tree
 
-Phases (each on Asterisk processes of its own, one Consul agent for all):
-    http     the EID check endpoint vs /httpstatus: wrk, 8 keep-alive connections, A/B rounds
-    load     module load / unload wall time with Consul up, refusing, blackholed; time to the
-             catalog and to the check passing
-    memory   RSS before load, after load, after N unload/load cycles
-    restart  time to re-register after the Consul agent restarts (resync_interval 1s;
-             `python -m bench.lifecycle` also has it with the default 30s)
+Phases (each on Asterisk processes of its own, one Consul agent for all but fleetscale):
+    http       the EID check endpoint vs /httpstatus: wrk, 8 keep-alive connections, A/B rounds
+    load       module load / unload wall time with Consul up, refusing, blackholed; time to the
+               catalog and to the check passing
+    memory     RSS before load, after load, after N unload/load cycles
+    idle       Asterisk's CPU time and context switches at rest, with and without the module
+               (check_type both, [kv]), over the same window (--idle-seconds, 300)
+    fleetscale the requests per second one instance sends its agent, by endpoint, and what
+               reaches the servers (from the agent's request log, --fleet-seconds 600, four
+               configurations side by side, after the start's deferred syncs: up to 8 min more;
+               --quick does not wait for them), scaled to 10 000 instances
+    converge   at default settings, median and worst of --converge-runs (5): load -> passing,
+               maintenance and drain -> out of the healthy set, agent restart -> registered,
+               core stop gracefully -> out, kill -9 -> check critical
+    restart    time to re-register after the Consul agent restarts (resync_interval 1s;
+               `python -m bench.lifecycle` also has it with the default 30s)
 
-It prints a table (PASS/MISS against the goals) and writes the JSON to
-bench/results/ (latest.json too). A missed goal never fails the command; a phase that crashes
-(the tool or the test bed broke) is reported under "errors", the others still run, and the
-command then exits 1.
+It prints the figures of each phase, then a summary table (every figure with its goal,
+PASS/MISS; convergence and fleet figures without one), and writes the JSON to bench/results/
+(latest.json too). A missed goal never fails the command; a phase that crashes (the tool or
+the test bed broke) is reported under "errors", the others still run, and the command then
+exits 1.
 """
 
 from __future__ import annotations
@@ -37,10 +47,12 @@ from typing import Callable, Dict
 
 from integration_tests.testbed import paths, runtime
 
-from . import http, memory, report, restart, states
+from . import converge, fleetscale, http, idle, memory, report, restart, states, summary
 from .harness import Bed, log
 
-PHASES = ("http", "load", "memory", "restart")
+PHASES = ("http", "load", "memory", "idle", "fleetscale", "converge", "restart")
+# These restart the bed's Consul agent: after the phases that use it undisturbed.
+AGENT_RESTARTS = ("converge", "restart")
 
 
 def _parse(argv):
@@ -61,6 +73,11 @@ def _parse(argv):
     parser.add_argument("--warm", type=int, help="warm loads per Consul state (7)")
     parser.add_argument("--cycles", type=int, help="memory: unload/load cycles (200)")
     parser.add_argument("--restarts", type=int, help="Consul agent restarts (4)")
+    parser.add_argument("--idle-seconds", type=float,
+                        help="idle: the measured window, with and without the module (300)")
+    parser.add_argument("--fleet-seconds", type=float,
+                        help="fleetscale: the agents' request logs read over this long (600)")
+    parser.add_argument("--converge-runs", type=int, help="converge: runs per figure (5)")
     parser.add_argument("--check-interval", default="1s",
                         help="the EID check's interval (1s; Consul runs a new check's first "
                              "probe after a random part of it)")
@@ -68,7 +85,10 @@ def _parse(argv):
     quick = args.quick
     defaults = {"rounds": 2 if quick else 4, "seconds": 2.0 if quick else 5.0,
                 "cold": 2 if quick else 5, "warm": 3 if quick else 7,
-                "cycles": 40 if quick else 200, "restarts": 2 if quick else 4}
+                "cycles": 40 if quick else 200, "restarts": 2 if quick else 4,
+                "idle_seconds": 30.0 if quick else 300.0,
+                "fleet_seconds": 90.0 if quick else 600.0,
+                "converge_runs": 2 if quick else 5}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -78,8 +98,8 @@ def _parse(argv):
         parser.error("unknown phase(s): %s" % ", ".join(unknown))
     if args.profile and "profile" not in only:
         only.append("profile")
-    # Whatever the order asked, restart goes last: it restarts the agent the others use.
-    args.only = sorted(only, key=lambda p: (p == "restart", p == "profile"))
+    # Whatever the order asked, the phases that restart the agent the others use go last.
+    args.only = sorted(only, key=lambda p: (p in AGENT_RESTARTS, p == "restart", p == "profile"))
     return args
 
 
@@ -136,6 +156,10 @@ def main(argv=None) -> int:
         "load": lambda bed: states.run(bed, cold=args.cold, warm=args.warm),
         "memory": lambda bed: memory.run(bed, cycles=args.cycles),
         "restart": lambda bed: restart.run(bed, samples=args.restarts),
+        "idle": lambda bed: idle.run(bed, seconds=args.idle_seconds),
+        "fleetscale": lambda bed: fleetscale.run(bed, seconds=args.fleet_seconds,
+                                                 wait_deferred=not args.quick),
+        "converge": lambda bed: converge.run(bed, runs=args.converge_runs),
     }
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
@@ -167,6 +191,8 @@ def main(argv=None) -> int:
     results["json_path"] = str(path)
     print()
     print(report.table(results))
+    print()
+    print(summary.table(results))
     log("done in %.0f s" % results["meta"]["seconds"])
     return 1 if results["errors"] else 0
 

@@ -22,7 +22,7 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import requests
 
@@ -42,9 +42,12 @@ def log(message: str) -> None:
     print("[bench] %s" % message, flush=True)
 
 
-def conf_text(options: Dict[str, object]) -> str:
+def conf_text(options: Dict[str, object], kv: Optional[Dict[str, str]] = None) -> str:
+    """The module's config file; an option set to None is left out (its default applies)."""
     lines = ["[general]", "enabled = yes", "", "[consul]"]
     lines += ["%s = %s" % (k, v) for k, v in options.items() if v is not None]
+    if kv:
+        lines += ["", "[kv]"] + ["%s = %s" % (k, v) for k, v in kv.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -86,19 +89,22 @@ class Bed:
         options.update(overrides)
         return options
 
-    def configure(self, ast: AsteriskInstance, target: str = "up", **overrides) -> Dict[str, object]:
+    def configure(self, ast: AsteriskInstance, target: str = "up",
+                  kv: Optional[Dict[str, str]] = None, **overrides) -> Dict[str, object]:
         options = self.options(ast, target, **overrides)
-        ast.write_config(CONF, conf_text(options))
+        ast.write_config(CONF, conf_text(options, kv))
         return options
 
     def asterisk(self, target: str = "up", start: bool = True, module_so: Optional[Path] = None,
-                 **overrides) -> AsteriskInstance:
+                 kv: Optional[Dict[str, str]] = None, modules=(),
+                 extra_configs: Optional[Dict[str, str]] = None, **overrides) -> AsteriskInstance:
         """A new Asterisk 16 with the module (default: the bed's build) installed and configured
-        (not loaded)."""
+        (not loaded); `modules`: stock modules it loads at start, `kv`: a [kv] section."""
         # Quiet: the test bed's verbose 5 / debug 5 would put a log write on every request.
-        ast = AsteriskInstance("16", asterisk_conf_options={"verbose": "0", "debug": "0"})
+        ast = AsteriskInstance("16", asterisk_conf_options={"verbose": "0", "debug": "0"},
+                               modules=modules, extra_configs=extra_configs)
         ast.install_module(module_so or self.module_so)
-        self.configure(ast, target, **overrides)
+        self.configure(ast, target, kv, **overrides)
         self.instances.append(ast)
         if start:
             ast.start()
@@ -152,11 +158,23 @@ class Bed:
 class CatalogWatch:
     """Started before a `module load`: records when the service first shows up in the catalog
     (and, with passing=True, when it first shows up passing). Blocking queries, so the time is
-    that of the change in Consul, not of a poll."""
+    that of the change in Consul, not of a poll.
 
-    def __init__(self, bed: Bed, passing: bool = False, timeout: float = 15.0):
+    view: "catalog" (/v1/catalog/service/<name>), "passing" (/v1/health/service/<name>?passing,
+    what consumers route to) or "health" (every entry, with its checks); `until` is what the
+    entries must show (default: any entry); `consul_url`: another agent than the bed's."""
+
+    VIEWS = {"catalog": ("/v1/catalog/service/%s", {}),
+             "passing": ("/v1/health/service/%s", {"passing": "1"}),
+             "health": ("/v1/health/service/%s", {})}
+
+    def __init__(self, bed: Bed, passing: bool = False, timeout: float = 15.0,
+                 view: Optional[str] = None, until: Optional[Callable[[list], bool]] = None,
+                 consul_url: Optional[str] = None):
         self.bed = bed
-        self.passing = passing
+        self.view = view or ("passing" if passing else "catalog")
+        self.until = until or bool
+        self.url = consul_url or bed.consul.url
         self.timeout = timeout
         self.seen_at: Optional[float] = None
         self.error: Optional[BaseException] = None
@@ -167,12 +185,11 @@ class CatalogWatch:
         self._ready.wait(5)
 
     def _query(self, index):
-        path = ("/v1/health/service/%s" if self.passing else "/v1/catalog/service/%s") % \
-            self.bed.service_name
-        params = {"passing": "1"} if self.passing else {}
+        path, params = self.VIEWS[self.view]
+        params = dict(params)
         if index is not None:
             params.update(index=str(index), wait="5s")
-        r = self._session.get(self.bed.consul.url + path, params=params, timeout=30)
+        r = self._session.get(self.url + path % self.bed.service_name, params=params, timeout=30)
         r.raise_for_status()
         return int(r.headers.get("X-Consul-Index", "0")), r.json()
 
@@ -181,9 +198,9 @@ class CatalogWatch:
             index, entries = self._query(None)
             self._ready.set()
             deadline = time.monotonic() + self.timeout
-            while not entries and time.monotonic() < deadline:
+            while not self.until(entries) and time.monotonic() < deadline:
                 index, entries = self._query(index)
-            if entries:
+            if self.until(entries):
                 self.seen_at = time.monotonic()
         except BaseException as exc:  # noqa: BLE001 - reported by result()
             self.error = exc
@@ -192,7 +209,7 @@ class CatalogWatch:
             self._session.close()
 
     def result(self, since: float) -> Optional[float]:
-        """Seconds from `since` to the service's arrival, None if it never came."""
+        """Seconds from `since` to the service's arrival (to `until`), None if it never came."""
         self._thread.join(self.timeout + 35)
         if self.error is not None:
             raise self.error
@@ -242,11 +259,15 @@ class ModuleControl:
         return self._do("load")
 
     def running(self) -> bool:
-        listing = self.ast.rx("module show like res_discovery_consul")
-        return re.search(r"res_discovery_consul\.so\s.*\d+\s+Running\s", listing) is not None
+        return module_running(self.ast)
 
     def close(self) -> None:
         self.ami.close()
+
+
+def module_running(ast: AsteriskInstance) -> bool:
+    listing = ast.rx("module show like res_discovery_consul")
+    return re.search(r"res_discovery_consul\.so\s.*\d+\s+Running\s", listing) is not None
 
 
 def rss_kb(pid: int) -> Dict[str, int]:
