@@ -10,6 +10,9 @@ import random
 import threading
 import time
 
+import pytest
+
+from asterisk_consul.health import HOST_POLL_AT_REST_S, HOST_POLL_S
 from asterisk_consul.registrar import Result, consul_client
 from asterisk_consul.registrar.link import AgentLink
 from asterisk_consul.registrar.watch import AgentWatch
@@ -273,3 +276,27 @@ def test_a_reload_restarts_a_running_watch_with_the_new_token_and_no_other(consu
         assert watch._client._headers["X-Consul-Token"] == "new-token"
     finally:
         watch.close()
+
+
+def test_asterisk_is_looked_at_less_often_at_rest_and_often_once_anything_moves(make_registrar):
+    # Not started: the poll is run by hand and its next due time read.
+    state = HostState(booted=False)
+    registrar = make_registrar(settings_for(1, check=True), host_state=state)
+    watch = registrar.asterisk
+    soon = pytest.approx(HOST_POLL_S, abs=0.1)
+    at_rest = pytest.approx(HOST_POLL_AT_REST_S, abs=0.1)
+
+    def next_poll_in():
+        began = time.monotonic()
+        watch.run()
+        return watch.due() - began
+
+    assert next_poll_in() == soon      # booting
+    state.booted = True
+    assert next_poll_in() == at_rest   # at rest
+    state.channels = 1
+    assert next_poll_in() == soon      # a call up
+    state.channels = 0
+    assert next_poll_in() == at_rest
+    state.stop_requested = True
+    assert next_poll_in() == soon      # stopping (drain follows it)

@@ -1,6 +1,7 @@
-"""Asterisk's state as the worker follows it: every HOST_POLL_S a few flag reads and the
-channel count (no network, no lock on the call path). From it come the busy state
-(busy_channels, with hysteresis), the verdict the checks say, and what drain follows."""
+"""Asterisk's state as the worker follows it: every HOST_POLL_S (at rest HOST_POLL_AT_REST_S)
+a few flag reads and the channel count (no network, no lock on the call path). From it come
+the busy state (busy_channels, with hysteresis), the verdict the checks say, and what drain
+follows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import logging
 import time
 from typing import Callable, Optional
 
-from ..health import HOST_POLL_S, AsteriskState, BusyState, Verdict, verdict
+from ..health import (HOST_POLL_AT_REST_S, HOST_POLL_S, AsteriskState, BusyState, Verdict,
+                      verdict)
 from .checks import Checks
 from .drain import Drain
 from .link import AgentLink
@@ -47,9 +49,11 @@ class AsteriskWatch:
     def due(self) -> Optional[float]:
         return self._due
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """One look at Asterisk; False when it changed nothing the status shows."""
         now = time.monotonic()
         self._due = now + HOST_POLL_S
+        before = self._seen()
         state = self.read()
         if self.busy.update(state.channels, self._link.settings.busy_channels, now):
             self.busy_since = time.time() if self.busy.busy else None
@@ -63,3 +67,14 @@ class AsteriskWatch:
             self._on_verdict(judged)
             self.checks.verdict_changed(judged)
         self.drain.observe(state)
+        if self._at_rest(state):
+            self._due = now + HOST_POLL_AT_REST_S
+        return self._seen() != before
+
+    def _at_rest(self, state: AsteriskState) -> bool:
+        return (state.booted and not (state.shutting_down or state.stop_requested)
+                and state.channels == 0 and not self.busy.busy and not self.drain.on)
+
+    def _seen(self) -> tuple:
+        drain = self.drain
+        return (self.state, self.busy.busy, self.verdict, drain.on, drain.drained_at)

@@ -234,14 +234,16 @@ class Registrar:
     def _guarded(self, job: Callable[..., Any], *args: Any) -> None:
         """Run one job; a bug in it must not kill the worker (and with it the registration)."""
         failure = STOPPING
+        changed = True
         try:
-            job(*args)
+            changed = job(*args) is not False
         except Stopping:
             pass
         except Exception as exc:  # noqa: BLE001
             self.service.failed(exc)
             failure = Result(False, self.link.last_error)
-        self._publish()
+        if changed:  # a job that says it changed nothing (a quiet poll) leaves the status be
+            self._publish()
         queued = args[0] if args and isinstance(args[0], Queued) else None
         if queued is not None and not queued.future.done():
             # Never leave a caller waiting for its full timeout on a job that already ended.

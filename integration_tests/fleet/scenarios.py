@@ -16,6 +16,19 @@ from .measure import (CHECK_INTERVAL_S, CHECK_TIMEOUT_S, OUT_OF_ROTATION, REAP_B
                       first_times, routed, shares)
 
 
+def back_and_tally(fleet, run, host, since, until, unrouted_at):
+    """Wait for the box to be back in rotation, end the calls and tally them. Returns (when it
+    was back, the tally, the times of calls routed to it in [since, until), the last of them,
+    seconds from since until it stopped getting new calls: off the list and no call after)."""
+    back = back_in_rotation(fleet, host)
+    time.sleep(1.0)
+    run.stop()
+    tally = fleet.tally(run)
+    routed_in = [t for t in tally.routed_to(host.service_id) if since <= t < until]
+    last = max(routed_in) if routed_in else None
+    return back, tally, routed_in, last, max(unrouted_at, last or since) - since
+
+
 def steady_by_weight(fleet, seconds=12.0):
     """(a) Calls spread over the boxes in proportion to their weights (Meta weight)."""
     run = fleet.calls("weights").start()
@@ -36,7 +49,6 @@ def kill_9(fleet, host=None, observe=4.0):
     """(b) SIGKILL one Asterisk: out of Kamailio's list (and no call routed to it) within
     check interval + timeout; calls it held are the failed ones."""
     host = host or max(fleet.hosts, key=lambda h: h.weight)
-    sid = host.service_id
     run = fleet.calls("kill9").start()
     time.sleep(3.0)
     held = active_calls(host)
@@ -47,13 +59,8 @@ def kill_9(fleet, host=None, observe=4.0):
     time.sleep(observe)
     restarted = time.time()
     host.asterisk.start()
-    back = back_in_rotation(fleet, host)
-    time.sleep(1.0)
-    run.stop()
-    tally = fleet.tally(run)
-    to_dead = [t for t in tally.routed_to(sid) if killed <= t < restarted]
-    last = max(to_dead) if to_dead else None
-    stop = max(seen["unrouted"], last or killed) - killed
+    back, tally, to_dead, last, stop = back_and_tally(fleet, run, host, killed, restarted,
+                                                      seen["unrouted"])
     return Result("b", "kill -9 of one Asterisk", tally.attempted, tally.failed,
                   round(stop, 2), "kill -> no new call to it", {
                       "host": host.name, "calls_on_it_when_killed": held,
@@ -222,7 +229,6 @@ def out_of_rotation(fleet, how="maintenance", host=None, hold=3.0):
     """(g) Maintenance (or drain) on one box: no new call to it within 1 s; its calls end
     normally; back in rotation when it is switched off."""
     host = host or fleet.hosts[1 % len(fleet.hosts)]
-    sid = host.service_id
     run = fleet.calls(f"out-{how}").start()
     time.sleep(2.0)
     began = time.time()
@@ -232,13 +238,8 @@ def out_of_rotation(fleet, how="maintenance", host=None, hold=3.0):
     time.sleep(hold)
     ended = time.time()
     OUT_OF_ROTATION[how](host, False)
-    back = back_in_rotation(fleet, host)
-    time.sleep(1.0)
-    run.stop()
-    tally = fleet.tally(run)
-    while_out = [t for t in tally.routed_to(sid) if began <= t < ended]
-    last = max(while_out) if while_out else None
-    stop = max(unrouted, last or began) - began
+    back, tally, while_out, last, stop = back_and_tally(fleet, run, host, began, ended,
+                                                        unrouted)
     return Result("g" if how == "maintenance" else f"g-{how}", f"{how} on one box",
                   tally.attempted, tally.failed, round(stop, 2), f"{how} on -> no new call", {
                       "host": host.name, "unrouted_after": round(unrouted - began, 2),
