@@ -194,7 +194,8 @@ class ConsulAgent(runtime.ManagedProcess):
                 return r.status_code == 200  # a client's sync may be refused on purpose
             # Until anti-entropy has put the agent's own node in the catalog, sessions (and
             # anything tied to the node) fail with 500 "Missing node registration".
-            r = self.get(f"/v1/catalog/node/test-{self.http_port}", timeout=1)
+            node = r.json()["Config"]["NodeName"]
+            r = self.get(f"/v1/catalog/node/{node}", timeout=1)
             return r.status_code == 200 and r.json() is not None
         try:
             runtime.wait_until(ready, timeout=timeout, interval=0.05, what="consul /v1/agent/self")
