@@ -1,5 +1,5 @@
-"""The operator's commands: `discovery ...` on the CLI, DiscoverySetMaintenance and
-DiscoverySetCheck on AMI.
+"""The operator's commands: `discovery ...` on the CLI, DiscoverySetMaintenance,
+DiscoverySetCheck and DiscoverySetDrain on AMI.
 
 Each command reads the Application's current state and asks the Registrar, which answers
 within the Consul timeout; nothing here waits longer than that. The text shown is render.py's.
