@@ -190,8 +190,10 @@ class ConsulAgent(runtime.ManagedProcess):
             if r.status_code != 200 or r.json() in ("", None):
                 return False
             r = self.get("/v1/agent/self", timeout=1)
-            if r.status_code != 200 or self.client_of is not None:
-                return r.status_code == 200  # a client's sync may be refused on purpose
+            if r.status_code != 200:
+                return False
+            if self.client_of is not None:
+                return True  # a client's sync to the servers may be refused on purpose
             # Until anti-entropy has put the agent's own node in the catalog, sessions (and
             # anything tied to the node) fail with 500 "Missing node registration".
             node = r.json()["Config"]["NodeName"]
