@@ -138,6 +138,8 @@ def test_busy_channels_say_warning_with_one_write_per_change(consul_agent, make_
                                        consul_factory=calls))
     wait_until(lambda: consul_agent.checks().get(TTL_CHECK, {}).get("Status") == "passing",
                timeout=3, what="passing")
+    # Registered passing already; the first TTL report follows: count from after it.
+    wait_until(lambda: calls.updates, timeout=3, what="the first TTL report")
     writes = len(calls.updates)
     state.channels = 4
     wait_until(lambda: consul_agent.checks()[TTL_CHECK]["Status"] == "warning", timeout=2,
