@@ -26,12 +26,17 @@ def test_busy_channels_warn_with_hysteresis_and_one_write_per_change(
         asterisk_factory, ast_version, module_so, consul_agent, capsys):
     ast, flag = asterisk_with_calls(asterisk_factory, ast_version, module_so)
     d.write_conf(ast, consul_agent, check_type="both", check_ttl="60s", busy_channels=2)
+    loaded = r.consul_log_offset(consul_agent)
     d.load(ast)
     ttl = "check-asterisk-ttl-%s" % ast.eid
+    updates = "/v1/agent/check/update/%s" % quote(ttl, safe="")
     d.wait_until(lambda: healthy(consul_agent, ast.eid), timeout=10, what="healthy")
     instance = consul_agent.services()[ast.eid]["Meta"]["instance"]
+    # Registered passing already; the first TTL report follows: count from after it.
+    d.wait_until(lambda: any(u.startswith(updates) for m, u in
+                             r.consul_requests(consul_agent, loaded, "PUT")),
+                 timeout=5, what="the first TTL report")
     since = r.consul_log_offset(consul_agent)
-    updates = "/v1/agent/check/update/%s" % quote(ttl, safe="")
 
     hold_call(ast)  # a Local pair: 2 active channels, busy_channels reached
     d.wait_health(consul_agent, "Asterisk", ast.eid, "warning", timeout=5)
