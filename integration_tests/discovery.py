@@ -9,6 +9,7 @@ By default the module talks to `consul` (a ConsulAgent or a broken peer), regist
 check against this Asterisk's HTTP server with a 1 s interval, and resyncs every second.
 """
 
+import contextlib
 import re
 import time
 
@@ -110,6 +111,20 @@ def start(asterisk_factory, version, module_so, consul, general=None, extra_sect
 def ami(ast):
     """A logged-in AMI session (system events) to `ast`; use it as a context manager."""
     return AmiSession(ast.manager_port, ast.manager_user, ast.manager_secret)
+
+
+@contextlib.contextmanager
+def loaded_with_ami(ast, service_id=None):
+    """Load the module with an AMI session already logged in; wait for the load's
+    DiscoveryRegister event, then forget it, so later checks see only what follows. (A session
+    opened after the load may get that event late: the worker fires it after Consul took the
+    registration, and a test can see the entry, passing, before that.)"""
+    with ami(ast) as session:
+        load(ast)
+        wait_event(session, "DiscoveryRegister", ID=service_id or ast.eid)
+        drain(session)
+        session.blocks.clear()
+        yield session
 
 
 def drain(ami):

@@ -140,11 +140,11 @@ def test_unanswering_agent_commands_time_out_within_consul_timeout_ms(
 
 def test_agent_stopped_after_registration_then_back(asterisk_factory, ast_version, module_so,
                                                     consul_agent):
-    ast = d.start(asterisk_factory, ast_version, module_so, consul_agent)  # timeout 1000 ms
-    d.wait_service(consul_agent, ast.eid)
+    ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
+    d.write_conf(ast, consul_agent)  # timeout 1000 ms
     limit = 1.0 + d.rx_overhead(ast) + 0.5
-    consul_agent.stop()
-    with d.ami(ast) as ami:
+    with d.loaded_with_ami(ast) as ami:
+        consul_agent.stop()
         out, took = d.timed_rx(ast, "discovery set maintenance on " + REASON)
         assert "is NOT set" in out and "cannot reach Consul" in out, out
         assert took < limit, took

@@ -44,9 +44,10 @@ def test_shutdown_deregisters(asterisk_factory, ast_version, module_so, consul_a
 
 def test_reload_unchanged_does_nothing_and_a_new_name_reregisters_in_place(
         asterisk_factory, ast_version, module_so, consul_agent):
-    ast = d.start(asterisk_factory, ast_version, module_so, consul_agent, name="before")
-    d.wait_health(consul_agent, "before", ast.eid, "passing")
-    with d.ami(ast) as ami:
+    ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
+    d.write_conf(ast, consul_agent, name="before")
+    with d.loaded_with_ami(ast) as ami:
+        d.wait_health(consul_agent, "before", ast.eid, "passing")
         ast.rx("module reload " + d.MODULE)
         assert not d.events(ami, "DiscoveryRegister", "DiscoveryDeregister", settle=1.0)
 
@@ -64,9 +65,9 @@ def test_reload_unchanged_does_nothing_and_a_new_name_reregisters_in_place(
 
 def test_reload_with_a_new_id_moves_the_registration(asterisk_factory, ast_version, module_so,
                                                      consul_agent):
-    ast = d.start(asterisk_factory, ast_version, module_so, consul_agent, id="old-id")
-    d.wait_service(consul_agent, "old-id")
-    with d.ami(ast) as ami:
+    ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
+    d.write_conf(ast, consul_agent, id="old-id")
+    with d.loaded_with_ami(ast, "old-id") as ami:
         d.write_conf(ast, consul_agent, id="new-id")
         ast.rx("module reload " + d.MODULE)
         assert d.wait_event(ami, "DiscoveryRegister")["ID"] == "new-id"

@@ -68,12 +68,11 @@ def test_reload_unchanged_changed_new_id_disabled_and_invalid(asterisk_factory, 
     agent = consul_agent
     ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
     options = d.write_conf(ast, agent, resync_interval="1s", tags="edge")
-    d.load(ast)
     sid = ast.eid
-    d.wait_service(agent, sid, Tags=["edge"])
-    d.wait_health(agent, "Asterisk", sid, "passing")
+    with d.loaded_with_ami(ast) as ami:
+        d.wait_service(agent, sid, Tags=["edge"])
+        d.wait_health(agent, "Asterisk", sid, "passing")
 
-    with d.ami(ast) as ami:
         # -- unchanged: nothing at all
         since, log_since = r.consul_log_offset(agent), ast.log_offset()
         reload_ok(ast)

@@ -65,13 +65,13 @@ def reload_ok(ast):
 
 def test_set_check_off_removes_the_check_without_reregistering_the_service(
         asterisk_factory, ast_version, module_so, consul_agent):
-    ast = d.start(asterisk_factory, ast_version, module_so, consul_agent)
-    d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
-    assert d.check_of(consul_agent, ast.eid)["Status"] == "passing"
-    before = agent_service(consul_agent, ast.eid)
-    since = r.consul_log_offset(consul_agent)
-    with d.ami(ast) as ami:
-        d.drain(ami)
+    ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
+    d.write_conf(ast, consul_agent)
+    with d.loaded_with_ami(ast) as ami:
+        d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
+        assert d.check_of(consul_agent, ast.eid)["Status"] == "passing"
+        before = agent_service(consul_agent, ast.eid)
+        since = r.consul_log_offset(consul_agent)
         assert ast.rx("discovery set check off").strip() == off_message(ast)
         # Consul accepted it when the command says so.
         assert d.check_of(consul_agent, ast.eid) is None
@@ -116,9 +116,10 @@ def test_check_off_is_kept_across_a_reload_that_changes_only_tags(
 
 def test_set_check_on_brings_the_check_back_and_it_passes(
         asterisk_factory, ast_version, module_so, consul_agent):
-    ast = d.start(asterisk_factory, ast_version, module_so, consul_agent)
-    d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
-    with d.ami(ast) as ami:
+    ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
+    d.write_conf(ast, consul_agent)
+    with d.loaded_with_ami(ast) as ami:
+        d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
         assert ast.rx("discovery set check off").strip() == off_message(ast)
         since = r.consul_log_offset(consul_agent)
         d.drain(ami)
