@@ -33,7 +33,7 @@ def test_busy_channels_warn_with_hysteresis_and_one_write_per_change(
     d.wait_until(lambda: healthy(consul_agent, ast.eid), timeout=10, what="healthy")
     instance = consul_agent.services()[ast.eid]["Meta"]["instance"]
     # Registered passing already; the first TTL report follows: count from after it.
-    d.wait_until(lambda: any(u.startswith(updates) for m, u in
+    d.wait_until(lambda: any(u.startswith(updates) for _, u in
                              r.consul_requests(consul_agent, loaded, "PUT")),
                  timeout=5, what="the first TTL report")
     since = r.consul_log_offset(consul_agent)

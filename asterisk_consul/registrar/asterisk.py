@@ -52,7 +52,7 @@ class AsteriskWatch:
     def run(self) -> bool:
         """One look at Asterisk; False when it changed nothing the status shows."""
         now = time.monotonic()
-        self._due = now + HOST_POLL_S
+        self._due = now + HOST_POLL_S  # first: a look that raises is not retried at once
         before = self._seen()
         state = self.read()
         if self.busy.update(state.channels, self._link.settings.busy_channels, now):
