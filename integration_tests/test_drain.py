@@ -40,6 +40,7 @@ def test_drain_with_a_call_up_until_it_ends_then_back_in(asterisk_factory, ast_v
     d.wait_until(lambda: healthy(consul_agent, ast.eid), timeout=10, interval=0.05,
                  what="in the healthy set")
     hold_call(ast)
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
     with d.ami(ast) as ami:
         out = ast.rx("discovery set drain on moving to new hardware")
         assert "Drain for service %s is on (Consul accepted it)" % ast.eid in out, out
@@ -104,6 +105,7 @@ def test_every_graceful_stop_drains_then_deregisters_at_exit(
     d.wait_until(lambda: healthy(consul_agent, ast.eid), timeout=10, what="healthy")
     instance = consul_agent.services()[ast.eid]["Meta"]["instance"]
     hold_call(ast)
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
     since = r.consul_log_offset(consul_agent)
     began = time.monotonic()
     # The command returns only when Asterisk stops (or restarts): it runs beside the test.

@@ -17,6 +17,7 @@ def test_cli_maintenance_makes_the_service_critical_with_the_reason_and_back(
         asterisk_factory, ast_version, module_so, consul_agent):
     ast = d.start(asterisk_factory, ast_version, module_so, consul_agent)
     d.wait_health(consul_agent, "Asterisk", ast.eid, "passing")
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
     with d.ami(ast) as ami:
         out = ast.rx("discovery set maintenance on " + REASON)
         assert "Maintenance mode for service %s is set" % ast.eid in out
@@ -47,6 +48,7 @@ def test_ami_maintenance_action_answers_and_fires_events(
         asterisk_factory, ast_version, module_so, consul_agent):
     ast = d.start(asterisk_factory, ast_version, module_so, consul_agent)
     d.wait_service(consul_agent, ast.eid)
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
     with d.ami(ast) as ami:
         reply = ami.action("DiscoverySetMaintenance", Enable="yes", Reason=REASON)
         assert reply["Response"] == "Success", reply

@@ -108,6 +108,7 @@ def test_maintenance_is_kept_when_a_reload_reregisters(asterisk_factory, ast_ver
                                                        consul_agent):
     ast = d.start(asterisk_factory, ast_version, module_so, consul_agent)
     d.wait_service(consul_agent, ast.eid)
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
     assert "is set" in ast.rx("discovery set maintenance on draining")
     d.write_conf(ast, consul_agent, tags="asterisk,drained")
     ast.rx("module reload " + d.MODULE)

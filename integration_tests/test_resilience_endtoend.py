@@ -39,6 +39,7 @@ def test_killed_asterisk_goes_critical_then_away_and_its_successor_passes(
     d.wait_health(agent, "Asterisk", old.eid, "passing")
     address = (agent.services()[old.eid]["Address"], agent.services()[old.eid]["Port"])
 
+    agent.wait_startup_sync()  # timed below: the catalog must follow at once
     old.kill(signal.SIGKILL)
     killed = time.monotonic()
     d.wait_health(agent, "Asterisk", old.eid, "critical", timeout=CRITICAL_BOUND_S + 5)

@@ -176,6 +176,7 @@ def test_graceful_stop_turns_the_ttl_check_critical_while_calls_drain(
 
     hold_call(ast)
 
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
     since = ast.log_offset()
     # The command returns only when Asterisk is gone: it runs beside the test.
     stopper = threading.Thread(target=ast._rx_raw, args=("core stop gracefully", 60),
@@ -205,6 +206,7 @@ def test_killed_asterisk_lets_consul_turn_the_ttl_check_critical(
     d.write_conf(ast, consul_agent, **ttl_options())
     d.load(ast)
     wait_check(consul_agent, ttl_id(ast), "passing", booted_output(ast))
+    consul_agent.wait_startup_sync()  # timed below: the catalog must follow at once
 
     ast.kill(signal.SIGKILL)
     check = wait_check(consul_agent, ttl_id(ast), "critical", timeout=4 * TTL_S)

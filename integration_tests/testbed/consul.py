@@ -11,6 +11,7 @@ import json as _json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -84,6 +85,10 @@ class ConsulAgent(runtime.ManagedProcess):
     """
 
     START_TIMEOUT = 30.0
+    # A fresh agent's own server joining triggers a full sync that Consul staggers by up to 3 s
+    # (serverUpIntv); while it waits, no change reaches the catalog (a check gone critical
+    # shows there only when that sync runs). A long-running agent is past it.
+    STARTUP_SYNC_S = 3.0 + 0.5  # + margin: the join comes a few ms around readiness
 
     def __init__(self, workdir, acl=False, tls=False, binary=None, tls_verify_incoming=False,
                  extra_config=None, client_of=None):
@@ -203,6 +208,12 @@ class ConsulAgent(runtime.ManagedProcess):
             runtime.wait_until(ready, timeout=timeout, interval=0.05, what="consul /v1/agent/self")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; consul log:\n{self.log_tail()}") from None
+        self.ready_at = time.monotonic()
+
+    def wait_startup_sync(self):
+        """Wait until changes reach the catalog at once, as on a long-running agent: for tests
+        that time how fast a change shows in the catalog."""
+        time.sleep(max(0.0, self.ready_at + self.STARTUP_SYNC_S - time.monotonic()))
 
     def stop(self, timeout=10.0):
         """Graceful stop (SIGINT = leave), SIGKILL after timeout."""
