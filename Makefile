@@ -28,9 +28,9 @@ DESTDIR ?=
 
 BUILD := build
 MODULE := res_discovery_consul.so
-# The HTTP gate: a library of its own, never unmapped (cbridge/gate.h); its file name carries its ABI.
+# The gate: every door into the module, a library of its own, never unmapped (cbridge/gate.h); its file name carries its ABI.
 GATE_ABI := $(shell sed -n 's/^\#define RDC_GATE_ABI \([0-9]*\)$$/\1/p' cbridge/gate.h)
-GATE := res_discovery_consul.d/http-gate-$(GATE_ABI).so
+GATE := res_discovery_consul.d/gate-$(GATE_ABI).so
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' asterisk_consul/__init__.py)
 CFFI_C := $(BUILD)/_res_discovery_consul_cffi.c
 # Asterisk's help for the module (config show help, manager show command/event), written from

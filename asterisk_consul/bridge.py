@@ -8,6 +8,10 @@ exception becomes a log line with its traceback and a failure status, never a cr
 
 The interpreter outlives the mapping, and this module with it: after unload nothing may
 call into the old lib, so the host is detached once the application has stopped its threads.
+
+While loaded, a thread of the bridge's own beats the pulse (rdc_host_pulse) about once a
+second: the shim enters Python only while the pulse says the interpreter can run, and replays
+the declared answers only while the application vouches for them (a live worker).
 """
 
 from __future__ import annotations
@@ -20,9 +24,17 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import host as hostapi
 from .logbridge import detach_log_handler, install_log_handler, redact
+from .registrar.commands import name_native_thread
 from .web import HttpRequest
 
 log = logging.getLogger(__name__)
+
+PULSE_S = 1.0        # how often the pulse beats
+PULSE_THREAD_NAME = "consul-pulse"
+ALIVE_MS = 5000      # how long after a beat the shim still enters Python
+ANSWERS_MS = 4000    # how long after a beat the shim still replays the declared answers
+# The methods a declared answer answers, as the shim's bits.
+_METHOD_BITS = {"GET": "RDC_HTTP_GET", "HEAD": "RDC_HTTP_HEAD"}
 
 # The C enum rdc_log_level, by the names host.py gives the levels.
 _LEVEL_NAMES = {
@@ -101,6 +113,16 @@ class CffiHost(hostapi.Host):
         with self._lock:
             return self._lib is not None and bool(self._lib.rdc_host_stop_requested())
 
+    def forget_stop_request(self) -> None:
+        with self._lock:
+            if self._lib is not None:
+                self._lib.rdc_host_forget_stop_request()
+
+    def pulse(self, alive_ms: int, answers_ms: int) -> None:
+        with self._lock:
+            if self._lib is not None:
+                self._lib.rdc_host_pulse(alive_ms, answers_ms)
+
     def active_channels(self) -> int:
         with self._lock:
             return int(self._lib.rdc_host_active_channels()) if self._lib is not None else 0
@@ -120,21 +142,24 @@ class CffiHost(hostapi.Host):
                 family.encode(), key.encode(), value.encode()) == self._lib.RDC_OK
 
     def declare_http_answer(self, route: int, answer) -> None:
-        """The answer the shim replays to one exact request on a route ((path, params,
-        HttpResponse)), or None to forget it."""
+        """The answer the shim replays to one exact request on a route ((methods, path,
+        params, HttpResponse)), or None to forget it."""
         with self._lock:
             lib, ffi = self._lib, self._ffi
             if lib is None:
                 return
             if answer is None:
-                lib.rdc_host_http_declare(route, ffi.NULL, -1, ffi.NULL, ffi.NULL, 0, ffi.NULL,
-                                          ffi.NULL, ffi.NULL, 0)
+                lib.rdc_host_http_declare(route, 0, ffi.NULL, -1, ffi.NULL, ffi.NULL, 0,
+                                          ffi.NULL, ffi.NULL, ffi.NULL, 0)
                 return
-            path, params, response = answer
+            methods, path, params, response = answer
+            bits = 0
+            for method in methods:
+                bits |= getattr(lib, _METHOD_BITS[method])
             names = [ffi.new("char[]", n.encode("utf-8")) for n, _ in params]
             values = [ffi.new("char[]", v.encode("utf-8")) for _, v in params]
             reason, headers, body = response.wire()
-            lib.rdc_host_http_declare(route, path.encode("utf-8"), len(params),
+            lib.rdc_host_http_declare(route, bits, path.encode("utf-8"), len(params),
                                       ffi.new("char *[]", names), ffi.new("char *[]", values),
                                       response.status, reason, headers, body, len(body))
 
@@ -143,6 +168,42 @@ class CffiHost(hostapi.Host):
         with self._lock:
             if self._lib is not None:
                 self._lib.rdc_host_manager_event(event.encode(), body.encode("utf-8", "replace"))
+
+
+class Pulse:
+    """The bridge's own thread: tells the shim about once a second that the interpreter runs
+    (it could take the GIL) and whether the application vouches for its declared answers."""
+
+    def __init__(self, host: CffiHost, vouches, report):
+        self._host = host
+        self._vouches = vouches
+        self._report = report
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self.beat()  # before the doors open
+        self._thread = threading.Thread(target=self._run, name=PULSE_THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        try:
+            vouched = bool(self._vouches())
+        except BaseException:
+            self._report("pulse")
+            vouched = False
+        self._host.pulse(ALIVE_MS, ANSWERS_MS if vouched else 0)
+
+    def _run(self) -> None:
+        name_native_thread(PULSE_THREAD_NAME)
+        while not self._stop.wait(PULSE_S):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
 
 
 def _header_safe(value: str) -> str:
@@ -159,6 +220,7 @@ class Bridge:
         self.application = application
         self.host = CffiHost(ffi, lib)
         self.app = None
+        self.pulse: Optional[Pulse] = None
         self.release = lambda: None  # set by attach()
         self.cli: List = []
         self.ami: List = []
@@ -197,6 +259,9 @@ class Bridge:
             for index, route in enumerate(self.http):
                 lib.rdc_host_declare_http(route.uri.encode(), route.description.encode())
                 self._declare_answers(index, route)
+            vouches = getattr(app, "vouches", lambda: True)
+            self.pulse = Pulse(self.host, vouches, self._report)
+            self.pulse.start()
             return lib.RDC_OK
         except BaseException:
             self._report("module load")
@@ -218,6 +283,9 @@ class Bridge:
         declare()
 
     def _stop_app(self) -> None:
+        pulse, self.pulse = self.pulse, None
+        if pulse is not None:
+            pulse.stop()
         app, self.app = self.app, None
         if app is not None:
             try:
@@ -225,17 +293,22 @@ class Bridge:
             except BaseException:
                 self._report("module unload")
 
-    def unload(self) -> int:
+    def unload(self, unmapping: bool = True) -> int:
+        """unmapping: the module is unloaded (a graceful shutdown too); otherwise a load
+        failed after Python's part and Asterisk keeps this mapping for the next load."""
         # On a graceful shutdown Asterisk unloads modules before its exit hooks run (and the
-        # shim has just removed ours), so the shutdown work happens here.
+        # gate no longer reaches ours), so the shutdown work happens here.
         try:
-            if self.app is not None and self.host.is_shutting_down():
+            if unmapping and self.app is not None and self.host.is_shutting_down():
                 self.app.shutdown()
         except BaseException:
             self._report("shutdown")
         self._stop_app()
         ok = self.lib.RDC_OK
-        self._forget()
+        if unmapping:
+            self._forget()
+        else:
+            self._declined()
         return ok
 
     def _declined(self) -> None:
@@ -375,9 +448,9 @@ def attach(ffi, lib, application, upgraded: bool = False) -> _Slot:
         return bridge.load() if bridge else failed
 
     @ffi.def_extern(name="rdc_py_unload", onerror=on_error)
-    def _unload():
+    def _unload(unmapping):
         bridge = slot.bridge
-        return bridge.unload() if bridge else failed
+        return bridge.unload(bool(unmapping)) if bridge else failed
 
     @ffi.def_extern(name="rdc_py_reload", onerror=on_error)
     def _reload():

@@ -69,11 +69,12 @@ class EidCheck:
         self.on_change()
 
     def declared(self):
-        """(path, params, answer) of Consul's poll, exactly as registered, for the shim to
-        replay; None without an instance token (then every request comes here)."""
+        """(methods, path, params, answer) of Consul's poll, exactly as registered, for the
+        shim to replay; None without an instance token (then every request comes here)."""
         if not self.instance:
             return None
-        return CHECK_PATH, [(PARAM, self.eid), (INSTANCE_PARAM, self.instance)], self._match
+        return (_READ_METHODS, CHECK_PATH, [(PARAM, self.eid), (INSTANCE_PARAM, self.instance)],
+                self._match)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         params = request.params

@@ -50,6 +50,11 @@ class Host:
         """Any `core stop|restart` was asked for, 'when convenient' included."""
         raise NotImplementedError
 
+    def forget_stop_request(self) -> None:
+        """The stop that is_stop_requested() saw was cancelled: its leftover sign (which
+        Asterisk never undoes after 'when convenient') no longer counts."""
+        raise NotImplementedError
+
     def active_channels(self) -> int:
         raise NotImplementedError
 

@@ -73,8 +73,15 @@ class Application:
         self.settings = settings
         self.registrar = Registrar(settings, self.facts, self._on_event,
                                    host_state=self._asterisk_state,
-                                   on_verdict=self._show_verdict)
+                                   on_verdict=self._show_verdict,
+                                   forget_stop=self.host.forget_stop_request)
         self.registrar.start()
+
+    def vouches(self) -> bool:
+        """Whether the answers the shim replays for us are still true: a worker that is alive
+        and not stuck (the bridge's pulse asks about once a second)."""
+        registrar = self.registrar
+        return registrar is None or registrar.alive()
 
     def _stop(self, deregister: bool = True) -> None:
         registrar, self.registrar = self.registrar, None

@@ -25,11 +25,10 @@
 #include "asterisk/strings.h"
 #include "asterisk/taskprocessor.h"
 #include "asterisk/utils.h"
-#include "asterisk/xml.h"
-#include "asterisk/xmldoc.h"
 
 #include <dlfcn.h>
 #include <libgen.h>
+#include <time.h>
 
 #include "bridge_api.h"
 #include "gate.h"
@@ -38,17 +37,18 @@
 int rdc_python_start(char *err, size_t err_len);
 void rdc_python_release(void);
 
-#define MAX_CLI 16
-#define MAX_AMI 8
-#define MAX_HTTP RDC_GATE_SLOTS
+#define MAX_CLI RDC_GATE_CLI
+#define MAX_AMI RDC_GATE_AMI
+#define MAX_HTTP RDC_GATE_HTTP
 /* Requests with more parameters or headers than this reach Python as "too many" (-1). */
 #define MAX_HTTP_PARAMS 32
 #define MAX_HTTP_HEADERS 64
-/* How long an unload waits for commands, actions and requests already inside the module. */
-#define DOOR_TIMEOUT_MS 5000
+/* How long an unload waits, once Python has stopped, for calls still inside the module. */
+#define DOOR_WAIT_MS 5000
 #define GATE_ABI_TEXT(abi) #abi
-#define GATE_FILE_OF(abi) "res_discovery_consul.d/http-gate-" GATE_ABI_TEXT(abi) ".so"
+#define GATE_FILE_OF(abi) "res_discovery_consul.d/gate-" GATE_ABI_TEXT(abi) ".so"
 #define GATE_FILE GATE_FILE_OF(RDC_GATE_ABI)
+#define NOT_RESPONDING "res_discovery_consul is not responding"
 
 /* Strings declared by Python; owned here until unload. */
 struct declaration {
@@ -58,9 +58,7 @@ struct declaration {
 };
 
 static struct declaration cli_decl[MAX_CLI];
-static struct ast_cli_entry cli_entries[MAX_CLI];
 static int cli_count;
-static int cli_registered;
 
 static struct declaration ami_decl[MAX_AMI];
 static int ami_count;
@@ -71,12 +69,15 @@ static int http_count;
 /*
  * Declared answers (rdc_host_http_declare). The rule: Python is the only place that decides an
  * answer; the shim keeps, per route, the complete bytes of the answer to one exact request that
- * Python declared (Consul's poll of the EID check), compares a request's bytes with it and, when
- * they are equal, copies the answer out without calling Python. Every other request goes to
- * Python. Python declares again whenever the answer changes (booted, busy, a reload); the table
- * is emptied at unload, once nothing can declare or read any more.
+ * Python declared (Consul's poll of the EID check: its methods, path and parameters), compares
+ * a request with it and, when it is that request, copies the answer out without calling
+ * Python. Every other request goes to Python. Python declares again whenever the answer
+ * changes (booted, busy, a reload); the table is emptied at unload, once nothing can declare
+ * or read any more. A declared answer is true only while a live worker vouches for it (the
+ * pulse below): past that it is never replayed, and the request gets 503.
  */
 struct declared_answer {
+	int methods;  /* RDC_HTTP_GET | RDC_HTTP_HEAD */
 	char *path;
 	int nparams;
 	char **names;
@@ -91,12 +92,64 @@ struct declared_answer {
 static struct declared_answer *declared[MAX_HTTP];
 static ast_rwlock_t declared_lock = AST_RWLOCK_INIT_VALUE;
 
-/* The HTTP gate's entry points (gate.h), looked up at each load. */
+/* The gate's entry points (gate.h), looked up at each load. */
 static struct {
 	int (*abi)(void);
-	int (*open)(int slot, const char *uri, const char *description, rdc_gate_handler handler);
-	int (*close)(int slot, int timeout_ms);
+	int (*set_doors)(const struct rdc_gate_doors *doors, char *why, size_t why_len);
+	void (*lend)(const struct rdc_gate_handlers *handlers);
+	int (*take_back)(void);
+	int (*in_flight)(void);
+	void (*forget_stop_request)(void);
+	int (*stop_request_forgotten)(void);
 } gate;
+
+/*
+ * The pulse: Python's own thread calls rdc_host_pulse() about once a second. Its arrival proves
+ * the interpreter can run (a thread could take the GIL); `answers_ms` > 0 says the worker is
+ * alive too and vouches for the declared answers. Past `alive_until` no door enters Python (it
+ * would wait on a GIL that may never come) and each answers "not responding"; past
+ * `answers_until` no declared answer is replayed. Monotonic milliseconds.
+ */
+static int64_t alive_until;
+static int64_t answers_until;
+static int silence_reported;  /* each silence is logged once, and its end */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int python_alive(void)
+{
+	return now_ms() < __atomic_load_n(&alive_until, __ATOMIC_SEQ_CST);
+}
+
+static int answers_vouched(void)
+{
+	return now_ms() < __atomic_load_n(&answers_until, __ATOMIC_SEQ_CST);
+}
+
+static void report_silence(const char *what)
+{
+	if (!__atomic_exchange_n(&silence_reported, 1, __ATOMIC_SEQ_CST)) {
+		ast_log(LOG_WARNING, NOT_RESPONDING ": %s; Consul's check gets 503 and its commands "
+			"answer 'not responding' until it is back\n", what);
+	}
+}
+
+void rdc_host_pulse(int alive_ms, int answers_ms)
+{
+	int64_t now = now_ms();
+
+	__atomic_store_n(&alive_until, now + alive_ms, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&answers_until, answers_ms > 0 ? now + answers_ms : 0, __ATOMIC_SEQ_CST);
+	if (answers_ms > 0 && __atomic_exchange_n(&silence_reported, 0, __ATOMIC_SEQ_CST)) {
+		ast_log(LOG_NOTICE, "res_discovery_consul responds again\n");
+	}
+}
 
 /* ------------------------------------------------------------------------------------------
  * Python -> Asterisk
@@ -165,8 +218,10 @@ int rdc_host_stop_requested(void)
 	}
 	/* 'core stop|restart when convenient' does not mark Asterisk as shutting down, but every
 	 * kind of stop first drops the message queue's taskprocessor (ast_msg_shutdown), which
-	 * lives from startup on. Asked only once Asterisk is fully booted. */
-	if (!ast_fully_booted) {
+	 * lives from startup on and is never made again, even when the stop is cancelled: once the
+	 * module has seen the stop cancelled, the queue says nothing more. Asked only once Asterisk
+	 * is fully booted. */
+	if (!ast_fully_booted || gate.stop_request_forgotten()) {
 		return 0;
 	}
 	queue = ast_taskprocessor_get("ast_msg_queue", TPS_REF_IF_EXISTS);
@@ -175,6 +230,11 @@ int rdc_host_stop_requested(void)
 	}
 	ast_taskprocessor_unreference(queue);
 	return 0;
+}
+
+void rdc_host_forget_stop_request(void)
+{
+	gate.forget_stop_request();
 }
 
 int rdc_host_active_channels(void)
@@ -291,30 +351,34 @@ static void forget_declarations(struct declaration *table, int *count)
 	*count = 0;
 }
 
+
 /* ------------------------------------------------------------------------------------------
- * Asterisk -> Python: CLI
+ * Asterisk -> Python, through the gate (gate.h): the handlers lent while loaded. Each looks at
+ * the pulse before it enters Python, so a wedged interpreter costs a caller nothing.
  */
 
-static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+static char *shim_cli(int slot, int cmd, struct ast_cli_args *a)
 {
-	int index = e - cli_entries;
 	char completion[256];
 
-	switch (cmd) {
-	case CLI_INIT:
-		e->command = cli_decl[index].name;
-		e->usage = cli_decl[index].usage;
+	if (!python_alive()) {
+		if (cmd == CLI_HANDLER) {
+			report_silence("its Python side shows no sign of life");
+			ast_cli(a->fd, NOT_RESPONDING ": its Python side shows no sign of life (see the "
+				"Asterisk log); Consul's check gets 503 meanwhile\n");
+			return CLI_FAILURE;
+		}
 		return NULL;
-	case CLI_GENERATE:
+	}
+	if (cmd == CLI_GENERATE) {
 		completion[0] = '\0';
-		if (rdc_py_cli_complete(index, a->line, a->word, a->pos, a->n,
+		if (rdc_py_cli_complete(slot, a->line, a->word, a->pos, a->n,
 				completion, sizeof(completion)) == RDC_OK) {
 			return ast_strdup(completion);
 		}
 		return NULL;
 	}
-
-	switch (rdc_py_cli(index, a->fd, a->argc, a->argv)) {
+	switch (rdc_py_cli(slot, a->fd, a->argc, a->argv)) {
 	case RDC_OK:
 		return CLI_SUCCESS;
 	case RDC_CLI_SHOWUSAGE:
@@ -327,9 +391,16 @@ static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *
 	}
 }
 
-/* ------------------------------------------------------------------------------------------
- * Asterisk -> Python: HTTP
- */
+static int shim_ami(int slot, struct mansession *s, const struct message *m)
+{
+	if (!python_alive()) {
+		report_silence("its Python side shows no sign of life");
+		astman_send_error(s, m, NOT_RESPONDING);
+	} else if (rdc_py_ami(slot, s, m, m->hdrcount, m->headers) != RDC_OK) {
+		astman_send_error(s, m, "res_discovery_consul failed; see the Asterisk log");
+	}
+	return 0;
+}
 
 static void free_answer(struct declared_answer *answer)
 {
@@ -351,7 +422,7 @@ static void free_answer(struct declared_answer *answer)
 	ast_free(answer);
 }
 
-int rdc_host_http_declare(int route, const char *path, int nparams,
+int rdc_host_http_declare(int route, int methods, const char *path, int nparams,
 	const char *const *names, const char *const *values, int status, const char *reason,
 	const char *headers, const char *body, size_t body_len)
 {
@@ -366,6 +437,7 @@ int rdc_host_http_declare(int route, const char *path, int nparams,
 		if (!answer) {
 			return 0;
 		}
+		answer->methods = methods;
 		answer->path = ast_strdup(path);
 		answer->names = ast_calloc(nparams + 1, sizeof(char *));
 		answer->values = ast_calloc(nparams + 1, sizeof(char *));
@@ -404,29 +476,43 @@ static void forget_declared_answers(void)
 	int i;
 
 	for (i = 0; i < MAX_HTTP; i++) {
-		rdc_host_http_declare(i, NULL, -1, NULL, NULL, 0, NULL, NULL, NULL, 0);
+		rdc_host_http_declare(i, 0, NULL, -1, NULL, NULL, 0, NULL, NULL, NULL, 0);
 	}
 }
 
-/* 1 when the request is the one declared for this route: the answer has been sent. */
+static int method_bit(int method)
+{
+	switch (method) {
+	case AST_HTTP_GET:
+		return RDC_HTTP_GET;
+	case AST_HTTP_HEAD:
+		return RDC_HTTP_HEAD;
+	default:
+		return 0;
+	}
+}
+
+/* 1 when the request is the one declared for this route: it has been answered, with the
+ * declared answer while the worker vouches for it, else with 503. */
 static int replay_declared(struct ast_tcptls_session_instance *ser, int slot, const char *path,
 	int method, struct ast_variable *params)
 {
 	struct declared_answer *answer;
 	struct ast_str *http_header = NULL, *out = NULL;
 	struct ast_variable *v;
-	int i, status = 0;
+	int i, status = 0, matched = 0;
 	char *reason = NULL;
 
 	ast_rwlock_rdlock(&declared_lock);
 	answer = declared[slot];
-	if (answer && path && !strcmp(path, answer->path)) {
+	if (answer && (answer->methods & method_bit(method)) && path && !strcmp(path, answer->path)) {
 		for (i = 0, v = params; v && i < answer->nparams; i++, v = v->next) {
 			if (strcmp(v->name, answer->names[i]) || strcmp(v->value, answer->values[i])) {
 				break;
 			}
 		}
-		if (!v && i == answer->nparams) {
+		matched = !v && i == answer->nparams;
+		if (matched && answers_vouched()) {
 			http_header = ast_str_create(strlen(answer->headers) + 1);
 			out = ast_str_create(answer->body_len + 1);
 			reason = ast_strdupa(answer->reason);
@@ -441,15 +527,18 @@ static int replay_declared(struct ast_tcptls_session_instance *ser, int slot, co
 	if (!status) {
 		ast_free(http_header);
 		ast_free(out);
-		return 0;
+		if (matched) {
+			report_silence("no live worker vouches for the health check's answer");
+			ast_http_error(ser, 503, "Service Unavailable", "module not responding");
+		}
+		return matched;
 	}
 	/* ast_http_send frees both strings and honours keep-alive and HEAD. */
 	ast_http_send(ser, method, status, reason, http_header, out, 0, 0);
 	return 1;
 }
 
-/* Lent to the gate (gate.h), which counts the request in before calling this. */
-static int http_handler(struct ast_tcptls_session_instance *ser, int slot, const char *path,
+static int shim_http(struct ast_tcptls_session_instance *ser, int slot, const char *path,
 	int method, struct ast_variable *get_params, struct ast_variable *headers)
 {
 	const char *pnames[MAX_HTTP_PARAMS], *pvalues[MAX_HTTP_PARAMS];
@@ -459,6 +548,11 @@ static int http_handler(struct ast_tcptls_session_instance *ser, int slot, const
 	int np = 0, nh = 0;
 
 	if (replay_declared(ser, slot, path, method, get_params)) {
+		return 0;
+	}
+	if (!python_alive()) {
+		report_silence("its Python side shows no sign of life");
+		ast_http_error(ser, 503, "Service Unavailable", "module not responding");
 		return 0;
 	}
 	for (v = get_params; v; v = v->next) {
@@ -484,229 +578,71 @@ static int http_handler(struct ast_tcptls_session_instance *ser, int slot, const
 	return 0;
 }
 
-/* ------------------------------------------------------------------------------------------
- * Asterisk -> Python: AMI. Actions carry no user data, so each slot has its own trampoline.
- */
-
-static int ami_dispatch(int index, struct mansession *s, const struct message *m)
+/* `core stop now`, `core restart now`, SIGTERM: Asterisk exits without unloading modules. */
+static void shim_at_exit(void)
 {
-	if (rdc_py_ami(index, s, m, m->hdrcount, m->headers) != RDC_OK) {
-		astman_send_error(s, m, "res_discovery_consul failed; see the Asterisk log");
+	if (python_alive()) {
+		rdc_py_shutdown();
 	}
-	return 0;
 }
 
-#define AMI_TRAMPOLINE(n) \
-	static int ami_action_##n(struct mansession *s, const struct message *m) { return ami_dispatch(n, s, m); }
-AMI_TRAMPOLINE(0)
-AMI_TRAMPOLINE(1)
-AMI_TRAMPOLINE(2)
-AMI_TRAMPOLINE(3)
-AMI_TRAMPOLINE(4)
-AMI_TRAMPOLINE(5)
-AMI_TRAMPOLINE(6)
-AMI_TRAMPOLINE(7)
-
-static int (*const ami_actions[MAX_AMI])(struct mansession *, const struct message *) = {
-	ami_action_0, ami_action_1, ami_action_2, ami_action_3,
-	ami_action_4, ami_action_5, ami_action_6, ami_action_7,
+static const struct rdc_gate_handlers handlers = {
+	.cli = shim_cli,
+	.ami = shim_ami,
+	.http = shim_http,
+	.at_exit = shim_at_exit,
 };
 
-
 /* ------------------------------------------------------------------------------------------
- * The doors into this library: opened once Python declared them, shut before an unload.
+ * Module lifecycle
  *
- * Asterisk unmaps this library as soon as unload_module() returns 0, so by then nothing that
- * Asterisk owns may point into it. Each door, and why it is shut once close_doors() returns 0:
- *  - CLI entries live here (cli_entries[]). ast_cli_unregister() refuses an entry whose inuse
- *    count is not 0 (a command between its lookup and its end) with only a warning, and returns
- *    0 all the same: a listed entry would be read by the next command lookup after the unmap.
- *    So an entry is unregistered only at inuse 0, confirmed off the list (Asterisk frees
- *    _full_cmd only when it unlinks), and inuse must then drop to 0 for commands that found
- *    the entry just before.
- *  - AMI actions: ast_manager_unregister() marks an action unregistered under the action's
- *    lock, and a caller that saw it registered took a running reference on this module under
- *    that same lock. Once every action is unregistered, the module's use count therefore
- *    covers every action (and CLI handler) still running here: it must drop to 0.
- *  - HTTP URIs belong to the gate (gate.h), a library that is never unmapped:
- *    rdc_gate_close() returns 0 once no request is inside http_handler() nor can enter it.
- *  - The atexit hook: ast_unregister_atexit() takes the lock that ast_run_atexits() holds while
- *    it runs the hooks, so on return the hook is neither listed nor running.
- *  - Python's threads: rdc_py_unload() stops and joins them, and detaches (under its lock) the
- *    host object through which they call this library, so a straggler cannot call in.
- * A door that cannot be shut within DOOR_TIMEOUT_MS opens them all again and the unload is
- * refused: the module stays as it was, and Asterisk reports "Firm unload failed".
+ * Asterisk unmaps this library once unload_module() returns, whatever it returned when the
+ * unload is forced (`module unload -h`), and a graceful shutdown ignores the answer. So the
+ * unload never refuses: it takes the handlers back from the gate (no call enters this library
+ * any more), stops Python's threads (which answers the commands waiting on them), waits at
+ * most DOOR_WAIT_MS for the calls still inside, and returns 0. Only if Python cannot be
+ * reached (no pulse: a wedged interpreter) or a call stays inside does it pin the library in
+ * memory instead: Asterisk's unload goes on, nothing it holds points here any more, and what
+ * is stuck inside can still return into mapped code. Such a module cannot be loaded again
+ * before Asterisk restarts; the log says so.
  */
-
-static int ami_open[MAX_AMI];
-static int http_open[MAX_HTTP];
-
-static void at_asterisk_exit(void)
-{
-	rdc_py_shutdown();
-}
-
-static int cli_listed(const struct ast_cli_entry *e)
-{
-	return e->_full_cmd != NULL;
-}
-
-static int cli_inuse(struct ast_cli_entry *e)
-{
-	return __atomic_load_n(&e->inuse, __ATOMIC_SEQ_CST);
-}
-
-/* -1 once the deadline has passed; otherwise sleeps a millisecond and returns 0. */
-static int wait_a_little(struct timeval deadline)
-{
-	if (ast_tvcmp(ast_tvnow(), deadline) >= 0) {
-		return -1;
-	}
-	usleep(1000);
-	return 0;
-}
-
-static int remaining_ms(struct timeval deadline)
-{
-	int64_t ms = ast_tvdiff_ms(deadline, ast_tvnow());
-
-	return ms > 0 ? (int) ms : 0;
-}
-
-static int read_usecount(const char *module, const char *description, int usecnt,
-	const char *status, const char *like, enum ast_module_support_level support_level, void *data)
-{
-	int *usecount = data;
-
-	if (!strcasecmp(module, ast_module_name(AST_MODULE_SELF))) {
-		*usecount = usecnt;
-	}
-	return 0;
-}
-
-static int module_usecount(void)
-{
-	int usecount = 0;
-
-	/* Takes the module list lock, which the unloading thread already holds (recursive). */
-	ast_update_module_list_data(read_usecount, NULL, &usecount);
-	return usecount;
-}
-
-/*
- * Whether Asterisk read XML documentation for this action at start (the module's
- * res_discovery_consul-en_US.xml in documentation/thirdparty/). If so the action is registered
- * without a synopsis, and Asterisk builds `manager show command` from the documentation.
- */
-static int ami_documented(const char *name)
-{
-#ifdef AST_XML_DOCS
-	struct ast_xml_xpath_results *found = ast_xmldoc_query("/docs/manager[@name='%s']", name);
-
-	if (found) {
-		ast_xml_xpath_results_free(found);
-		return 1;
-	}
-#endif
-	return 0;
-}
-
-static int open_doors(void)
-{
-	int i, res = 0;
-
-	for (i = 0; i < cli_registered; i++) {
-		if (!cli_listed(&cli_entries[i]) && ast_cli_register(&cli_entries[i])) {
-			ast_log(LOG_ERROR, "Could not register the CLI command '%s'\n", cli_decl[i].name);
-			res = -1;
-		}
-	}
-	for (i = 0; i < ami_count; i++) {
-		if (ami_open[i]) {
-			continue;
-		}
-		if (ast_manager_register2(ami_decl[i].name, EVENT_FLAG_SYSTEM, ami_actions[i], AST_MODULE_SELF,
-				ami_documented(ami_decl[i].name) ? NULL : ami_decl[i].summary, NULL)) {
-			ast_log(LOG_ERROR, "Could not register AMI action %s\n", ami_decl[i].name);
-			res = -1;
-			continue;
-		}
-		ami_open[i] = 1;
-	}
-	for (i = 0; i < http_count; i++) {
-		if (http_open[i]) {
-			continue;
-		}
-		if (gate.open(i, http_decl[i].name, http_decl[i].summary, http_handler)) {
-			ast_log(LOG_ERROR, "Could not register HTTP URI /%s\n", http_decl[i].name);
-			res = -1;
-			continue;
-		}
-		http_open[i] = 1;
-	}
-	ast_register_atexit(at_asterisk_exit);
-	return res;
-}
-
-/* 0: every door is shut. Otherwise `why` says what is still inside. */
-static int close_doors(char *why, size_t why_len)
-{
-	struct timeval deadline = ast_tvadd(ast_tvnow(), ast_samp2tv(DOOR_TIMEOUT_MS, 1000));
-	int i;
-
-	ast_unregister_atexit(at_asterisk_exit);
-	for (i = 0; i < ami_count; i++) {
-		if (ami_open[i]) {
-			ast_manager_unregister(ami_decl[i].name);
-			ami_open[i] = 0;
-		}
-	}
-	for (i = 0; i < cli_registered; i++) {
-		struct ast_cli_entry *e = &cli_entries[i];
-
-		while (cli_listed(e)) {
-			if (!cli_inuse(e)) {
-				ast_cli_unregister(e);  /* may still lose a race with a lookup: looked at again */
-			}
-			if (cli_listed(e) && wait_a_little(deadline)) {
-				snprintf(why, why_len, "the CLI command '%s' is running", cli_decl[i].name);
-				return -1;
-			}
-		}
-		while (cli_inuse(e) > 0) {
-			if (wait_a_little(deadline)) {
-				snprintf(why, why_len, "the CLI command '%s' is running", cli_decl[i].name);
-				return -1;
-			}
-		}
-	}
-	for (i = 0; i < http_count; i++) {
-		if (http_open[i]) {
-			if (gate.close(i, remaining_ms(deadline))) {
-				snprintf(why, why_len, "an HTTP request to /%s is being answered", http_decl[i].name);
-				return -1;
-			}
-			http_open[i] = 0;
-		}
-	}
-	while (module_usecount() > 0) {
-		if (wait_a_little(deadline)) {
-			snprintf(why, why_len, "an AMI action or CLI command is running");
-			return -1;
-		}
-	}
-	return 0;
-}
 
 static void forget_all_declarations(void)
 {
 	forget_declarations(cli_decl, &cli_count);
 	forget_declarations(ami_decl, &ami_count);
 	forget_declarations(http_decl, &http_count);
-	cli_registered = 0;
 }
 
-/* Finds the HTTP gate next to this module (gate.h) and looks up its entry points. */
+static void fill_doors(const struct declaration *table, int count, struct rdc_gate_door *out,
+	int *nout)
+{
+	int i;
+
+	for (i = 0; i < count; i++) {
+		out[i].name = table[i].name;
+		out[i].summary = table[i].summary;
+		out[i].usage = table[i].usage;
+	}
+	*nout = count;
+}
+
+static int open_doors(char *why, size_t why_len)
+{
+	struct rdc_gate_doors doors;
+
+	memset(&doors, 0, sizeof(doors));
+	fill_doors(cli_decl, cli_count, doors.cli, &doors.ncli);
+	fill_doors(ami_decl, ami_count, doors.ami, &doors.nami);
+	fill_doors(http_decl, http_count, doors.http, &doors.nhttp);
+	if (gate.set_doors(&doors, why, why_len)) {
+		return -1;
+	}
+	gate.lend(&handlers);
+	return 0;
+}
+
+/* Finds the gate next to this module (gate.h) and looks up its entry points. */
 static int open_gate(void)
 {
 	Dl_info self;
@@ -722,29 +658,57 @@ static int open_gate(void)
 	/* NODELETE: the gate outlives every mapping of this module (see gate.h). */
 	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (!handle) {
-		ast_log(LOG_ERROR, "Cannot open the module's HTTP gate %s: %s (it is installed with the "
+		ast_log(LOG_ERROR, "Cannot open the module's gate %s: %s (it is installed with the "
 			"module by 'make install')\n", path, dlerror());
 		return -1;
 	}
 	gate.abi = dlsym(handle, "rdc_gate_abi");
-	gate.open = dlsym(handle, "rdc_gate_open");
-	gate.close = dlsym(handle, "rdc_gate_close");
-	if (!gate.abi || !gate.open || !gate.close || gate.abi() != RDC_GATE_ABI) {
-		ast_log(LOG_ERROR, "%s is not the HTTP gate this module was built for (ABI %d)\n",
+	gate.set_doors = dlsym(handle, "rdc_gate_set_doors");
+	gate.lend = dlsym(handle, "rdc_gate_lend");
+	gate.take_back = dlsym(handle, "rdc_gate_take_back");
+	gate.in_flight = dlsym(handle, "rdc_gate_in_flight");
+	gate.forget_stop_request = dlsym(handle, "rdc_gate_forget_stop_request");
+	gate.stop_request_forgotten = dlsym(handle, "rdc_gate_stop_request_forgotten");
+	if (!gate.abi || !gate.set_doors || !gate.lend || !gate.take_back || !gate.in_flight
+			|| !gate.forget_stop_request || !gate.stop_request_forgotten
+			|| gate.abi() != RDC_GATE_ABI) {
+		ast_log(LOG_ERROR, "%s is not the gate this module was built for (ABI %d)\n",
 			path, RDC_GATE_ABI);
 		return -1;
 	}
 	return 0;
 }
 
-/* ------------------------------------------------------------------------------------------
- * Module lifecycle
- */
+/* Keeps this library mapped for the life of the process (see above). */
+static void pin_library(const char *why)
+{
+	Dl_info self;
+
+	if (dladdr((void *) pin_library, &self) && self.dli_fname
+			&& dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)) {
+		ast_log(LOG_ERROR, "res_discovery_consul unloaded while %s: its library stays in memory "
+			"and it cannot be loaded again before Asterisk restarts\n", why);
+		return;
+	}
+	ast_log(LOG_ERROR, "res_discovery_consul unloaded while %s, and its library could not be "
+		"kept in memory: %s\n", why, dlerror());
+}
+
+static int wait_for_doors(int64_t deadline)
+{
+	while (gate.in_flight() > 0) {
+		if (now_ms() >= deadline) {
+			return -1;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
 
 static int load_module(void)
 {
 	char err[512] = "";
-	int i, res;
+	int res;
 
 	if (open_gate()) {
 		return AST_MODULE_LOAD_DECLINE;
@@ -753,8 +717,9 @@ static int load_module(void)
 		ast_log(LOG_ERROR, "Cannot start the embedded Python: %s\n", err);
 		return AST_MODULE_LOAD_DECLINE;
 	}
+	__atomic_store_n(&silence_reported, 0, __ATOMIC_SEQ_CST);
 
-	res = rdc_py_load();
+	res = rdc_py_load();  /* declares the doors; the first pulse comes before it returns */
 	if (res != RDC_OK) {
 		if (res == 0) {
 			ast_log(LOG_ERROR, "The Python side of res_discovery_consul is not attached; "
@@ -764,19 +729,12 @@ static int load_module(void)
 		forget_all_declarations();
 		return AST_MODULE_LOAD_DECLINE;
 	}
-
-	for (i = 0; i < cli_count; i++) {
-		/* summary is a const member: build each entry whole. */
-		struct ast_cli_entry entry = AST_CLI_DEFINE(cli_handler, cli_decl[i].summary);
-
-		memcpy(&cli_entries[i], &entry, sizeof(entry));
-	}
-	cli_registered = cli_count;
-	if (open_doors()) {
-		if (close_doors(err, sizeof(err))) {
-			ast_log(LOG_ERROR, "res_discovery_consul could not withdraw after a failed load: %s\n", err);
-		}
-		rdc_py_unload();
+	if (open_doors(err, sizeof(err))) {
+		ast_log(LOG_ERROR, "res_discovery_consul not loaded: %s; 'module load' it again once "
+			"that is fixed\n", err);
+		/* Asterisk keeps a declined module mapped and may call load() again: Python stays
+		 * attached to this mapping, its threads stopped. */
+		rdc_py_unload(0);
 		forget_declared_answers();
 		forget_all_declarations();
 		return AST_MODULE_LOAD_DECLINE;
@@ -786,15 +744,16 @@ static int load_module(void)
 
 static int unload_module(void)
 {
-	char why[256] = "";
-
-	if (close_doors(why, sizeof(why))) {
-		open_doors();
-		ast_log(LOG_WARNING, "res_discovery_consul stays loaded: %s after %d ms; it keeps working, "
-			"try the unload again\n", why, DOOR_TIMEOUT_MS);
-		return -1;
+	gate.take_back();  /* no call enters this library after this */
+	if (!python_alive()) {
+		pin_library("its Python side showed no sign of life");
+		return 0;
 	}
-	rdc_py_unload();
+	rdc_py_unload(1);  /* stops and joins Python's threads; what waited on them is answered */
+	if (wait_for_doors(now_ms() + DOOR_WAIT_MS)) {
+		pin_library("a command was still inside it");
+		return 0;
+	}
 	rdc_python_release();
 	forget_declared_answers();  /* nothing reads (doors shut) or declares (threads joined) now */
 	forget_all_declarations();
@@ -803,6 +762,10 @@ static int unload_module(void)
 
 static int reload_module(void)
 {
+	if (!python_alive()) {
+		report_silence("its Python side shows no sign of life");
+		return AST_MODULE_LOAD_DECLINE;
+	}
 	return rdc_py_reload() == RDC_OK ? AST_MODULE_LOAD_SUCCESS : AST_MODULE_LOAD_DECLINE;
 }
 

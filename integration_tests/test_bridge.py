@@ -122,10 +122,11 @@ def test_the_shim_replays_a_declared_answer_without_python_until_it_changes(prob
     ast.rx("probe declare declared 1")
     assert requests.get(ast.http_url("/probe/replayed"), params={"a": "1"},
                         timeout=5).text == "declared 1\n"
-    # Unload empties the table with everything else; a new load declares again.
+    # Unload empties the table with everything else (the gate answers for the module while
+    # it is away); a new load declares again.
     ast.rx("module unload " + MODULE)
-    assert requests.get(ast.http_url("/probe/replayed"), params={"a": "1"},
-                        timeout=5).status_code == 404
+    away = requests.get(ast.http_url("/probe/replayed"), params={"a": "1"}, timeout=5)
+    assert (away.status_code, "res_discovery_consul is not loaded" in away.text) == (503, True)
     load(ast)
     assert requests.get(ast.http_url("/probe/replayed"), params={"a": "1"},
                         timeout=5).text == "declared 0\n"
@@ -212,35 +213,58 @@ def test_unload_load_and_reload_cycles_under_traffic(probe_asterisk, capsys):
     assert "Fatal Python error" not in ast.stdout_text()
 
 
-def test_unload_waits_for_a_request_inside_and_refuses_past_its_bound(probe_asterisk):
-    ast = probe_asterisk
-    load(ast)
-    # An HTTP request holds no module reference: the module's own door check must see it.
+def _request_inside(ast, seconds):
+    """A request held inside Python for `seconds`; returns its thread and where its answer goes."""
     slow = {}
     inside = threading.Thread(target=lambda: slow.update(
-        answer=requests.get(ast.http_url("/probe/sleep"), params={"s": "7"}, timeout=20)))
+        answer=requests.get(ast.http_url("/probe/sleep"), params={"s": str(seconds)}, timeout=20)))
     inside.start()
     time.sleep(0.5)
-    since = ast.log_offset()
-    began = time.monotonic()
-    out = ast.rx("module unload " + MODULE, timeout=20)
-    waited = time.monotonic() - began
-    assert "Unable to unload" in out, out
-    ast.wait_log(r"res_discovery_consul stays loaded: an HTTP request to /probe is being answered "
-                 r"after 5000 ms", since=since)
-    assert waited >= 4.5, waited
-    # Refused, and every door is open again: CLI, AMI and HTTP all answer.
-    assert module_running(ast)
-    assert ast.rx("probe echo still open").strip() == "echo: still open"
-    assert requests.get(ast.http_url("/probe/again"), timeout=5).json()["path"] == "again"
-    with AmiSession(ast.manager_port, ast.manager_user, ast.manager_secret) as ami:
-        assert ami.action("ProbeEcho", Echo="x")["Response"] == "Success"
+    return inside, slow
+
+
+def test_unload_waits_for_a_request_inside_then_unloads_and_loads_again(probe_asterisk):
+    ast = probe_asterisk
+    load(ast)
+    inside, slow = _request_inside(ast, 2)
+    out, waited = timed_rx(ast, "module unload " + MODULE)
+    assert "Unloaded" in out and waited >= 1.0, (out, waited)
     inside.join(20)
     assert slow["answer"].status_code == 200
-    # Nothing inside any more: the unload goes through.
-    ast.rx("module unload " + MODULE)
-    assert not module_running(ast)
+    load(ast)
+    assert ast.rx("probe echo back").strip() == "echo: back"
+
+
+def test_unload_never_refuses_and_keeps_a_request_stuck_past_its_bound_in_mapped_memory(probe_asterisk):
+    ast = probe_asterisk
+    load(ast)
+    # An HTTP request holds no module reference: the gate's count must see it.
+    inside, slow = _request_inside(ast, 8)
+    since = ast.log_offset()
+    out, waited = timed_rx(ast, "module unload " + MODULE, timeout=20)
+    assert "Unloaded" in out, out
+    assert 4.5 <= waited < 7.5, waited
+    ast.wait_log(r"res_discovery_consul unloaded while a command was still inside it: its library "
+                 r"stays in memory and it cannot be loaded again before Asterisk restarts", since=since)
+    # The gate answers for the module: CLI, AMI (the session stays open) and HTTP.
+    assert "res_discovery_consul is not loaded" in ast.rx("probe echo gone")
+    assert requests.get(ast.http_url("/probe/again"), timeout=5).status_code == 503
+    with AmiSession(ast.manager_port, ast.manager_user, ast.manager_secret) as ami:
+        for _ in range(2):
+            reply = ami.action("ProbeEcho", Echo="x")
+            assert (reply["Response"], reply["Message"]) == ("Error", "res_discovery_consul is not loaded")
+    # The request stuck inside returns into the library, which is still mapped.
+    inside.join(20)
+    assert slow["answer"].status_code == 200
     assert ast.is_running()
+    assert "Unable to load" in ast.rx("module load " + MODULE)
+    assert ast.is_running() and "Segmentation" not in ast.stdout_text()
+
+
+def timed_rx(ast, command, timeout=10):
+    began = time.monotonic()
+    out = ast.rx(command, timeout=timeout)
+    return out, time.monotonic() - began
 
 
 @pytest.mark.parametrize("command", ["core stop now", "core stop gracefully", "core restart now"])

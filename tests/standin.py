@@ -66,6 +66,10 @@ class StandInHost(Host):
     def is_stop_requested(self) -> bool:
         return self.stop_requested or self.shutting_down
 
+    def forget_stop_request(self) -> None:
+        self.stop_requested = False
+        self.stops_forgotten = getattr(self, "stops_forgotten", 0) + 1
+
     def active_channels(self) -> int:
         return self.channels
 

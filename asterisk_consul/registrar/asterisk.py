@@ -20,9 +20,11 @@ VerdictSink = Callable[[Verdict], None]
 
 
 class AsteriskWatch:
-    def __init__(self, link: AgentLink, read_state: ReadState, on_verdict: VerdictSink):
+    def __init__(self, link: AgentLink, read_state: ReadState, on_verdict: VerdictSink,
+                 forget_stop: Callable[[], None] = lambda: None):
         self._link = link
         self._read_state = read_state
+        self.forget_stop = forget_stop  # the stop seen was cancelled (Host.forget_stop_request)
         self._on_verdict = on_verdict
         self.busy = BusyState()
         self.busy_since: Optional[float] = None  # time.time() of the last change to busy

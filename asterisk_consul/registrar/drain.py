@@ -6,6 +6,12 @@ service out of `/v1/health/service/<name>?passing` whatever check_type is, and i
 service definition while draining, so every re-registration keeps it. It is not maintenance:
 either can be on or off without touching the other. With drain_on_shutdown, any `core stop` or
 `core restart` that waits for calls ('gracefully', 'when convenient') starts a drain at once.
+
+A stop can be cancelled (`core abort shutdown`). After a graceful one Asterisk says so (it is no
+longer shutting down) and the shutdown drain ends by itself. After 'when convenient' nothing in
+Asterisk changes back: the operator ends the drain (`discovery set drain off`), and the module
+then forgets that stop for the life of the process (Host.forget_stop_request), so later loads
+and reloads start undrained.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ class Drain:
         self.since: Optional[float] = None       # time.time() it started
         self.drained_at: Optional[float] = None  # when the channels first reached 0
         self.channels = 0                        # active channels when last looked at
-        self._shutdown_seen = False
+        self._shutdown_seen = False              # a stop asked for, not (yet) cancelled
+        self._shutting_down_seen = False         # ...that Asterisk said it was carrying out
 
     def notes(self) -> Optional[str]:
         """The drain check's notes while draining (None: no drain check)."""
@@ -78,6 +85,9 @@ class Drain:
             service.mark_needs_register()  # the next attempt re-registers in place with it
             service.failed(exc)
             return Result(False, f"{link.scrub(str(exc))}; will keep trying")
+        if not on and by == BY_OPERATOR and self._shutdown_seen:
+            # The operator's word that the stop is off: 'when convenient' leaves no other.
+            self._forget_stop()
         word = "on" if on else "off"
         service.succeeded(f"ok, drain {word}")
         link.log(logging.INFO, "Consul: drain for service %s is %s%s", service_id, word,
@@ -95,15 +105,35 @@ class Drain:
         self.service.redefine(self.checks.definition(self._link.settings), soon=True)
 
     def observe(self, state: AsteriskState) -> None:
-        """Asterisk's state, every poll: a stop asked for starts a drain; the channels are
-        followed until they reach 0."""
-        if state.stop_requested and not self._shutdown_seen:
-            self._shutdown_seen = True
-            if self._link.settings.drain_on_shutdown and not self.on:
-                self._link.log(logging.INFO, "Consul: Asterisk is stopping: draining service %s",
-                               self.service.definition["ID"])
-                self.switch(True, SHUTDOWN_REASON, BY_SHUTDOWN)
+        """Asterisk's state, every poll: a stop asked for starts a drain, a cancelled one ends
+        it; the channels are followed until they reach 0."""
+        if state.stop_requested:
+            cancelled = self._shutting_down_seen and not state.shutting_down
+            self._shutting_down_seen |= state.shutting_down
+            if cancelled:
+                # 'core abort shutdown' of a graceful stop: the message queue that the stop
+                # dropped is not made again, so that sign of a stop is forgotten too.
+                self._stop_cancelled()
+            elif not self._shutdown_seen:
+                self._shutdown_seen = True
+                if self._link.settings.drain_on_shutdown and not self.on:
+                    self._link.log(logging.INFO, "Consul: Asterisk is stopping: draining "
+                                   "service %s", self.service.definition["ID"])
+                    self.switch(True, SHUTDOWN_REASON, BY_SHUTDOWN)
+        elif self._shutdown_seen:
+            self._stop_cancelled()
         self._note_channels(state.channels)
+
+    def _forget_stop(self) -> None:
+        self._shutdown_seen = self._shutting_down_seen = False
+        self.asterisk.forget_stop()
+
+    def _stop_cancelled(self) -> None:
+        self._forget_stop()
+        if self.on and self.by == BY_SHUTDOWN:
+            self._link.log(logging.INFO, "Consul: Asterisk's stop was cancelled: ending the "
+                           "shutdown drain of service %s", self.service.definition["ID"])
+            self.switch(False, "")
 
     def _note_channels(self, channels: int) -> None:
         self.channels = channels

@@ -56,12 +56,13 @@ class Registrar:
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  slow_retry_s: float = 60.0, consul_factory: ConsulFactory = consul_client,
                  host_state: ReadState = _booted_and_idle,
-                 on_verdict: VerdictSink = lambda verdict: None, watch: bool = True):
+                 on_verdict: VerdictSink = lambda verdict: None, watch: bool = True,
+                 forget_stop: Callable[[], None] = lambda: None):
         self.link = link = AgentLink(settings, facts, consul_factory)
         self.notify = Notifications(link, on_event)
         self.maintenance = Maintenance(link, self.notify)
         self.retired = Retired(link, self.notify)
-        self.asterisk = AsteriskWatch(link, host_state, on_verdict)
+        self.asterisk = AsteriskWatch(link, host_state, on_verdict, forget_stop)
         self.checks = Checks(link, self.notify, self.asterisk.verdict)
         self.drain = Drain(link, self.notify)
         self.checks.drain = self.drain
@@ -83,6 +84,7 @@ class Registrar:
             self.service.on_registered = lambda: self._watch.start(self.link.settings)
         self._commands: "queue.Queue[Queued]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
+        self._beat = time.monotonic()  # the worker's last turn of its loop
         self._lifecycle = threading.Lock()
         # Immutable, replaced whole by the worker; readable from any thread.
         self._snapshot = snapshot(self, running=False)
@@ -147,6 +149,14 @@ class Registrar:
         calls up are followed until they end (DiscoveryDrained)."""
         return self._change(SetDrain(bool(enable), reason or ""), timeout)
 
+    def alive(self) -> bool:
+        """The worker runs and is not stuck: it turns its loop at least every HOST_POLL_AT_REST_S
+        when idle, and one job makes a few Consul calls, each within the Consul timeout."""
+        thread = self._thread
+        stuck_after = 3 * self.link.settings.timeout_s + 5.0
+        return (thread is not None and thread.is_alive()
+                and time.monotonic() - self._beat < stuck_after)
+
     def _close_watch(self) -> None:
         if self._watch is None:
             return
@@ -204,6 +214,7 @@ class Registrar:
         parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv)
         try:
             while True:
+                self._beat = time.monotonic()
                 due = min(d for d in (p.due() for p in parts) if d is not None)
                 try:
                     queued = self._commands.get(timeout=max(0.0, due - time.monotonic()))

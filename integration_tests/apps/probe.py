@@ -35,7 +35,7 @@ class ProbeRoute:
         self.on_change = lambda: None  # set by the bridge
 
     def declared(self):
-        return "replayed", [("a", "1")], HttpResponse(200, "OK", self.replayed_body + "\n",
+        return ("GET", "HEAD"), "replayed", [("a", "1")], HttpResponse(200, "OK", self.replayed_body + "\n",
                                                       headers=(("X-Declared", "yes"),))
 
     def declare(self, body):
