@@ -176,6 +176,56 @@ def _build22(repo, app, app_path=None):
         return _publish(so, "22")
 
 
+RIVAL_SOURCE = "integration_tests/apps/rival_ami.c"
+CC_FLAGS = ["-shared", "-fPIC", "-pthread", "-D_GNU_SOURCE", "-D_REENTRANT", "-O2", "-g", "-Wall",
+            "-Wno-unused-function"]
+
+
+def build_rival_module(version, repo=None):
+    """Build integration_tests/apps/rival_ami.c (an Asterisk module owning one of the module's AMI
+    action names) against the same headers as the module: the dpkg -x'ed Asterisk 16 headers with
+    the host's gcc, or /usr/include in the sid chroot for 22. Returns the host path of
+    rival_ami.so (memoized per process)."""
+    version = str(version)
+    key = (version, "rival")
+    if key in _built and _built[key].exists():
+        return _built[key]
+    source = Path(repo or paths.repo_root()) / RIVAL_SOURCE
+    (paths.cache_dir() / "build").mkdir(parents=True, exist_ok=True)
+    with _build_lock(), open(paths.cache_dir() / "build" / f"build-rival-{version}.log", "w") as log:
+        if version == "16":
+            incdir = paths.ast16_prefix() / "usr/include"
+            if not (incdir / "asterisk.h").exists():
+                raise BuildError(f"{incdir}/asterisk.h missing: run `make -C integration_tests "
+                                 "test-setup`")
+            out_dir = paths.cache_dir() / "build" / "rival-16"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            so = out_dir / "rival_ami.so"
+            _run(["gcc", *CC_FLAGS, f"-I{incdir}", "-o", so, source], log,
+                 "gcc rival_ami.c (Asterisk 16)")
+        elif version == "22":
+            work = paths.sid_root() / paths.SID_BUILD_DIR.lstrip("/") / "rival"
+            work.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / "rival_ami.c")
+            inside = paths.SID_BUILD_DIR + "/rival"
+            env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "HOME": "/root", "LANG": "C.UTF-8"}
+            _run(sid_command(["gcc", *CC_FLAGS, "-I/usr/include", "-o", inside + "/rival_ami.so",
+                              inside + "/rival_ami.c"], mounts=False), log,
+                 "gcc rival_ami.c in the sid chroot (Asterisk 22)", env=env)
+            so = work / "rival_ami.so"
+        else:
+            raise ValueError(f"unknown Asterisk version {version!r}")
+        if not so.exists():
+            raise BuildError(f"gcc succeeded but {so} does not exist")
+        out = Path(tempfile.mkdtemp(prefix=f"acrival{version}-"))
+        runtime.register_cleanup(("build", str(out)), lambda: shutil.rmtree(out, ignore_errors=True))
+        dest = out / "rival_ami.so"
+        shutil.copy2(so, dest)
+    _built[key] = dest
+    return dest
+
+
 def main(argv):
     for version in argv or ["16", "22"]:
         print(build_module(version))

@@ -60,7 +60,11 @@ SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev
                 "python3-setuptools", "python3-pip", "python3-venv",
                 "gcc", "make", "libc6-dev", "ca-certificates",
                 # `make deb`: Debian's packaging tools (debhelper comes with asterisk-dev)
-                "build-essential", "debhelper", "dh-python", "pybuild-plugin-pyproject", "dpkg-dev"]
+                "build-essential", "debhelper", "dh-python", "pybuild-plugin-pyproject", "dpkg-dev",
+                # the wedge tests (test_gate_wedged.py) take the embedded interpreter's GIL with
+                # gdb; bookworm's gdb 13 cannot call a function on CPUs with AMX ("Couldn't
+                # write extended state status"), sid's can, and it serves Asterisk 16 too
+                "gdb"]
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]

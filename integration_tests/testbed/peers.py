@@ -134,15 +134,21 @@ class StandInPeer(_Peer):
     500 with the request's headers as the body (a misdirected peer that reflects what it got,
     token included); "drop": the connection is closed without an answer. .mode and .status
     may be changed while it runs. .token_seen says whether requests carried X-Consul-Token.
+    hang: path prefixes whose requests are held without an answer (whatever the mode) until
+    the peer closes or hang_s passed, then dropped: an agent that hangs on some calls only.
     """
 
-    def __init__(self, status=500, body=None, headers=None, agent=None, mode=None):
+    def __init__(self, status=500, body=None, headers=None, agent=None, mode=None, hang=(),
+                 hang_s=60.0):
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
         self.agent = agent
         self.mode = mode or ("forward" if agent is not None else "answer")
         self.requests: List[Request] = []
+        self.hang = tuple(hang)
+        self.hang_s = hang_s
+        self._closing = threading.Event()
         self.token_seen = set()
         self._lock = threading.Lock()
         self._server = None
@@ -153,6 +159,7 @@ class StandInPeer(_Peer):
     def start(self):
         if self._server is not None:
             return self
+        self._closing.clear()
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -164,6 +171,11 @@ class StandInPeer(_Peer):
                 headers = dict(self.headers)
                 token = headers.get("X-Consul-Token")
                 mode = peer.mode
+                if peer.hang and self.path.startswith(peer.hang):
+                    peer._record(self.command, self.path, headers, data, None, token)
+                    peer._closing.wait(peer.hang_s)
+                    self.close_connection = True
+                    return
                 if mode == "drop":
                     peer._record(self.command, self.path, headers, data, None, token)
                     self.close_connection = True
@@ -236,6 +248,7 @@ class StandInPeer(_Peer):
             return [r for r in self.requests if r.time >= since and r.path.startswith(path_prefix)]
 
     def close(self):
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
