@@ -318,12 +318,12 @@ class Bridge:
         self.cli = self.ami = self.http = []
 
     def _forget(self) -> None:
-        """The mapping is going away (unloaded, or declined and about to be unmapped): nothing
-        may touch its library any more, and nothing of this load should stay in memory."""
+        """The mapping is going away: nothing may touch its library any more, and nothing of
+        this load should stay in memory. Calls that entered before the gate closed may still
+        be running here: they keep their Bridge (and its tables) until they return."""
         detach_log_handler()
         self.host.detach()
         self.release()
-        self.cli = self.ami = self.http = []
 
     def reload(self) -> int:
         try:

@@ -49,19 +49,11 @@ def timed(fn, *args, **kwargs):
     return result, time.monotonic() - began
 
 
-def unload(ast, attempts=20):
-    """`module unload` that must succeed; returns (output, seconds of the attempt that did).
-
-    Asterisk refuses a soft unload while an HTTP request holds the module ("use count 1":
-    the shim holds it during each request, and Consul's EID check comes every second in
-    these tests); that attempt returns at once and is made again, as an operator would. The CLI
-    says only "Unable to unload resource" (the reason is in the log)."""
-    for _ in range(attempts):
-        out, took = d.timed_rx(ast, "module unload " + d.MODULE)
-        if "Unable to unload" not in out and "use count" not in out:
-            break
-        time.sleep(0.05)
-    assert not d.module_running(ast), out
+def unload(ast):
+    """`module unload`, which must succeed at the first attempt (the module never refuses one);
+    returns (output, seconds it took)."""
+    out, took = d.timed_rx(ast, "module unload " + d.MODULE)
+    assert "Unloaded" in out and not d.module_running(ast), out
     return out, took
 
 

@@ -124,7 +124,7 @@ def test_install_into_destdir(tree):
         assert res.returncode == 0, res.stdout
         assert (host_dest / moddir.lstrip("/") / MODULE).exists(), out
         # The HTTP gate the module opens from beside itself (cbridge/gate.h).
-        assert list((host_dest / moddir.lstrip("/") / "res_discovery_consul.d").glob("http-gate-*.so")), out
+        assert list((host_dest / moddir.lstrip("/") / "res_discovery_consul.d").glob("gate-*.so")), out
         assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
         assert (host_dest / datadir.lstrip("/") / "documentation/thirdparty" / XMLDOC).exists(), out
         # The Python package goes under DESTDIR too, not into the running system.
