@@ -49,6 +49,9 @@ class Loader(Resolution):
         self.warnings: List[str] = []
         self.http_enabled = False   # Asterisk's HTTP server is off unless http.conf enables it
         self.https_enabled = False  # and its TLS server unless tlsenable = yes
+        self.http_bind: Optional[Entry] = None       # http.conf bindaddr
+        self.http_bindport: Optional[Entry] = None   # http.conf bindport
+        self.https_bind: Optional[Entry] = None      # http.conf tlsbindaddr
 
     def load(self) -> Tuple[Settings, List[str]]:
         path = os.path.join(self.config_dir, CONFIG_FILE)
@@ -78,6 +81,7 @@ class Loader(Resolution):
         self.read_kv(config)
         self.read_http_conf()
         self.resolve_check_port(entries)
+        self.resolve_check_type(entries)
         self.cross_checks(entries)
         return self.build(), self.warnings
 
@@ -201,23 +205,29 @@ class Loader(Resolution):
     def cross_checks(self, entries: Dict[str, Entry]) -> None:
         self.check_tls_use(entries)
         after = self.values.get("check_deregister_after", option("check_deregister_after").default)
-        if self.values.get("check") and after.ns < CONSUL_MIN_DEREGISTER_NS:
+        if self.values.get("check", option("check").default) and after.ns < CONSUL_MIN_DEREGISTER_NS:
             where = entries["check_deregister_after"].where if "check_deregister_after" in entries \
                 else CONFIG_FILE + " (default)"
             self.warnings.append(f"{where}: [consul] check_deregister_after = '{after}' is below "
                                  f"Consul's minimum: Consul will use 1m")
-        http_check = self.values.get("check_type", option("check_type").default) != "ttl"
-        if self.values.get("check") and http_check and not self.http_enabled:
-            where = entries["check"].where
-            self.warnings.append(f"{where}: [consul] check = yes, but Asterisk's HTTP server is not "
-                                 f"enabled in {HTTP_CONFIG_FILE} ([general] enabled = yes): "
-                                 f"the EID check will fail")
-        elif (self.values.get("check") and http_check and self.http_enabled
-              and self.values.get("check_scheme") == "https" and not self.https_enabled):
-            where = entries["check_scheme"].where
-            self.warnings.append(f"{where}: [consul] check_scheme = https, but {HTTP_CONFIG_FILE} "
-                                 f"does not enable Asterisk's TLS server ([general] tlsenable = "
-                                 f"yes): the EID check will fail")
+        problem = self.values.get("check_problem")
+        if self.values.get("check", option("check").default) and problem:
+            if not self.http_enabled:
+                where = entries["check"].where if "check" in entries else \
+                    entries["check_type"].where
+                self.warnings.append(f"{where}: [consul] check = yes, but Asterisk's HTTP server "
+                                     f"is not enabled in {HTTP_CONFIG_FILE} ([general] enabled = "
+                                     f"yes): the EID check will fail")
+            elif self.values.get("check_scheme") == "https" and not self.https_enabled:
+                where = entries["check_scheme"].where
+                self.warnings.append(f"{where}: [consul] check_scheme = https, but "
+                                     f"{HTTP_CONFIG_FILE} does not enable Asterisk's TLS server "
+                                     f"([general] tlsenable = yes): the EID check will fail")
+            else:
+                where = entries["check_type"].where
+                self.warnings.append(f"{where}: [consul] check_type = "
+                                     f"{self.values['check_type']}: the EID check will fail: "
+                                     f"{problem}")
         https_only = [o for o in ("check_tls_server_name", "check_tls_skip_verify") if o in entries]
         if https_only and self.values.get("check_scheme", "http") != "https":
             where = entries[https_only[0]].where

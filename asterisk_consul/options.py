@@ -119,16 +119,17 @@ ROWS: Tuple[Option, ...] = (
     _o("metadata", (), None, "the selected profile's group, priority, weight, max_calls, flags",
        SERVICE, section="metadata_<profile>"),
     # -- health checks
-    _o("check", False, parse_bool, "register health checks (discovery set check overrides it)",
+    _o("check", True, parse_bool, "register health checks (discovery set check overrides it)",
        CHECKS, defines_check=True),
-    _o("check_type", "http", parse_check_type,
-       "http (Consul polls the EID endpoint), ttl (the module reports), both", CHECKS,
-       defines_check=True),
+    _o("check_type", "auto", parse_check_type,
+       "auto (both when http.conf's server is reachable at discovery_ip, else ttl), http "
+       "(Consul polls the EID endpoint), ttl (the module reports), both", CHECKS,
+       defines_check=True, resolved=True),
     _o("check_scheme", "http", parse_scheme, "https: Consul polls Asterisk's TLS server",
        CHECKS, defines_check=True),
     _o("check_http_port", 8088, parse_port,
-       "Asterisk's HTTP port in the check URL (https: http.conf's TLS port)", CHECKS,
-       defines_check=True),
+       "Asterisk's HTTP port in the check URL (unset: http.conf's bindport, https: its TLS port)",
+       CHECKS, defines_check=True, resolved=True),
     _o("check_tls_server_name", "", parse_tls_server_name,
        "name Consul checks Asterisk's certificate against (Consul 1.10+)", CHECKS,
        defines_check=True, unset_text="(none: the address in the check URL)"),
@@ -150,6 +151,8 @@ ROWS: Tuple[Option, ...] = (
        section=HTTP),
     _o("ari_port", 8088, None, "http.conf bindport (or TLS port), sent as Meta ari_port", HTTP,
        section=HTTP),
+    _o("check_problem", "", None, "why the EID check cannot pass, when the load can tell "
+       "(http.conf's server off or not listening at discovery_ip)", HTTP, section=HTTP),
     # -- drain and load
     _o("drain_on_shutdown", True, parse_bool,
        "core stop/restart gracefully or when convenient drains first (out of the healthy set)",

@@ -103,6 +103,8 @@ def _check_rows(s) -> list:
         rows = [("Check", "off (%s)" % by)]
     else:
         rows = [("Check", "on, type %s (%s)" % (s.check_type, by))]
+        if s.check_problem:
+            rows.append(("  EID check", "cannot pass: " + s.check_problem))
     for kind, cid, status, output in s.checks:
         rows.append((_CHECK_LABELS[kind], "%s: %s" % (cid, status or "unknown")))
         if output:

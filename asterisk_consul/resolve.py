@@ -16,8 +16,8 @@ from . import netinfo
 from .config import ConfigError, Entry, parse_file, read_regular_file
 from .consul import TLS_FILE_MAX_BYTES, ca_directory_bundle
 from .options import option
-from .values import (InvalidValue, check_token, parse_address, parse_bool, parse_port,
-                     parse_service_id)
+from .values import (InvalidValue, check_token, parse_address, parse_bool, parse_check_type,
+                     parse_port, parse_service_id)
 
 HTTP_CONFIG_FILE = "http.conf"
 ASTDB_FAMILY = "res_discovery_consul"
@@ -310,6 +310,8 @@ class Resolution:
         enabled, _ = read("enabled", parse_bool)
         self.http_enabled = bool(enabled)
         self.https_enabled = False
+        self.http_bind = general.get("bindaddr")
+        self.http_bindport = general.get("bindport") if read("bindport", parse_port)[1] else None
         prefix, prefix_entry = read("prefix", str)
         if prefix_entry:
             self.set("http_prefix", str(prefix).strip("/"), prefix_entry.where)
@@ -319,6 +321,7 @@ class Resolution:
             tlsport, tls_entry = read("tlsbindport", parse_port)
             if tls_entry is None:
                 tlsport, tls_entry = read("tlsbindaddr", _port_of_bind_address)
+            self.https_bind = general.get("tlsbindaddr")
             self.set("ari_scheme", "https", tlsenable_entry.where)
             self.https_enabled = True
             if tls_entry:
@@ -329,14 +332,106 @@ class Resolution:
             self.set("ari_port", bindport, bindport_entry.where)
 
     def resolve_check_port(self, entries: Dict[str, Entry]) -> None:
-        """check_scheme = https without check_http_port: Consul polls Asterisk's TLS port."""
-        if self.values.get("check_scheme") != "https" or "check_http_port" in entries:
+        """check_http_port, unless set, follows http.conf: its bindport, or with check_scheme =
+        https Asterisk's TLS port (tlsbindport, tlsbindaddr's port, else 8089)."""
+        entry = entries.get("check_http_port")
+        if entry is not None:
+            self.set("check_http_port", self.parse(entry, "consul", parse_port), entry.where)
+            return
+        if self.values.get("check_scheme") != "https":
+            # Asterisk: a port in bindaddr wins over bindport.
+            bind = self.http_bind
+            try:
+                port = _port_of_bind_address(bind.value.strip()) if bind is not None else None
+            except InvalidValue:
+                port = None
+            if port is not None:
+                self.set("check_http_port", port, f"{bind.where} (http.conf bindaddr's port)")
+            elif self.http_bindport is not None:
+                self.set("check_http_port", parse_port(self.http_bindport.value),
+                         f"{self.http_bindport.where} (http.conf bindport)")
             return
         if self.https_enabled:
             self.set("check_http_port", self.values.get("ari_port", 8089),
                      f"{self.sources.get('ari_port', 'default')} (Asterisk's TLS port)")
         else:
             self.set("check_http_port", 8089, "default (Asterisk's TLS port)")
+
+
+    def resolve_check_type(self, entries: Dict[str, Entry]) -> None:
+        """check_type = auto (the default): both checks when Asterisk's HTTP server can answer
+        the agent at discovery_ip, else the TTL check alone, which needs no HTTP server. With
+        an EID check, why it cannot pass (when the load can tell) goes to check_problem."""
+        entry = entries.get("check_type")
+        kind = str(self.parse(entry, "consul", parse_check_type)) if entry else "auto"
+        problem = self.eid_check_problem()
+        if kind == "auto":
+            where = entry.where if entry else "default"
+            if problem:
+                self.set("check_type", "ttl", f"{where} (auto: ttl, the EID check could not "
+                                              f"pass: {problem})")
+            else:
+                self.set("check_type", "both", f"{where} (auto: http.conf's server answers at "
+                                               f"discovery_ip)")
+            return
+        self.set("check_type", kind, entry.where)
+        if kind != "ttl" and problem:
+            self.set("check_problem", problem, "load")
+
+    def eid_check_problem(self) -> str:
+        """Why Consul's poll of discovery_ip:check_http_port cannot reach Asterisk's HTTP
+        server, as far as http.conf tells; "" when nothing says so."""
+        https = self.values.get("check_scheme") == "https"
+        if not self.http_enabled:
+            return (f"Asterisk's HTTP server is not enabled in {HTTP_CONFIG_FILE} ([general] "
+                    f"enabled = yes)")
+        if https and not self.https_enabled:
+            return (f"{HTTP_CONFIG_FILE} does not enable Asterisk's TLS server ([general] "
+                    f"tlsenable = yes)")
+        bind, key = ((self.https_bind, "tlsbindaddr") if https and self.https_bind is not None
+                     else (self.http_bind, "bindaddr"))
+        if bind is None or not bind.value.strip():
+            if https:
+                return ""  # nothing said of where the TLS server listens
+            return (f"{HTTP_CONFIG_FILE} sets no [general] bindaddr: Asterisk's HTTP server "
+                    f"listens nowhere")
+        address = _address_of_bind_address(bind.value.strip())
+        ip = str(self.values.get("discovery_ip", option("discovery_ip").default))
+        if address is None or _listens_at(address, ip):
+            return ""
+        return (f"{bind.where}: {key} = {bind.value.strip()}: Asterisk's HTTP server does not "
+                f"listen at discovery_ip {ip}, where the agent polls it "
+                f"({self.sources.get('discovery_ip', 'default')})")
+
+
+def _address_of_bind_address(text: str):
+    """The address of an Asterisk bind address ('0.0.0.0', '[::]:8089', '10.0.0.1:8088') as an
+    ip_address, or None when it is not a literal address (a host name: nothing is said)."""
+    import ipaddress
+
+    match = re.fullmatch(r"\[([^\]]*)\](?::[0-9]+)?|([^:\[\]]*)(?::[0-9]+)?|([0-9A-Fa-f:.]+)", text)
+    if not match:
+        return None
+    raw = next(g for g in match.groups() if g is not None)
+    try:
+        return ipaddress.ip_address(raw.split("%")[0])
+    except ValueError:
+        return None
+
+
+def _listens_at(bind, ip_text: str) -> bool:
+    """Whether a server bound to `bind` answers at `ip_text` (an address or a host name: a
+    host name is given the benefit of the doubt)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(ip_text.strip("[]").split("%")[0])
+    except ValueError:
+        return True
+    if bind.is_unspecified:
+        # 0.0.0.0 takes IPv4; :: takes IPv6 and, dual-stack (Linux's default), IPv4 too.
+        return bind.version == 6 or ip.version == 4
+    return bind == ip
 
 
 def _port_of_bind_address(text: str) -> int:

@@ -33,11 +33,13 @@ class _SettingsBehaviour:
 
     @property
     def http_check(self) -> bool:
-        return self.check_type in ("http", "both")
+        # "auto" is resolved at load (resolve.py); a Settings made without the loader treats
+        # it as "both".
+        return self.check_type in ("http", "both", "auto")
 
     @property
     def ttl_check(self) -> bool:
-        return self.check_type in ("ttl", "both")
+        return self.check_type in ("ttl", "both", "auto")
 
     def check_key(self) -> Tuple[object, ...]:
         """The options behind the health checks: `discovery set check` lasts until they change."""

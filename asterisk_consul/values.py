@@ -22,7 +22,7 @@ _DURATION_HINT = "a duration with a unit, like 10s, 1m30s, 500ms or 1h"
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _INT64_MAX = (1 << 63) - 1
-CHECK_TYPES = ("http", "ttl", "both")
+CHECK_TYPES = ("auto", "http", "ttl", "both")
 KV_PLACEHOLDERS = ("ID", "NAME", "EID", "ADDRESS", "PORT", "VERSION")
 _KV_PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}|\$")
 KV_MAX_KEY_CHARS = 512
@@ -260,8 +260,9 @@ def parse_event_name(text: str) -> str:
 def parse_check_type(text: str) -> str:
     kind = text.lower()
     if kind not in CHECK_TYPES:
-        raise InvalidValue("must be http (Consul polls the EID endpoint), ttl (the module "
-                           "reports to Consul) or both")
+        raise InvalidValue("must be auto (both when Asterisk's HTTP server can answer the "
+                           "agent, else ttl), http (Consul polls the EID endpoint), ttl (the "
+                           "module reports to Consul) or both")
     return kind
 
 

@@ -38,7 +38,7 @@ LOG_FLUSH_S = 0.3  # the agent logs a request once answered: let the line land b
 KV = {"role": "pbx", "sip": "${ADDRESS}:${PORT}"}
 
 CONFIGS = (
-    ("defaults", "check = no (the default), no [kv]", {"check": "no"}, None),
+    ("defaults", "check = no (the default before 0.2.0), no [kv]", {"check": "no"}, None),
     ("checks", "check = yes, check_type = both", {"check": "yes", "check_type": "both"}, None),
     ("kv", "check_type = both and [kv] (%d keys)" % len(KV),
      {"check": "yes", "check_type": "both"}, KV),

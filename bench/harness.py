@@ -83,6 +83,7 @@ class Bed:
             "name": self.service_name,
             "discovery_ip": "127.0.0.1",
             "check": "yes",
+            "check_type": "http",
             "check_http_port": ast.http_port,
             "check_interval": self.check_interval,
         }

@@ -6,7 +6,8 @@ load the module into a test bed Asterisk, and read what Consul holds.
 
 Options are passed as keyword arguments of the [consul] section; None leaves an option out.
 By default the module talks to `consul` (a ConsulAgent or a broken peer), registers the EID
-check against this Asterisk's HTTP server with a 1 s interval, and resyncs every second.
+check (check_type = http) against this Asterisk's HTTP server with a 1 s interval, and
+resyncs every second.
 """
 
 import contextlib
@@ -44,6 +45,7 @@ def default_options(ast, consul):
         "port": consul.port if hasattr(consul, "address") else consul.http_port,
         "discovery_ip": "127.0.0.1",
         "check": "yes",
+        "check_type": "http",   # the EID check alone (the default, auto, would add the TTL check)
         "check_http_port": ast.http_port,
         "check_interval": "1s",
         "check_timeout": "1s",

@@ -23,7 +23,8 @@ MAINT = "_service_maintenance:pbx-1"
 def settings_for(port, **overrides):
     base = dict(host="127.0.0.1", port=port, service_id="pbx-1", name="Asterisk",
                 tags=("asterisk", "edge"), discovery_ip="127.0.0.1", discovery_port=5060,
-                consul_timeout_ms=1000, resync_interval="300ms")
+                consul_timeout_ms=1000, resync_interval="300ms",
+                check=False, check_type="http")  # what these tests were written for
     base.update(overrides)
     return Settings(**base)
 

@@ -18,7 +18,7 @@ FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
 def make(**overrides):
     base = dict(service_id="pbx-1", name="Asterisk", tags=("asterisk", "edge"),
                 discovery_ip="127.0.0.1", discovery_port=5060, ari_port=8089,
-                ari_scheme="https")
+                ari_scheme="https", check=False, check_type="http")
     base.update(overrides)
     return Settings(**base)
 

@@ -65,9 +65,10 @@ def test_missing_file_says_where_it_looked(host, confdir):
 
 def test_empty_file_gives_defaults_and_a_warning(host, confdir):
     settings, warnings = load(host, confdir, "")
-    assert settings == Settings(service_id=EID)
+    # check_type = auto: no http.conf, no HTTP server: the TTL check alone
+    assert settings == Settings(service_id=EID, check_type="ttl")
     assert len(warnings) == 1 and CONF in warnings[0] and "defaults" in warnings[0]
-    assert set(settings.sources.values()) == {"default"}
+    assert {source.split(" ")[0] for source in settings.sources.values()} == {"default"}
 
 
 def test_defaults_match_the_original_module(host, confdir):
@@ -80,7 +81,9 @@ def test_defaults_match_the_original_module(host, confdir):
     assert (settings.discovery_ip, settings.discovery_port, settings.discovery_interface) == \
         ("127.0.0.1", 5060, "eth0")
     assert settings.metadata_profile == "" and settings.metadata == ()
-    assert (settings.check, settings.check_http_port) == (False, 8088)
+    # The original's check = no left a dead box passing for ever: checks are on by default
+    # since 0.2.0 (docs/migrating.md); with no HTTP server, the TTL check alone.
+    assert (settings.check, settings.check_type, settings.check_http_port) == (True, "ttl", 8088)
     assert (settings.check_interval, settings.check_timeout, settings.check_deregister_after) == \
         ("15s", "3s", "1m")  # the original's 30s, which Consul raised to its minimum 1m anyway
     assert (settings.http_prefix, settings.ari_port, settings.ari_scheme) == ("", 8088, "http")
@@ -567,10 +570,12 @@ def test_check_bad(host, confdir):
 
 
 def test_check_without_http_server_warns(host, confdir):
-    _, warnings = consul(host, confdir, "check = yes", "check_deregister_after = 1m")
+    _, warnings = consul(host, confdir, "check = yes", "check_type = http",
+                         "check_deregister_after = 1m")
     assert any("HTTP server is not enabled" in w for w in warnings)
-    _, warnings = consul(host, confdir, "check = yes", "check_deregister_after = 1m",
-                         http="[general]\nenabled = yes\n")
+    _, warnings = consul(host, confdir, "check = yes", "check_type = http",
+                         "check_deregister_after = 1m",
+                         http="[general]\nenabled = yes\nbindaddr = 127.0.0.1\n")
     assert warnings == []
 
 
@@ -711,7 +716,7 @@ def test_the_sample_loads_cleanly_as_all_defaults(host, confdir):
     with open(SAMPLE, encoding="utf-8") as handle:
         settings, warnings = load(host, confdir, handle.read())
     assert warnings == []
-    assert settings == Settings(service_id=EID)
+    assert settings == Settings(service_id=EID, check_type="ttl")  # auto, no HTTP server
 
 
 @pytest.mark.skipif(not os.path.exists(SAMPLE), reason="no sample config in this tree")

@@ -19,7 +19,7 @@ from tests.test_settings import CONF, consul, error_of, host, load  # noqa: F401
 from tests.test_settings import confdir  # noqa: F401 - fixture
 
 FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
-HTTP_ON = "[general]\nenabled = yes\n"
+HTTP_ON = "[general]\nenabled = yes\nbindaddr = 127.0.0.1\n"
 KNOWN = "(known: ${ID}, ${NAME}, ${EID}, ${ADDRESS}, ${PORT}, ${VERSION})"
 
 
@@ -35,7 +35,7 @@ def kv_error_of(host, confdir, *kv_lines, consul_lines=()):
 
 def definition(**overrides):
     base = dict(service_id="pbx-1", name="Asterisk", discovery_ip="192.0.2.10",
-                discovery_port=5060, check=True)
+                discovery_port=5060, check=True, check_type="http")
     base.update(overrides)
     return Settings(**base)
 
@@ -44,8 +44,8 @@ def definition(**overrides):
 
 def test_new_options_default_as_documented(host, confdir):
     settings, warnings = consul(host, confdir)
-    assert (settings.check_type, settings.check_ttl, settings.check_scheme) == \
-        ("http", "30s", "http")
+    assert (settings.check, settings.check_type, settings.check_ttl, settings.check_scheme) == \
+        (True, "ttl", "30s", "http")  # auto: no HTTP server here
     assert (settings.check_tls_server_name, settings.check_tls_skip_verify) == ("", False)
     assert (settings.kv, settings.kv_prefix, settings.kv_session_ttl) == ((), "${ID}", "30s")
     assert settings.check_http_port == 8088
@@ -65,8 +65,9 @@ def test_check_type_values(host, confdir, word, kind):
 def test_check_type_bad_value_names_file_line_option_and_value(host, confdir):
     """The load is refused with file:line, option, value and what is accepted."""
     message = error_of(host, confdir, "check = yes", "check_type = tcp")
-    assert message == (f"{CONF}:3: [consul] check_type = 'tcp': must be http (Consul polls "
-                       f"the EID endpoint), ttl (the module reports to Consul) or both")
+    assert message == (f"{CONF}:3: [consul] check_type = 'tcp': must be auto (both when "
+                       f"Asterisk's HTTP server can answer the agent, else ttl), http (Consul "
+                       f"polls the EID endpoint), ttl (the module reports to Consul) or both")
 
 
 @pytest.mark.parametrize("good", ["1s", "3s", "1m", "1.5s", "1000ms"])
@@ -144,7 +145,7 @@ def test_check_scheme_bad_value(host, confdir):
 def test_https_check_without_tlsenable_warns(host, confdir):
     """An https EID check against an Asterisk without TLS server is said to fail."""
     _, warnings = consul(host, confdir, "check = yes", "check_scheme = https",
-                         "check_deregister_after = 1m", http=HTTP_ON)
+                         "check_deregister_after = 1m", "check_type = http", http=HTTP_ON)
     assert warnings == [f"{CONF}:3: [consul] check_scheme = https, but http.conf does not "
                         f"enable Asterisk's TLS server ([general] tlsenable = yes): the EID "
                         f"check will fail"]
@@ -544,7 +545,7 @@ def test_check_drift_sees_checks_switched_off_but_not_someone_elses():
 # -- Settings.check_key ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value", [
-    ("check", True), ("check_type", "both"), ("check_http_port", 8089),
+    ("check", False), ("check_type", "both"), ("check_http_port", 8089),
     ("check_scheme", "https"), ("check_tls_server_name", "pbx.example.net"),
     ("check_tls_skip_verify", True), ("check_interval", "5s"), ("check_timeout", "1s"),
     ("check_ttl", "10s"), ("check_deregister_after", "5m"),
@@ -600,7 +601,9 @@ def test_report_rows_of_the_defaults(host, confdir):
     settings, _ = consul(host, confdir)
     rows = settings_report(settings)
     shown = {option: (value, source) for option, value, source in rows}
-    assert shown["check_type"] == ("http", "default")
+    assert shown["check_type"] == ("ttl", "default (auto: ttl, the EID check could not pass: "
+                                          "Asterisk's HTTP server is not enabled in http.conf "
+                                          "([general] enabled = yes))")
     assert shown["check_scheme"] == ("http", "default")
     assert shown["check_tls_server_name"] == ("(none: the address in the check URL)", "default")
     assert shown["check_tls_skip_verify"] == ("no", "default")
@@ -609,3 +612,83 @@ def test_report_rows_of_the_defaults(host, confdir):
     assert shown["kv_session_ttl"] == ("30s", "default")
     assert rows[-1] == ("kv", "(none: no [kv] section)", "default")
     assert not [option for option in shown if option.startswith("kv ")]
+
+
+# -- a check that cannot pass is said at load (http.conf's bindport and bindaddr) -----------
+
+def test_check_http_port_follows_http_conf_bindport_unless_set(host, confdir):
+    http = "[general]\nenabled = yes\nbindaddr = 0.0.0.0\nbindport = 8090\n"
+    settings, warnings = consul(host, confdir, http=http)
+    assert settings.check_http_port == 8090 and warnings == []
+    assert settings.sources["check_http_port"] == "http.conf:4 (http.conf bindport)"
+    # A port in bindaddr wins over bindport, as in Asterisk.
+    settings, _ = consul(host, confdir, http="[general]\nenabled = yes\nbindaddr = "
+                                             "0.0.0.0:8091\nbindport = 8090\n")
+    assert settings.check_http_port == 8091
+    # Set in the file: the file wins.
+    settings, _ = consul(host, confdir, "check_http_port = 9000", http=http)
+    assert settings.check_http_port == 9000 and settings.sources["check_http_port"] == f"{CONF}:2"
+
+
+def test_check_type_auto_is_both_when_the_agent_can_reach_the_http_server(host, confdir):
+    for bind, ip in [("0.0.0.0", "192.0.2.10"), ("::", "192.0.2.10"), ("[::]", "2001:db8::1"),
+                     ("192.0.2.10", "192.0.2.10"), ("127.0.0.1", "127.0.0.1")]:
+        settings, warnings = consul(host, confdir, f"discovery_ip = {ip}",
+                                    http=f"[general]\nenabled = yes\nbindaddr = {bind}\n")
+        assert (settings.check, settings.check_type, settings.check_problem) == \
+            (True, "both", ""), (bind, ip)
+        assert settings.sources["check_type"].startswith("default (auto: ")
+        assert warnings == []
+
+
+def test_check_type_auto_is_ttl_when_the_http_server_cannot_answer(host, confdir):
+    """No HTTP server, none listening (no bindaddr), or one on another address: the TTL check
+    alone (it needs no HTTP server), and the source says why."""
+    cases = [("", "Asterisk's HTTP server is not enabled in http.conf"),
+             ("[general]\nenabled = yes\n", "sets no [general] bindaddr"),
+             ("[general]\nenabled = yes\nbindaddr = 127.0.0.1\n",
+              "http.conf:3: bindaddr = 127.0.0.1: Asterisk's HTTP server does not listen at "
+              "discovery_ip 192.0.2.10"),
+             ("[general]\nenabled = yes\nbindaddr = 0.0.0.0\n", "does not listen at "
+              "discovery_ip 2001:db8::1")]
+    for http, why in cases:
+        ip = "2001:db8::1" if "0.0.0.0" in http else "192.0.2.10"
+        settings, warnings = consul(host, confdir, f"discovery_ip = {ip}", http=http)
+        assert settings.check_type == "ttl", http
+        assert why in settings.sources["check_type"], settings.sources["check_type"]
+        assert warnings == []
+
+
+def test_an_eid_check_that_cannot_pass_is_warned_about_naming_bindaddr_and_discovery_ip(
+        host, confdir):
+    """Asterisk's usual bindaddr = 127.0.0.1 with a real discovery_ip: the explicit EID check
+    is critical from the first poll. Said at load, naming both, and kept for the status."""
+    settings, warnings = consul(host, confdir, "discovery_ip = 192.0.2.10", "check_type = both",
+                                http="[general]\nenabled = yes\nbindaddr = 127.0.0.1\n")
+    assert warnings == [f"{CONF}:3: [consul] check_type = both: the EID check will fail: "
+                        f"http.conf:3: bindaddr = 127.0.0.1: Asterisk's HTTP server does not "
+                        f"listen at discovery_ip 192.0.2.10, where the agent polls it "
+                        f"({CONF}:2)"]
+    assert "bindaddr = 127.0.0.1" in settings.check_problem
+    # The TLS server: tlsbindaddr when set.
+    settings, warnings = consul(host, confdir, "discovery_ip = 192.0.2.10", "check_type = http",
+                                "check_scheme = https",
+                                http="[general]\nenabled = yes\nbindaddr = 0.0.0.0\n"
+                                     "tlsenable = yes\ntlsbindaddr = 127.0.0.1:8089\n")
+    assert len(warnings) == 1 and "tlsbindaddr = 127.0.0.1:8089" in warnings[0]
+    assert settings.check_http_port == 8089
+    # check = no: nothing to warn about.
+    _, warnings = consul(host, confdir, "discovery_ip = 192.0.2.10", "check_type = http",
+                         "check = no", http="[general]\nenabled = yes\nbindaddr = 127.0.0.1\n")
+    assert warnings == []
+
+
+def test_the_status_says_why_the_eid_check_cannot_pass():
+    from asterisk_consul.registrar.status import StatusSnapshot
+    from asterisk_consul.render import _check_rows
+
+    status = StatusSnapshot("http://127.0.0.1:8500", "pbx-1", "Asterisk", "192.0.2.10", 5060,
+                            checks_on=True, check_type="both",
+                            check_problem="http.conf:3: bindaddr = 127.0.0.1: ...")
+    assert ("  EID check", "cannot pass: http.conf:3: bindaddr = 127.0.0.1: ...") in \
+        _check_rows(status)

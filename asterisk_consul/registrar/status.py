@@ -40,6 +40,7 @@ class StatusSnapshot:
     checks_on: bool = False
     checks_set_by: str = "config"  # or "discovery set check" (kept until the check config changes)
     check_type: str = "http"
+    check_problem: str = ""  # why the EID check cannot pass, as the load saw it
     # (kind "http"/"ttl", check ID, status, output) of each check we register
     checks: Tuple[Tuple[str, str, str, str], ...] = ()
     ttl_error: str = ""
@@ -101,6 +102,7 @@ def snapshot(parts, running: bool) -> StatusSnapshot:
         checks_on=checks.on,
         checks_set_by="config" if checks.override is None else "discovery set check",
         check_type=link.settings.check_type,
+        check_problem=link.settings.check_problem if link.settings.http_check else "",
         checks=tuple(("ttl" if "TTL" in c else "http", c["CheckID"],
                       *checks.states.get(c["CheckID"], ("", ""))) for c in shown),
         ttl_error=checks.ttl_error,
