@@ -29,6 +29,18 @@ KV_MAX_KEYS = 64
 TLS_OPTIONS = ("ca_file", "ca_path", "client_cert", "client_key", "tls_verify", "tls_server_name")
 
 
+# Options of the original C module (sboily/asterisk-consul-module) that this one has no use
+# for: named as such at load instead of "unknown option" (docs/migrating.md).
+ORIGINAL_ONLY = {
+    "debug": "the module logs through Asterisk's logger (its debug lines at Asterisk's debug "
+             "level)",
+    "register_url": "the module registers through the agent's API (/v1/agent/service/register "
+                    "at host:port)",
+    "deregister_url": "the module deregisters through the agent's API "
+                      "(/v1/agent/service/deregister at host:port)",
+}
+
+
 def load_settings(host, environ: Optional[Mapping[str, str]] = None) -> Tuple[Settings, List[str]]:
     """Read res_discovery_consul.conf and http.conf from host.config_dir().
 
@@ -103,6 +115,11 @@ class Loader(Resolution):
             entry = section.get(key)
             assert entry is not None
             row = PARSED.get((where, key.lower()))
+            if row is None and key.lower() in ORIGINAL_ONLY:
+                self.warnings.append(f"{entry.where}: [{where}] {key}: an option of the original "
+                                     f"C module, not used by this one (ignored): "
+                                     f"{ORIGINAL_ONLY[key.lower()]}")
+                continue
             if row is None:
                 self.warnings.append(f"{entry.where}: [{where}] unknown option '{key}' (ignored)")
                 continue

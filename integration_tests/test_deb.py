@@ -145,3 +145,124 @@ def test_upgrade_keeps_the_edited_config_and_switches_the_running_asterisk(debs,
         assert md5 == shipped
     finally:
         ast.stop()
+
+
+# -- lintian ---------------------------------------------------------------------------------
+
+def test_lintian_reports_no_error_and_no_warning(debs, fresh):
+    """Debian's lintian (sid) on the package, as CI checks it: nothing at error or warning
+    level (no RUNPATH, a copyright notice, the conffile shipped 0644 and made 0640 by the
+    postinst, bindnow). Its full output, info tags included, is printed."""
+    fresh.copy_in(debs["v1"], f"/tmp/{debs['v1'].name}")
+    res = fresh.run(["lintian", "--fail-on", "error,warning", "--display-info",
+                     f"/tmp/{debs['v1'].name}"], check=False, timeout=600)
+    print(f"\n[lintian] exit {res.returncode}:\n{res.stdout}")
+    assert res.returncode == 0, res.stdout
+    assert not re.search(r"^[EW]: ", res.stdout, re.M), res.stdout
+
+
+# -- systemd: systemctl stop|restart asterisk drains first -----------------------------------
+
+DROPIN = "/usr/lib/systemd/system/asterisk.service.d/res-discovery-consul-drain.conf"
+CALL_SECONDS = 6
+CALLS_DIALPLAN = """
+[drain-test]
+exten => short,1,Answer()
+ same => n,Wait({short})
+ same => n,Hangup()
+exten => long,1,Answer()
+ same => n,Wait(300)
+ same => n,Hangup()
+"""
+
+
+def exec_stop_argv(dropin, mainpid):
+    """The drop-in's ExecStop= as systemd runs it: split into words, $MAINPID replaced by the
+    main process's pid (systemd sets it for ExecStop), run as root in the unit's environment."""
+    import shlex
+
+    [line] = re.findall(r"^ExecStop=(.*)$", dropin, re.M)
+    return [str(mainpid) if word == "$MAINPID" else word for word in shlex.split(line)]
+
+
+def passing(consul, name="Asterisk"):
+    import json
+
+    return {e["Service"]["ID"] for e in json.loads(consul.get(f"/v1/health/service/{name}?passing"))}
+
+
+def asterisk_with_a_call(fresh, tmp_path, debs, exten):
+    apt_install(fresh, debs["v1"])
+    fresh.write("/etc/asterisk/extensions.conf", fresh.read("/etc/asterisk/extensions.conf")
+                + CALLS_DIALPLAN.format(short=CALL_SECONDS))
+    consul = NetnsConsul(fresh, tmp_path)
+    ast = DebianAsterisk(fresh, tmp_path).start()
+    eid = ast.eid()
+    # The packaged config as shipped: check = yes, and with Debian's http.conf (HTTP server
+    # off) check_type = auto is the TTL check alone.
+    runtime.wait_until(lambda: eid in passing(consul), timeout=30,
+                       what="the packaged config passing in Consul")
+    ast.rx(f"channel originate Local/{exten}@drain-test application Wait 600")
+    runtime.wait_until(lambda: re.search(r"^[1-9]\d* active call", ast.rx("core show channels")
+                                         , re.M), timeout=10, what="the call up")
+    return consul, ast, eid
+
+
+def test_systemctl_stop_drains_first_with_a_call_up(debs, fresh, tmp_path):
+    """systemd does not run in the chroot: the drop-in's ExecStop runs exactly as systemd
+    would run it for `systemctl stop asterisk` (and the stop half of `systemctl restart`),
+    against Debian's Asterisk started as its unit starts it, with a call up. The box leaves
+    Consul's healthy set at once and stays registered, Asterisk runs on until the call ends,
+    then exits by itself (deregistered) and ExecStop returns: systemd's SIGTERM after it
+    finds nothing left. All within TimeoutStopSec."""
+    consul, ast, eid = asterisk_with_a_call(fresh, tmp_path, debs, "short")
+    try:
+        dropin = fresh.read(DROPIN)
+        timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", dropin, re.M).group(1))
+        argv = exec_stop_argv(dropin, ast.proc.pid)
+        assert argv[0] == "/usr/libexec/asterisk-consul/asterisk-stop-gracefully"
+        start = time.monotonic()
+        stop = fresh.spawn(argv, net=True, log_path=tmp_path / "execstop.log")
+        timeline = {}
+        while stop.poll() is None and time.monotonic() - start < timeout:
+            now = time.monotonic() - start
+            if "out" not in timeline and eid not in passing(consul):
+                timeline["out"] = now
+                assert eid in consul.services(), "drained, not deregistered"
+            if "exit" not in timeline and ast.proc.poll() is not None:
+                timeline["exit"] = now
+            time.sleep(0.05)
+        timeline["execstop"] = time.monotonic() - start
+        if "exit" not in timeline and ast.proc.poll() is not None:
+            timeline["exit"] = timeline["execstop"]
+        print(f"\n[systemd drain] call of {CALL_SECONDS} s; from ExecStop's start: "
+              + ", ".join(f"{k} {v:.2f} s" for k, v in timeline.items()))
+        assert stop.returncode == 0, (tmp_path / "execstop.log").read_text()
+        assert timeline["out"] < 2.0, timeline  # out of the healthy set at once
+        # Asterisk waited for the call (it was answered about a second before ExecStop).
+        assert CALL_SECONDS - 2 <= timeline["exit"] <= CALL_SECONDS + 3, timeline
+        assert timeline["execstop"] <= timeline["exit"] + 1.0, timeline
+        assert eid not in consul.services()  # deregistered at exit
+    finally:
+        ast.stop()
+
+
+def test_systemd_drain_is_bounded_calls_still_up_are_cut(debs, fresh, tmp_path):
+    """A call longer than the drop-in's bound: `core stop now` at the bound (here 3 s instead
+    of the packaged 100 s), and ExecStop returns once Asterisk has exited."""
+    consul, ast, eid = asterisk_with_a_call(fresh, tmp_path, debs, "long")
+    try:
+        argv = exec_stop_argv(fresh.read(DROPIN), ast.proc.pid)
+        assert argv[-1] == "100"
+        argv[-1] = "3"
+        start = time.monotonic()
+        res = fresh.run(argv, net=True, timeout=60)
+        took = time.monotonic() - start
+        print(f"\n[systemd drain] bound 3 s, a 300 s call: ExecStop returned after {took:.2f} s")
+        assert 3.0 <= took <= 8.0, (took, res.stdout)
+        assert "core stop now" in res.stdout
+        assert ast.proc.poll() is not None
+        runtime.wait_until(lambda: eid not in consul.services(), timeout=10,
+                           what="the service deregistered")
+    finally:
+        ast.stop()

@@ -692,3 +692,16 @@ def test_the_status_says_why_the_eid_check_cannot_pass():
                             check_problem="http.conf:3: bindaddr = 127.0.0.1: ...")
     assert ("  EID check", "cannot pass: http.conf:3: bindaddr = 127.0.0.1: ...") in \
         _check_rows(status)
+
+
+def test_the_original_modules_own_options_are_named_not_unknown(host, confdir):
+    """debug, register_url and deregister_url of the original module: loaded, each named as
+    the original's and why it is not needed (docs/migrating.md)."""
+    settings, warnings = load(host, confdir, "[general]\ndebug = yes\n[consul]\n"
+                              "register_url = http://127.0.0.1:8500/v1/agent/service/register\n"
+                              "deregister_url = http://127.0.0.1:8500/v1/agent/service/deregister\n")
+    assert [w.split(":")[1] for w in warnings] == ["2", "4", "5"]
+    assert all("an option of the original C module, not used by this one (ignored)" in w
+               and "unknown" not in w for w in warnings), warnings
+    assert "[general] debug" in warnings[0] and "Asterisk's logger" in warnings[0]
+    assert "[consul] register_url" in warnings[1] and "[consul] deregister_url" in warnings[2]
