@@ -5,6 +5,10 @@
 #                             (offline: PYTHON's own setuptools builds it, no download)
 #   make samples              install res_discovery_consul.conf.sample as the config (ASTETCDIR),
 #                             mode 0640, group ASTGROUP (asterisk, when that group exists)
+#   make install-systemd      the drop-in that makes systemctl stop|restart asterisk drain first
+#                             (SYSTEMDDIR, LIBEXECDIR; then: systemctl daemon-reload)
+#   make uninstall            remove what make install and install-systemd put in place (the
+#                             config is left; PYTHON's pip removes the package)
 #   make deb                  build the Debian package for Debian sid's Asterisk 22 in the test
 #                             bed's sid chroot -> build/deb/ (DEB_VERSION=... for another version)
 #   make test                 install the test bed (cached) and run every test
@@ -25,6 +29,12 @@ ASTGROUP ?= $(shell getent group asterisk >/dev/null 2>&1 && echo asterisk)
 CC ?= gcc
 CFLAGS ?= -O2 -g
 DESTDIR ?=
+# no: the module carries no RUNPATH to PYTHON's libdir (Debian: libpython is in a default
+# library dir; a venv of a Python built elsewhere needs it).
+PYTHON_RPATH ?= yes
+PYTHON_LDFLAGS_SED = $(if $(filter no,$(PYTHON_RPATH)),s/-Wl$(comma)-rpath$(comma)[^ ]*//g)
+SYSTEMDDIR ?= /usr/lib/systemd/system
+LIBEXECDIR ?= /usr/libexec/asterisk-consul
 
 BUILD := build
 MODULE := res_discovery_consul.so
@@ -59,6 +69,7 @@ INSTALL_PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 comma := ,
 
 .PHONY: all check-build-deps install install-module install-python install-xmldoc samples deb \
+        install-systemd uninstall \
         test test-unit test-integration demo demo-stop bench clean
 
 all: $(MODULE) $(GATE) $(XMLDOC)
@@ -82,13 +93,13 @@ $(BUILD)/shim.o: cbridge/shim.c cbridge/bridge_api.h cbridge/gate.h asterisk_con
 
 $(GATE): cbridge/gate.c cbridge/gate.h | check-build-deps
 	@mkdir -p $(dir $(GATE))
-	$(CC) $(CFLAGS) $(AST_CFLAGS) -shared -o $@ cbridge/gate.c
+	$(CC) $(CFLAGS) $(AST_CFLAGS) -shared -o $@ cbridge/gate.c $(LDFLAGS)
 
 $(BUILD)/cffi.o: $(CFFI_C)
 	$(CC) $(CFLAGS) -fPIC -pthread -Wall -Wno-unused-function -Icbridge $$(cat $(BUILD)/python.cflags) -c -o $@ $(CFFI_C)
 
 $(MODULE): $(BUILD)/shim.o $(BUILD)/cffi.o
-	$(CC) -shared -pthread -o $@ $^ $$(cat $(BUILD)/python.ldflags) $(LDFLAGS)
+	$(CC) -shared -pthread -o $@ $^ $$(sed '$(PYTHON_LDFLAGS_SED)' $(BUILD)/python.ldflags) $(LDFLAGS)
 
 $(XMLDOC): $(wildcard asterisk_consul/*.py asterisk_consul/*/*.py) | check-build-deps
 	@mkdir -p $(BUILD)
@@ -130,6 +141,29 @@ samples:
 	    $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf; \
 	  echo "Installed $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf (mode 0640$(if $(ASTGROUP),$(comma) group $(ASTGROUP)))"; \
 	fi
+
+# systemd: `systemctl stop|restart asterisk` runs `core stop gracefully` first (the module
+# drains), bounded (contrib/systemd/, docs/install.md).
+install-systemd:
+	install -d $(DESTDIR)$(SYSTEMDDIR)/asterisk.service.d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0644 contrib/systemd/asterisk.service.d/res-discovery-consul-drain.conf \
+	  $(DESTDIR)$(SYSTEMDDIR)/asterisk.service.d/
+	install -m 0755 contrib/systemd/asterisk-stop-gracefully $(DESTDIR)$(LIBEXECDIR)/
+	@echo "Installed the drain drop-in for asterisk.service: run systemctl daemon-reload"
+
+# What install, install-systemd (and samples, with PURGE_CONFIG=yes) put in place. The
+# Python package is removed with PYTHON's pip. Unload the module first (module unload).
+uninstall:
+	rm -f $(DESTDIR)$(ASTMODDIR)/$(MODULE) $(DESTDIR)$(ASTMODDIR)/$(GATE)
+	-rmdir $(DESTDIR)$(ASTMODDIR)/$(dir $(GATE)) 2>/dev/null
+	rm -f $(DESTDIR)$(ASTDATADIR)/documentation/thirdparty/$(notdir $(XMLDOC))
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/asterisk.service.d/res-discovery-consul-drain.conf \
+	  $(DESTDIR)$(LIBEXECDIR)/asterisk-stop-gracefully
+	-rmdir $(DESTDIR)$(SYSTEMDDIR)/asterisk.service.d $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
+	@if $(PYTHON) -m pip --version >/dev/null 2>&1 && $(PYTHON) -m pip show asterisk-consul >/dev/null 2>&1; then \
+	  $(PYTHON) -m pip uninstall -y asterisk-consul; fi
+	$(if $(filter yes,$(PURGE_CONFIG)),rm -f $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf)
+	@echo "Uninstalled; $(ASTETCDIR)/res_discovery_consul.conf is kept unless PURGE_CONFIG=yes"
 
 # In the test bed's Debian sid chroot (installed if missing; needs root), with debhelper.
 deb:

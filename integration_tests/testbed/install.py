@@ -64,7 +64,9 @@ SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev
                 # the wedge tests (test_gate_wedged.py) take the embedded interpreter's GIL with
                 # gdb; bookworm's gdb 13 cannot call a function on CPUs with AMX ("Couldn't
                 # write extended state status"), sid's can, and it serves Asterisk 16 too
-                "gdb"]
+                "gdb",
+                # the package's lintian check (test_deb.py: lintian --fail-on error,warning)
+                "lintian"]
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]
