@@ -278,3 +278,31 @@ def test_systemd_drain_is_bounded_calls_still_up_are_cut(debs, fresh, tmp_path):
         assert timeline["execstop"] <= 3 + 15 + 1, timeline
     finally:
         ast.stop()
+
+
+def test_a_box_with_the_shipped_config_leaves_the_healthy_set_after_kill_9(debs, fresh, tmp_path):
+    """The package's config untouched (check = yes by default; Debian's http.conf leaves the
+    HTTP server off, so check_type = auto is the TTL check alone): a `kill -9` of Asterisk,
+    which says nothing to Consul, takes the box out of the healthy set once check_ttl (30 s)
+    has passed without a report."""
+    apt_install(fresh, debs["v1"])
+    consul = NetnsConsul(fresh, tmp_path)
+    ast = DebianAsterisk(fresh, tmp_path).start()
+    try:
+        eid = ast.eid()
+        runtime.wait_until(lambda: eid in passing(consul), timeout=30,
+                           what="the shipped config passing in Consul")
+        assert re.search(r"^\s+check_type\s+ttl\s+default \(auto: ttl, ", 
+                         ast.rx("discovery show settings"), re.M)
+        start = time.monotonic()
+        ast.proc.kill()
+        ast.proc.wait(timeout=10)
+        runtime.wait_until(lambda: eid not in passing(consul), timeout=45, interval=0.5,
+                           what="the killed box out of the healthy set")
+        took = time.monotonic() - start
+        print(f"\n[kill -9] out of the healthy set {took:.1f} s after the kill (check_ttl 30s)")
+        assert took <= 30 + 5
+        assert eid in consul.services()  # still registered: Consul reaps it later
+    finally:
+        ast.proc = None if ast.proc and ast.proc.poll() is not None else ast.proc
+        ast.stop()
