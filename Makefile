@@ -160,8 +160,10 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSTEMDDIR)/asterisk.service.d/res-discovery-consul-drain.conf \
 	  $(DESTDIR)$(LIBEXECDIR)/asterisk-stop-gracefully
 	-rmdir $(DESTDIR)$(SYSTEMDDIR)/asterisk.service.d $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
-	@if $(PYTHON) -m pip --version >/dev/null 2>&1 && $(PYTHON) -m pip show asterisk-consul >/dev/null 2>&1; then \
-	  $(PYTHON) -m pip uninstall -y asterisk-consul; fi
+	@# Staged (DESTDIR): the package under DESTDIR is left to whoever removes DESTDIR; pip
+	@# would remove the running system's copy instead.
+	$(if $(DESTDIR),,@if $(PYTHON) -m pip show asterisk-consul >/dev/null 2>&1; then \
+	  $(PYTHON) -m pip uninstall -y asterisk-consul; fi)
 	$(if $(filter yes,$(PURGE_CONFIG)),rm -f $(DESTDIR)$(ASTETCDIR)/res_discovery_consul.conf)
 	@echo "Uninstalled; $(ASTETCDIR)/res_discovery_consul.conf is kept unless PURGE_CONFIG=yes"
 

@@ -131,6 +131,20 @@ def test_install_into_destdir(tree):
         assert list(host_dest.rglob("asterisk_consul/module.py")), out
         if tree.version == "22":
             assert moddir == "/usr/lib/x86_64-linux-gnu/asterisk/modules"  # Debian multiarch
+        # The systemd drop-in, then `make uninstall`: everything install put in place goes,
+        # the config stays (PURGE_CONFIG=yes removes it).
+        out = tree.make("install-systemd", DESTDIR=destdir)
+        dropin = host_dest / "usr/lib/systemd/system/asterisk.service.d/res-discovery-consul-drain.conf"
+        script = host_dest / "usr/libexec/asterisk-consul/asterisk-stop-gracefully"
+        assert dropin.exists() and script.stat().st_mode & 0o777 == 0o755, out
+        out = tree.make("uninstall", DESTDIR=destdir, ASTETCDIR=etc)
+        for gone in [host_dest / moddir.lstrip("/") / MODULE, dropin, script,
+                     host_dest / datadir.lstrip("/") / "documentation/thirdparty" / XMLDOC]:
+            assert not gone.exists(), (gone, out)
+        assert not list((host_dest / moddir.lstrip("/")).rglob("gate-*.so")), out
+        assert (host_dest / etc.lstrip("/") / SAMPLE).exists(), out
+        tree.make("uninstall", DESTDIR=destdir, ASTETCDIR=etc, PURGE_CONFIG="yes")
+        assert not (host_dest / etc.lstrip("/") / SAMPLE).exists()
     finally:
         shutil.rmtree(host_dest, ignore_errors=True)
 
