@@ -104,7 +104,7 @@ def _check_rows(s) -> list:
     else:
         rows = [("Check", "on, type %s (%s)" % (s.check_type, by))]
         if s.check_problem:
-            rows.append(("  EID check", "cannot pass: " + s.check_problem))
+            rows.append(("  warning", "the EID check cannot pass: " + s.check_problem))
     for kind, cid, status, output in s.checks:
         rows.append((_CHECK_LABELS[kind], "%s: %s" % (cid, status or "unknown")))
         if output:

@@ -125,7 +125,8 @@ def test_the_log_lines_the_operations_page_quotes_are_the_modules():
     assert "res_discovery_consul not loaded: fix res_discovery_consul.conf and load it again" \
         in page
     assert "registered as <address>:<port>" in page
-    assert "cannot pass: " in source_text() and "cannot pass: ..." in page
+    assert "the EID check cannot pass: " in source_text()
+    assert "warning: the EID check cannot pass: " in page
 
 
 def test_the_acl_policy_names_every_right_the_docs_mention():

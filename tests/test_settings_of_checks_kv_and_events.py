@@ -690,7 +690,7 @@ def test_the_status_says_why_the_eid_check_cannot_pass():
     status = StatusSnapshot("http://127.0.0.1:8500", "pbx-1", "Asterisk", "192.0.2.10", 5060,
                             checks_on=True, check_type="both",
                             check_problem="http.conf:3: bindaddr = 127.0.0.1: ...")
-    assert ("  EID check", "cannot pass: http.conf:3: bindaddr = 127.0.0.1: ...") in \
+    assert ("  warning", "the EID check cannot pass: http.conf:3: bindaddr = 127.0.0.1: ...") in \
         _check_rows(status)
 
 
