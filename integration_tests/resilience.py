@@ -1,7 +1,8 @@
 """Helpers of the resilience tests (test_resilience_*.py) and of bench/lifecycle.py.
 
     registrar_threads(ast)                # our worker threads in the Asterisk process
-    module_threads(ast)                   # every thread of ours (worker, watch, nursery)
+    consul_threads(ast)                   # the registrar's threads (worker, watch)
+    module_threads(ast)                   # every thread of ours (worker, watch, pulse, nursery)
     consul_requests(agent, since)         # (method, url) the agent logged after an offset
 
 A recording proxy in front of an agent is the test bed's StandInPeer(agent=agent).
@@ -20,6 +21,7 @@ from integration_tests import discovery as d
 # no thread shows a worker's or a watch's name mid-birth or once joined.
 NATIVE_WORKER_NAME = "consul-registra"
 NATIVE_WATCH_NAME = "consul-watch"
+NATIVE_PULSE_NAME = "consul-pulse"
 NATIVE_NURSERY_NAME = "consul-threads"
 _REQUEST_LINE = re.compile(r"agent\.http: Request finished: method=(\S+) url=(\S+)")
 
@@ -41,12 +43,18 @@ def registrar_threads(ast):
     return native_threads(ast).get(NATIVE_WORKER_NAME, 0)
 
 
-def module_threads(ast):
-    """Every thread the module starts: the worker, the watch on the agent, and the nursery that
-    starts them."""
+def consul_threads(ast):
+    """The registrar's threads: the worker and the watch on the agent (none while disabled)."""
     threads = native_threads(ast)
-    return sum(threads.get(name, 0)
-               for name in (NATIVE_WORKER_NAME, NATIVE_WATCH_NAME, NATIVE_NURSERY_NAME))
+    return threads.get(NATIVE_WORKER_NAME, 0) + threads.get(NATIVE_WATCH_NAME, 0)
+
+
+def module_threads(ast):
+    """Every thread the module starts: the registrar's, the bridge's pulse (while loaded), and
+    the nursery that starts them."""
+    threads = native_threads(ast)
+    return consul_threads(ast) + sum(threads.get(name, 0)
+                                     for name in (NATIVE_PULSE_NAME, NATIVE_NURSERY_NAME))
 
 
 def timed(fn, *args, **kwargs):

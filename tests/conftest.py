@@ -61,5 +61,5 @@ def no_registrar_threads_left():
     started them: asterisk_consul/threads.py) outlives it."""
     yield
     alive = [t.name for t in threading.enumerate()
-             if t.name.startswith(("consul-registrar", "consul-watch", "consul-threads"))]
+             if t.name.startswith(("consul-registrar", "consul-watch", "consul-pulse", "consul-threads"))]
     assert not alive, f"registrar threads still alive: {alive}"
