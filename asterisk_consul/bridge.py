@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import host as hostapi
 from .logbridge import detach_log_handler, install_log_handler, redact
-from .registrar.commands import name_native_thread
+from .threads import start_thread
 from .web import HttpRequest
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,7 @@ class Pulse:
 
     def start(self) -> None:
         self.beat()  # before the doors open
-        self._thread = threading.Thread(target=self._run, name=PULSE_THREAD_NAME, daemon=True)
-        self._thread.start()
+        self._thread = start_thread(PULSE_THREAD_NAME, self._run)
 
     def beat(self) -> None:
         try:
@@ -195,7 +194,6 @@ class Pulse:
         self._host.pulse(ALIVE_MS, ANSWERS_MS if vouched else 0)
 
     def _run(self) -> None:
-        name_native_thread(PULSE_THREAD_NAME)
         while not self._stop.wait(PULSE_S):
             self.beat()
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from typing import Dict
 
-from integration_tests.resilience import NATIVE_WATCH_NAME, NATIVE_WORKER_NAME
+from integration_tests.resilience import (NATIVE_NURSERY_NAME, NATIVE_PULSE_NAME,
+                                         NATIVE_WATCH_NAME, NATIVE_WORKER_NAME)
 
 from . import procstat
 from .harness import Bed, CatalogWatch, ModuleControl, log, module_running
 
 SETTLE_S = 20.0  # after the load: the catalog looks (0.5 .. 8 s apart) are over by then
 KV = {"role": "pbx", "sip": "${ADDRESS}:${PORT}"}
-MODULE_THREADS = (NATIVE_WORKER_NAME, NATIVE_WATCH_NAME)
+MODULE_THREADS = (NATIVE_WORKER_NAME, NATIVE_WATCH_NAME, NATIVE_PULSE_NAME, NATIVE_NURSERY_NAME)
 
 
 def module_options() -> Dict[str, object]:

@@ -1,7 +1,8 @@
 """Helpers of the resilience tests (test_resilience_*.py) and of bench/lifecycle.py.
 
     registrar_threads(ast)                # our worker threads in the Asterisk process
-    module_threads(ast)                   # every thread of ours (worker and watch)
+    consul_threads(ast)                   # the registrar's threads (worker, watch)
+    module_threads(ast)                   # every thread of ours (worker, watch, pulse, nursery)
     consul_requests(agent, since)         # (method, url) the agent logged after an offset
 
 A recording proxy in front of an agent is the test bed's StandInPeer(agent=agent).
@@ -13,10 +14,15 @@ from pathlib import Path
 
 from integration_tests import discovery as d
 
-# Python names native threads from 3.14 (Asterisk 22's), the registrar does it before: Linux
-# keeps 15 bytes of "consul-registrar".
+# Python names native threads from 3.14 (Asterisk 22's), asterisk_consul/threads.py does it
+# before: Linux keeps 15 bytes of "consul-registrar". Counting by these names is sound because
+# every thread of ours is born from the nursery ("consul-threads"), carries its own name before
+# start_thread returns, and takes "consul-ended" before join returns (asterisk_consul/threads.py):
+# no thread shows a worker's or a watch's name mid-birth or once joined.
 NATIVE_WORKER_NAME = "consul-registra"
 NATIVE_WATCH_NAME = "consul-watch"
+NATIVE_PULSE_NAME = "consul-pulse"
+NATIVE_NURSERY_NAME = "consul-threads"
 _REQUEST_LINE = re.compile(r"agent\.http: Request finished: method=(\S+) url=(\S+)")
 
 
@@ -37,10 +43,18 @@ def registrar_threads(ast):
     return native_threads(ast).get(NATIVE_WORKER_NAME, 0)
 
 
-def module_threads(ast):
-    """Every thread the module starts: the worker and the watch on the agent."""
+def consul_threads(ast):
+    """The registrar's threads: the worker and the watch on the agent (none while disabled)."""
     threads = native_threads(ast)
     return threads.get(NATIVE_WORKER_NAME, 0) + threads.get(NATIVE_WATCH_NAME, 0)
+
+
+def module_threads(ast):
+    """Every thread the module starts: the registrar's, the bridge's pulse (while loaded), and
+    the nursery that starts them."""
+    threads = native_threads(ast)
+    return consul_threads(ast) + sum(threads.get(name, 0)
+                                     for name in (NATIVE_PULSE_NAME, NATIVE_NURSERY_NAME))
 
 
 def timed(fn, *args, **kwargs):

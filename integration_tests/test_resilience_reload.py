@@ -136,7 +136,7 @@ def test_reload_unchanged_changed_new_id_disabled_and_invalid(asterisk_factory, 
         assert ami.wait_event("DiscoveryDeregister", ID="pbx-reloaded")
         assert d.module_running(ast)
         assert "disabled" in ast.rx("discovery show status")
-        assert r.module_threads(ast) == 0
+        assert r.consul_threads(ast) == 0  # the pulse stays while the module is loaded
         d.write_conf(ast, general={"enabled": "yes"}, **options)
         reload_ok(ast)
         d.wait_service(agent, "pbx-reloaded", timeout=5)

@@ -57,8 +57,9 @@ def wait_until_fixture():
 
 @pytest.fixture
 def no_registrar_threads_left():
-    """Fails the test if a thread of the registrar (its worker, its watch) outlives it."""
+    """Fails the test if a thread of the registrar (its worker, its watch, the nursery that
+    started them: asterisk_consul/threads.py) outlives it."""
     yield
     alive = [t.name for t in threading.enumerate()
-             if t.name.startswith(("consul-registrar", "consul-watch"))]
+             if t.name.startswith(("consul-registrar", "consul-watch", "consul-pulse", "consul-threads"))]
     assert not alive, f"registrar threads still alive: {alive}"

@@ -129,6 +129,55 @@ def test_no_drain_at_stop_when_drain_on_shutdown_is_off(consul_agent, make_regis
     assert DRAIN_CHECK not in consul_agent.checks() and not registrar.status(2.0).drain
 
 
+class CancellableStop(HostState):
+    """A host whose stop can be cancelled as Asterisk's: 'when convenient' leaves its sign
+    (stop_requested) until the module forgets it."""
+
+    def __init__(self):
+        super().__init__()
+        self.forgotten = 0
+
+    def forget(self):
+        self.stop_requested = False
+        self.forgotten += 1
+
+
+def test_an_aborted_graceful_stop_ends_the_shutdown_drain_by_itself(consul_agent, make_registrar,
+                                                                   events, wait_until):
+    state = CancellableStop()
+    state.channels = 1
+    registrar = registrar_for(make_registrar, consul_agent, state)
+    registrar.asterisk.forget_stop = state.forget
+    events.wait_for("DiscoveryRegister")
+    # core stop gracefully: the message queue goes (stop_requested stays), then shutting down.
+    state.stop_requested = state.shutting_down = True
+    within(1.0, lambda: DRAIN_CHECK in consul_agent.checks(), wait_until, "the shutdown drain")
+    # core abort shutdown: Asterisk is no longer shutting down; the queue stays gone.
+    state.shutting_down = False
+    took = within(1.0, lambda: "pbx-1" in healthy_ids(consul_agent), wait_until,
+                  "back in the healthy set")
+    assert DRAIN_CHECK not in consul_agent.checks() and not registrar.status(2.0).drain
+    assert state.forgotten == 1 and not state.stop_requested
+    print(f"\n[unit] core abort shutdown -> passing again: {took:.2f} s")
+
+
+def test_drain_off_after_a_cancelled_when_convenient_stop_forgets_that_stop(
+        consul_agent, make_registrar, events, wait_until):
+    state = CancellableStop()
+    state.channels = 1
+    registrar = registrar_for(make_registrar, consul_agent, state)
+    registrar.asterisk.forget_stop = state.forget
+    events.wait_for("DiscoveryRegister")
+    state.stop_requested = True  # 'when convenient', then aborted: nothing in Asterisk changes back
+    within(1.0, lambda: DRAIN_CHECK in consul_agent.checks(), wait_until, "the shutdown drain")
+    time.sleep(1.0)
+    assert DRAIN_CHECK in consul_agent.checks() and state.forgotten == 0  # no sign it was cancelled
+    assert registrar.set_drain(False, timeout=2.0).ok
+    assert state.forgotten == 1 and not state.stop_requested
+    time.sleep(1.0)  # several looks at Asterisk: no new drain
+    assert DRAIN_CHECK not in consul_agent.checks() and "pbx-1" in healthy_ids(consul_agent)
+
+
 def test_busy_channels_say_warning_with_one_write_per_change(consul_agent, make_registrar, events,
                                                             wait_until):
     state, calls = HostState(), RecordingConsul()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -62,16 +61,3 @@ class Queued:
     # checks, drain) or drops the job (status) instead of spending another timeout on nobody.
     abandoned: bool = False
 
-
-def name_native_thread(name: str) -> None:
-    """Give a thread its name in /proc/<pid>/task/*/comm and `top -H` (Python does so itself
-    from 3.14 on). Linux keeps 15 bytes. Best effort: nothing depends on it."""
-    if sys.version_info >= (3, 14) or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.prctl(15, ctypes.c_char_p(name.encode("ascii", "replace")[:15]), 0, 0, 0)  # PR_SET_NAME
-    except Exception:  # noqa: BLE001
-        pass

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ..consul import ConsulUnreachable
 from ..settings import Settings
-from .commands import name_native_thread
+from ..threads import start_thread
 from .link import AgentLink, tls_config
 
 WATCH_THREAD_NAME = "consul-watch"
@@ -65,10 +65,8 @@ class AgentWatch:
             self._stop = threading.Event()
             self._client = BlockingClient(settings.agent_url, settings.token, settings.timeout_s,
                                           target[3])
-            self._thread = threading.Thread(target=self._run, args=(self._client, self._stop,
-                                                                    settings.service_id),
-                                            name=WATCH_THREAD_NAME, daemon=True)
-            self._thread.start()
+            self._thread = start_thread(WATCH_THREAD_NAME, self._run, self._client, self._stop,
+                                        settings.service_id)
 
     def close(self) -> None:
         """Stop for good: the query is cut short and the thread joined; start() does nothing
@@ -87,7 +85,6 @@ class AgentWatch:
             thread.join(5.0)
 
     def _run(self, client, stop: threading.Event, service_id: str) -> None:
-        name_native_thread(WATCH_THREAD_NAME)
         path = f"/v1/agent/service/{quote(service_id, safe='')}"
         known_hash, lost = "", False
         while not stop.is_set():

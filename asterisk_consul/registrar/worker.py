@@ -29,11 +29,12 @@ from ..consul import ConsulError
 from ..health import AsteriskState
 from ..registration import HostFacts, meta_problems
 from ..settings import Settings
+from ..threads import start_thread
 from .asterisk import AsteriskWatch, ReadState, VerdictSink
 from .catalog import Catalog
 from .checks import Checks
 from .commands import (CHANGES, Apply, Queued, SetChecks, SetDrain, SetMaintenance, Status, Stop,
-                       Wake, name_native_thread)
+                       Wake)
 from .drain import Drain
 from .kvsession import KvSession
 from .link import AgentLink, ConsulFactory, Stopping, consul_client
@@ -98,9 +99,7 @@ class Registrar:
                 raise RuntimeError("a stopped Registrar cannot be started again")
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._run, name=WORKER_THREAD_NAME,
-                                            daemon=True)
-            self._thread.start()
+            self._thread = start_thread(WORKER_THREAD_NAME, self._run)
 
     def stop(self, deregister: bool = True, timeout: Optional[float] = None) -> None:
         """Deregister (if asked) within `timeout` (default: the Consul timeout), stop the
@@ -203,7 +202,6 @@ class Registrar:
     # -- the worker ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        name_native_thread(WORKER_THREAD_NAME)
         link = self.link
         link.consul  # noqa: B018 - made here, on the worker: requests is imported by the first
         link.log(logging.INFO, "Consul: registering service %s with the agent at %s",
