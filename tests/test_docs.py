@@ -171,11 +171,12 @@ def test_the_drop_in_the_docs_show_is_the_one_shipped():
     assert bound + 10 <= timeout
 
 
-def test_the_wrong_box_guard_in_contrib_makes_the_fleets_test():
-    from integration_tests.fleet.host import EXTENSIONS
+def test_the_fleet_runs_the_wrong_box_guard_of_contrib():
+    from integration_tests.fleet.host import EXTENSIONS, MODULES
 
     guard = text(ROOT / "contrib/kamailio/wrong-box-guard.conf")
-    condition = '$["${ROUTED_AS}" != "" & "${TOLOWER(${ROUTED_AS})}" != "${ENTITYID}"]'
-    assert condition in guard and condition in EXTENSIONS
-    assert "Hangup(34)" in guard and "Hangup(34)" in EXTENSIONS
+    assert EXTENSIONS.startswith(guard) and "GoSub(consul-wrong-box-guard,s,1)" in EXTENSIONS
+    assert "GoSub(consul-wrong-box-guard,s,1)" in text(ROOT / "docs/kamailio.md")
+    assert {"app_stack.so", "func_channel.so"} <= set(MODULES)
+    assert "Hangup(34)" in guard and "X-Consul-Service" in guard
     assert "X-Consul-Service" in text(ROOT / "contrib/kamailio/kamailio.cfg")

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from integration_tests.testbed.asterisk import AsteriskInstance, random_eid
 
@@ -23,7 +24,9 @@ SERVICE = "Asterisk"
 SIP_PORT = 5060
 # chan_sip and what it needs for an answered call; the module last.
 MODULES = ["res_sorcery_config.so", "res_pjproject.so", "res_rtp_asterisk.so", "chan_sip.so",
-           "pbx_config.so", "app_verbose.so", "func_strings.so", "res_discovery_consul.so"]
+           "pbx_config.so", "app_verbose.so", "func_strings.so", "res_discovery_consul.so",
+           # the wrong-box guard (contrib/kamailio/wrong-box-guard.conf): GoSub, CHANNEL()
+           "app_stack.so", "func_channel.so"]
 # What the module is told (check every second: detection bounds are in seconds).
 MODULE_OPTIONS = {"check_interval": "1s", "check_timeout": "1s",
                   "check_deregister_after": "1m", "resync_interval": "5s"}
@@ -77,19 +80,26 @@ def sip_conf(address, proxy_address):
 
 
 # A call routed as another registration (an INVITE retransmitted to an address a new box
-# took over) is refused with 503, so the proxy fails it over; any other is answered, logged
-# (routed as what, answered by whom) and held until the caller hangs up (at most a minute).
-EXTENSIONS = """\
+# took over) is refused with 503 by the operator's guard, contrib/kamailio/wrong-box-guard.conf,
+# so the proxy fails it over (a hangup handler logs it as refused); any other is answered,
+# logged (routed as what, answered by whom) and held until the caller hangs up (at most a
+# minute).
+GUARD = (Path(__file__).resolve().parents[2] / "contrib/kamailio/wrong-box-guard.conf").read_text()
+EXTENSIONS = GUARD + """
 [fleet]
 exten => _X.,1,Set(ROUTED_AS=${SIP_HEADER(X-Consul-Service)})
  same => n,Set(LOGGED=callid=${SIP_HEADER(Call-ID)} service=${ROUTED_AS} eid=${ENTITYID})
- same => n,GotoIf($["${ROUTED_AS}" != "" & "${TOLOWER(${ROUTED_AS})}" != "${ENTITYID}"]?other)
+ same => n,Set(CHANNEL(hangup_handler_push)=fleet-refused,s,1)
+ same => n,GoSub(consul-wrong-box-guard,s,1)
+ same => n,Set(CHANNEL(hangup_handler_pop)=)
  same => n,Answer()
  same => n,Log(NOTICE,FLEET-CALL ${LOGGED})
  same => n,Wait(60)
  same => n,Hangup()
- same => n(other),Log(NOTICE,FLEET-REFUSED ${LOGGED})
- same => n,Hangup(34)
+
+[fleet-refused]
+exten => s,1,Log(NOTICE,FLEET-REFUSED ${LOGGED})
+ same => n,Return()
 """
 
 
