@@ -1,0 +1,105 @@
+"""The bounds of one call to the agent: a total deadline and a body limit.
+
+A socket timeout restarts at every byte received: a peer that drips one byte a second keeps a
+call alive for ever. `Deadline` counts the whole call (connect, request, headers, body): when it
+is up, the socket in use is shut down from a timer, which ends whatever read or write is
+blocked on it. Both HTTP clients (transport.py, blocking.py) use it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Optional
+
+#: The largest answer read from the agent, unless the call allows more (a KV tree of 64 keys
+#: of 512 kB each, base64-encoded, is the largest thing this module reads).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_KV_TREE_BYTES = 48 * 1024 * 1024
+
+_active = threading.local()  # the Deadline of the call running on this thread
+
+
+class Deadline:
+    """Used as `with Deadline(seconds) as deadline:`; `deadline.watch(sock)` (or a connection
+    made under it) is shut down once the time is up; `deadline.expired` says it happened."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(float(seconds), 0.001)
+        self.ends = time.monotonic() + self.seconds
+        self.expired = False
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+        self._timer = _Timer(self.seconds, self._cut)
+
+    def __enter__(self) -> "Deadline":
+        _active.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _active.deadline = None
+        self._timer.cancel()
+        self._timer.join()  # ends at once once cancelled: no thread of ours outlives a call
+
+    def remaining(self) -> float:
+        return max(self.ends - time.monotonic(), 0.001)
+
+    def watch(self, sock: Optional[socket.socket]) -> None:
+        with self._lock:
+            self._sock = sock
+            cut_now = self.expired
+        if cut_now:
+            _shutdown(sock)
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._sock
+        _shutdown(sock)
+
+
+class _Timer(threading.Timer):
+    """A daemon timer named "consul-deadline", also in /proc (an unnamed thread would carry
+    the name of the worker that started it, and be counted as a second worker)."""
+
+    def __init__(self, seconds: float, action) -> None:
+        super().__init__(seconds, action)
+        self.daemon = True
+        self.name = "consul-deadline"
+
+    def run(self) -> None:
+        _name_native(self.name)
+        super().run()
+
+
+_prctl = None
+
+
+def _name_native(name: str) -> None:
+    global _prctl
+    import sys
+
+    if sys.version_info >= (3, 14) or not sys.platform.startswith("linux"):
+        return  # Python names native threads itself
+    try:
+        if _prctl is None:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None).prctl
+        _prctl(15, name.encode("ascii")[:15], 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def current() -> Optional[Deadline]:
+    return getattr(_active, "deadline", None)
+
+
+def _shutdown(sock: Optional[socket.socket]) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
