@@ -9,6 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
 from ..kv import KvConflict, KvPublisher
 from ..settings import Settings
@@ -23,13 +24,12 @@ KV_RETRY_MAX_S = 10.0
 class KvSession:
     def __init__(self, link: AgentLink, backoff_initial_s: float):
         self._link = link
-        self._backoff_initial_s = backoff_initial_s
         self.service: "ServiceRegistration"  # set by the Registrar once both exist
         self.publisher = KvPublisher()
         self.publisher.want(link.settings, link.facts)
         self.error = ""
         self._due: Optional[float] = None
-        self._failures = 0
+        self._backoff = Backoff(backoff_initial_s, KV_RETRY_MAX_S)
 
     @property
     def active(self) -> bool:
@@ -58,14 +58,14 @@ class KvSession:
             return
         try:
             done = publisher.sync(self._link.consul)
-        except ConsulError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, retried later: never a spin
             if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
-                delay = self.service.resync_s()  # waits for someone to act: no point hurrying
+                # Waits for someone to act: no point hurrying.
+                delay = min(self.service.resync_s(), publisher.renew_interval_s())
             else:
-                delay = min(KV_RETRY_MAX_S, self._backoff_initial_s * (2 ** self._failures))
-            delay = min(delay, publisher.renew_interval_s())
-            self._failures = min(self._failures + 1, 30)
-            message = self._link.scrub(str(exc))
+                delay = self._backoff.next(cap_s=publisher.renew_interval_s())
+            message = self._link.scrub(str(exc) if isinstance(exc, ConsulError) else
+                                       f"unexpected {type(exc).__name__}: {exc}")
             if message != self.error:
                 self._link.log(logging.WARNING, "Consul: KV keys under %s not in place: %s; "
                                "retrying in %.1f s", publisher.prefix or "/", message, delay)
@@ -76,7 +76,7 @@ class KvSession:
             self._link.log(logging.INFO, "Consul: KV keys under %s are in place again",
                            publisher.prefix or "/")
         self.error = ""
-        self._failures = 0
+        self._backoff.reset()
         if done:
             self._link.log(logging.INFO, "Consul: KV under %s: %s", publisher.prefix or "/", done)
         self._due = time.monotonic() + publisher.renew_interval_s() if self.active else None

@@ -25,6 +25,7 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError
 from ..health import AsteriskState
 from ..registration import HostFacts, meta_problems
@@ -84,6 +85,8 @@ class Registrar:
             # Watched once registered (again after a reload to another agent, token or ID).
             self.service.on_registered = lambda: self._watch.start(self.link.settings)
         self._commands: "queue.Queue[Queued]" = queue.Queue()
+        self._wake_lock = threading.Lock()
+        self._wake_pending: Optional[tuple] = None  # (reason, agent back) of the queued Wake
         self._thread: Optional[threading.Thread] = None
         self._beat = time.monotonic()  # the worker's last turn of its loop
         self._lifecycle = threading.Lock()
@@ -165,8 +168,16 @@ class Registrar:
             self.link.log(logging.ERROR, "Consul: the watch did not stop cleanly: %s", exc)
 
     def _wake(self, reason: str, agent_back: bool) -> None:
-        """From the watch thread: the agent's view changed under us, or the agent is back."""
-        if not self.link.stop_requested.is_set():
+        """From the watch thread: the agent's view changed under us, or the agent is back.
+        Wakes coalesce: at most one waits in the queue, carrying the latest reason (and
+        "the agent is back" if any of them said so)."""
+        if self.link.stop_requested.is_set():
+            return
+        with self._wake_lock:
+            queued = self._wake_pending is not None
+            back = agent_back or (queued and self._wake_pending[1])
+            self._wake_pending = (reason, back)
+        if not queued:
             self._commands.put(Queued(Wake(reason, agent_back), Future()))
 
     def _change(self, command: Any, timeout: float) -> Result:
@@ -210,10 +221,16 @@ class Registrar:
             link.log(logging.WARNING, "Consul: %s", problem)
         self._publish()
         parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv)
+        # A part whose job raised is held back with a backoff of its own: whatever it failed
+        # on (a bug, an answer no one foresaw), it cannot spin the worker, and it does not
+        # push the other parts' schedules away.
+        held = {part: 0.0 for part in parts}
+        backoffs = {part: Backoff(0.5, 30.0) for part in parts}
         try:
             while True:
                 self._beat = time.monotonic()
-                due = min(d for d in (p.due() for p in parts) if d is not None)
+                due = min(max(d, held[p]) for p, d in ((p, p.due()) for p in parts)
+                          if d is not None)
                 try:
                     queued = self._commands.get(timeout=max(0.0, due - time.monotonic()))
                 except queue.Empty:
@@ -229,8 +246,12 @@ class Registrar:
                         self._guarded(self._handle, queued)
                 for part in parts:
                     when = part.due()
-                    if when is not None and time.monotonic() >= when:
-                        self._guarded(part.run)
+                    now = time.monotonic()
+                    if when is not None and now >= when and now >= held[part]:
+                        if self._guarded(part.run, part=part) or part is self.service:
+                            backoffs[part].reset()  # the service schedules its own retries
+                        else:
+                            held[part] = time.monotonic() + backoffs[part].next()
         finally:
             self._close_watch()
             self._fail_pending_commands()
@@ -240,16 +261,23 @@ class Registrar:
             self._publish(running=False)
             link.silenced.set()  # also when stop() was called from on_event and did not join
 
-    def _guarded(self, job: Callable[..., Any], *args: Any) -> None:
-        """Run one job; a bug in it must not kill the worker (and with it the registration)."""
+    def _guarded(self, job: Callable[..., Any], *args: Any, part: Any = None) -> bool:
+        """Run one job; a bug in it must not kill the worker (and with it the registration).
+        Returns False when it raised. A part other than the service that raises is noted
+        (logged once per kind) without moving the service's schedule."""
         failure = STOPPING
         changed = True
+        ok = True
         try:
             changed = job(*args) is not False
         except Stopping:
             pass
         except Exception as exc:  # noqa: BLE001
-            self.service.failed(exc)
+            ok = False
+            if part is None or part is self.service:
+                self.service.failed(exc)
+            else:
+                self.link.note_error(exc)
             failure = Result(False, self.link.last_error)
         if changed:  # a job that says it changed nothing (a quiet poll) leaves the status be
             self._publish()
@@ -265,6 +293,7 @@ class Registrar:
                 self.notify.drop_pending()
                 self.link.log(logging.ERROR, "Consul: firing events failed: %s", exc)
             self._publish()
+        return ok
 
     def _answer(self, queued: Queued, failure: Result) -> None:
         if isinstance(queued.command, CHANGES):
@@ -315,7 +344,10 @@ class Registrar:
                 return
             queued.future.set_result(self.drain.switch(command.on, command.reason))
         elif isinstance(command, Wake):
-            self.service.wake(command.reason, command.agent_back)
+            with self._wake_lock:
+                reason, agent_back = self._wake_pending or (command.reason, command.agent_back)
+                self._wake_pending = None
+            self.service.wake(reason, agent_back)
             queued.future.set_result(None)
         elif isinstance(command, Status):
             self.service.refresh_live_status()
