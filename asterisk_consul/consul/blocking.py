@@ -66,6 +66,8 @@ class BlockingClient:
                         raise ConnectionAbortedError("interrupted")
                 response = conn.getresponse()
                 body = response.read(MAX_BODY_BYTES + 1)
+                if deadline.expired:  # cut: what was read is not the whole answer
+                    raise TimeoutError("cut at the deadline")
                 if len(body) > MAX_BODY_BYTES:
                     raise ValueError(f"the answer is longer than the {MAX_BODY_BYTES} bytes "
                                      f"accepted")
