@@ -7,12 +7,12 @@ its answer; each tried once, a failure logged and dropped).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..consul import ConsulError, ConsulUnreachable
+from ..registration import event_payload, event_too_large
 from .link import AgentLink
 
 EventSink = Callable[[str, List[Tuple[str, str]]], None]
@@ -116,10 +116,17 @@ class Notifications:
                       "deregister": settings.event_deregister,
                       "maintenance": settings.event_maintenance}[kind]
         facts = self._link.facts
-        payload = json.dumps({"id": service_id, "name": name, "eid": facts.eid,
-                              "address": address, "port": int(port), "version": facts.version,
-                              "maintenance": bool(maintenance)},
-                             separators=(",", ":")).encode("utf-8")
+        payload = event_payload(service_id, name, facts.eid, address, port, facts.version,
+                                maintenance)
+        too_large = event_too_large(event_name, payload)
+        if too_large:
+            # Said once per reason, not sent: Consul would refuse it with a 500.
+            self.failed += 1
+            message = f"event {event_name} not fired: {too_large}"
+            if message != self.last_error:
+                self._link.log(logging.WARNING, "Consul: %s", message)
+            self.last_error = message
+            return
         if len(self._pending) >= MAX_PENDING_EVENTS:
             dropped, _ = self._pending.pop(0)
             self.failed += 1

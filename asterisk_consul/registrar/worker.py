@@ -49,6 +49,38 @@ from .watch import AgentWatch
 WORKER_THREAD_NAME = "consul-registrar"
 
 
+class PendingReload:
+    """A reload whose settings could not be taken (a client that cannot be built from them):
+    the running settings and registration stay whole, and the reload is tried again with
+    backoff until it works or another reload replaces it."""
+
+    def __init__(self, apply: Callable[[Settings], None]):
+        self._apply = apply
+        self.settings: Optional[Settings] = None
+        self.reason = ""  # why the last attempt failed
+        self._due: Optional[float] = None
+        self._backoff = Backoff(0.5, 30.0)
+
+    def failed(self, settings: Settings, reason: str) -> bool:
+        """Returns whether the reason is news (to be logged)."""
+        news = reason != self.reason
+        self.settings, self.reason = settings, reason
+        self._due = time.monotonic() + self._backoff.next()
+        return news
+
+    def clear(self) -> None:
+        self.settings, self.reason, self._due = None, "", None
+        self._backoff.reset()
+
+    def due(self) -> Optional[float]:
+        return self._due
+
+    def run(self) -> None:
+        self._due = None
+        if self.settings is not None:
+            self._apply(self.settings)
+
+
 def _booted_and_idle() -> AsteriskState:
     return AsteriskState(booted=True, shutting_down=False, stop_requested=False, channels=0)
 
@@ -74,6 +106,7 @@ class Registrar:
             slow_retry_s=slow_retry_s)
         self.kv = KvSession(link, backoff_initial_s)
         self.catalog = Catalog(link)
+        self.pending_reload = PendingReload(self._apply)
         # The parts that call each other, once all exist.
         self.checks.service = self.kv.service = self.drain.service = self.service
         self.catalog.service = self.service
@@ -220,7 +253,8 @@ class Registrar:
         for problem in meta_problems(link.settings):
             link.log(logging.WARNING, "Consul: %s", problem)
         self._publish()
-        parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv)
+        parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv,
+                 self.pending_reload)
         # A part whose job raised is held back with a backoff of its own: whatever it failed
         # on (a bug, an answer no one foresaw), it cannot spin the worker, and it does not
         # push the other parts' schedules away.
@@ -370,20 +404,32 @@ class Registrar:
                             f"(Consul accepted it)")
 
     def _apply(self, settings: Settings) -> None:
+        """A reload: all or nothing. What can fail comes before anything changes; if it
+        fails, the running settings stay and the reload is tried again later."""
         link, service = self.link, self.service
         old = link.settings
         if settings == old:
+            self.pending_reload.clear()  # this one replaces any earlier one
             return
+        agent_changed = settings.transport_key() != old.transport_key()
+        try:
+            client = link.client_for(settings) if agent_changed else None
+        except Exception as exc:  # noqa: BLE001 - whatever it is, nothing changed
+            reason = link.scrub(f"{type(exc).__name__}: {exc}")
+            news = self.pending_reload.failed(settings, reason)
+            link.log(logging.ERROR if news else logging.DEBUG, "Consul: reloaded settings not "
+                     "applied, the running ones stay in use (tried again): %s", reason)
+            return
+        self.pending_reload.clear()
         self.checks.settings_changed(old, settings)
         definition = self.checks.definition(settings)
-        agent_changed = settings.transport_key() != old.transport_key()
         moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
         self.kv.want(settings)
         if moved and service.sent:
             # Deregistered only once the new registration is in: never a moment without one.
             self.retired.add(link.consul, old.service_id, old.name,
                               service.definition["Address"], service.definition["Port"])
-        link.reload(settings, new_client=agent_changed, keep_old=self.retired.holds(link.consul))
+        link.reload(settings, client, keep_old=self.retired.holds(link.consul))
         if self._watch is not None:
             self._watch.follow(settings)  # a running watch asks with the new token, agent, ID
         if moved:
