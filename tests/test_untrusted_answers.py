@@ -227,3 +227,40 @@ def test_the_backoff_doubles_with_jitter_is_capped_and_starts_again_after_a_succ
     assert backoff.next() <= 0.5
     spread = {round(Backoff(1.0, 1.0).next(), 6) for _ in range(20)}
     assert len(spread) > 10  # jittered: a fleet does not retry in lockstep
+
+
+# -- a reload is all or nothing ----------------------------------------------------------------
+
+def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_again(
+        consul_agent, make_registrar, caplog, wait_until):
+    """New settings whose client fails to build (here: a token the factory refuses, as a TLS
+    file that cannot be loaded would): the running settings and registration stay whole, the
+    error is said once, and the reload goes through once the client can be built."""
+    import dataclasses
+
+    from asterisk_consul.registrar import consul_client
+
+    caplog.set_level(logging.DEBUG, logger="asterisk_consul")
+    broken = {"on": True}
+
+    def factory(settings):
+        if settings.token == "new-token" and broken["on"]:
+            raise ssl.SSLError("the client key is encrypted")
+        return consul_client(settings)
+
+    old = settings_for(consul_agent.http_port)
+    registrar = started(make_registrar(old, consul_factory=factory))
+    wait_until(lambda: registrar.status(2.0).registered, what="registered")
+    new = dataclasses.replace(old, token="new-token", tags=("asterisk", "reloaded"))
+    registrar.apply(new)
+    wait_until(lambda: registrar.pending_reload.settings == new, what="the reload pending")
+    time.sleep(1.0)
+    assert registrar.link.settings == old
+    assert consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"] == ["asterisk", "edge"]
+    errors = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()
+              and r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "the running ones stay in use" in errors[0]
+    broken["on"] = False
+    wait_until(lambda: consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"]
+               == ["asterisk", "reloaded"], timeout=40.0, what="the reload applied")
+    assert registrar.link.settings == new and registrar.pending_reload.settings is None
