@@ -18,7 +18,7 @@ from asterisk_consul.consul.blocking import BlockingClient
 from asterisk_consul.consul.deadline import MAX_BODY_BYTES
 from integration_tests.testbed.peers import StandInPeer
 from tests.test_registrar import settings_for, started
-from tests.test_registrar import make_registrar  # noqa: F401 - fixture
+from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
 
 SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
 
@@ -264,3 +264,30 @@ def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_agai
     wait_until(lambda: consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"]
                == ["asterisk", "reloaded"], timeout=40.0, what="the reload applied")
     assert registrar.link.settings == new and registrar.pending_reload.settings is None
+
+
+def test_wakes_from_the_watch_coalesce_into_one_queued_command(make_registrar, refused_port):
+    """A watch that sees change after change while the worker is busy queues one wake-up,
+    carrying "the agent is back" if any of them said so: the queue cannot grow."""
+    registrar = make_registrar(settings_for(refused_port))  # not started: nothing takes them
+    for i in range(1000):
+        registrar._wake("the agent's view of the service changed", agent_back=(i == 500))
+    assert registrar._commands.qsize() == 1
+    assert registrar._wake_pending == ("the agent's view of the service changed", True)
+
+
+def test_an_event_too_large_for_consul_is_not_sent_and_said_once(consul_agent, make_registrar,
+                                                                  caplog, wait_until):
+    caplog.set_level(logging.DEBUG, logger="asterisk_consul")
+    with StandInPeer(agent=consul_agent) as peer:
+        settings = settings_for(peer.port, service_id="pbx-" + "x" * 300, events=True)
+        registrar = started(make_registrar(settings))
+        wait_until(lambda: registrar.status(2.0).registered, what="registered")
+        registrar.set_maintenance(True, "test", 2.0)
+        registrar.set_maintenance(False, "", 2.0)
+        fired = peer.calls(0, "/v1/event/fire/")
+    assert fired == []
+    warned = [r.getMessage() for r in caplog.records
+              if r.levelno >= logging.WARNING and "not fired" in r.getMessage()]
+    assert len(warned) == 2, warned  # asterisk-register, then asterisk-maintenance (once)
+    assert "512-byte limit" in warned[0]

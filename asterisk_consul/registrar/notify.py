@@ -48,6 +48,7 @@ class Notifications:
         self._link = link
         self._on_event = on_event
         self._pending: List[Tuple[str, bytes]] = []  # (Consul event name, payload)
+        self._too_large: set = set()  # event names said to be too large for Consul
         self.fired = 0
         self.failed = 0
         self.last_event = ""        # "<name> at <time>" of the last one Consul took
@@ -120,12 +121,12 @@ class Notifications:
                                 maintenance)
         too_large = event_too_large(event_name, payload)
         if too_large:
-            # Said once per reason, not sent: Consul would refuse it with a 500.
+            # Not sent (Consul would refuse it with a 500); said once per event name.
             self.failed += 1
-            message = f"event {event_name} not fired: {too_large}"
-            if message != self.last_error:
-                self._link.log(logging.WARNING, "Consul: %s", message)
-            self.last_error = message
+            self.last_error = f"event {event_name} not fired: {too_large}"
+            level = logging.DEBUG if event_name in self._too_large else logging.WARNING
+            self._too_large.add(event_name)
+            self._link.log(level, "Consul: %s", self.last_error)
             return
         if len(self._pending) >= MAX_PENDING_EVENTS:
             dropped, _ = self._pending.pop(0)
