@@ -5,6 +5,7 @@ the registrar's parts that must neither leak the token nor spin on such answers.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import time
 
@@ -291,3 +292,34 @@ def test_an_event_too_large_for_consul_is_not_sent_and_said_once(consul_agent, m
               if r.levelno >= logging.WARNING and "not fired" in r.getMessage()]
     assert len(warned) == 2, warned  # asterisk-register, then asterisk-maintenance (once)
     assert "512-byte limit" in warned[0]
+
+
+def test_a_host_name_is_resolved_within_the_deadline_and_kept_for_the_request(monkeypatch):
+    """The lookup runs within the call's budget (a resolver that hangs costs the budget, not
+    the resolver's minutes); the request still names the host it was configured with."""
+    import socket as socket_module
+
+    with StandInPeer(status=200, body="{}") as peer:
+        Agent(transport(f"http://localhost:{peer.port}")).self()
+        assert peer.requests[0].headers["Host"] == f"localhost:{peer.port}"
+        real = socket_module.getaddrinfo
+
+        def slow(host, *args, **kwargs):
+            if host == "slow.example":
+                time.sleep(3.0)
+            return real("127.0.0.1", *args, **kwargs)
+
+        monkeypatch.setattr(socket_module, "getaddrinfo", slow)
+        began = time.monotonic()
+        with pytest.raises(ConsulUnreachable) as caught:
+            Agent(transport(f"http://slow.example:{peer.port}", timeout_s=0.5)).self()
+        assert time.monotonic() - began < 2.0
+        # Said as the lookup's timeout or the call's, whichever fired first.
+        assert re.search(r"resolving slow\.example took longer than|http://slow\.example:\d+ "
+                         r"within 0\.5 s", str(caught.value)), str(caught.value)
+        client = BlockingClient(f"http://slow.example:{peer.port}", SECRET, 0.5)
+        began = time.monotonic()
+        with pytest.raises(ConsulUnreachable):
+            client.get("/v1/agent/service/pbx-1", {}, 0.0)
+        assert time.monotonic() - began < 2.0
+    time.sleep(3.0)  # the lookups left behind end (the thread check after the test)

@@ -17,7 +17,7 @@ import threading
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlencode, urlsplit
 
-from .deadline import MAX_BODY_BYTES, Deadline
+from .deadline import MAX_BODY_BYTES, Deadline, resolve
 from .tls import TlsConfig, tls_context
 from .transport import ConsulUnreachable
 
@@ -97,6 +97,7 @@ class BlockingClient:
             conn = self._conn
         if conn.sock is None:
             conn.timeout = self._timeout_s
+            conn.host = resolve(self._host, self._port or 80, self._timeout_s)  # bounded DNS
             conn.connect()
         conn.timeout = timeout
         conn.sock.settimeout(timeout)

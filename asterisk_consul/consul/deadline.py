@@ -3,11 +3,13 @@
 A socket timeout restarts at every byte received: a peer that drips one byte a second keeps a
 call alive for ever. `Deadline` counts the whole call (connect, request, headers, body): when it
 is up, the socket in use is shut down from a timer, which ends whatever read or write is
-blocked on it. Both HTTP clients (transport.py, blocking.py) use it.
+blocked on it. Both HTTP clients (transport.py, blocking.py) use it; `resolve` bounds the
+DNS lookup of a host name by the same deadline.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -91,6 +93,36 @@ def _name_native(name: str) -> None:
         _prctl(15, name.encode("ascii")[:15], 0, 0, 0)  # PR_SET_NAME
     except Exception:  # noqa: BLE001 - best effort
         pass
+
+
+def resolve(host: str, port: int, seconds: float) -> str:
+    """The address to connect to for `host`, resolved within `seconds`.
+
+    getaddrinfo cannot be interrupted: it runs on a thread of its own ("consul-dns") that is
+    waited for at most `seconds`; past it the call fails and the lookup is left to end on its
+    own (the resolver's timeouts bound it). An IP address is returned as it is, at once."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    answer: list = []
+
+    def lookup() -> None:
+        _name_native("consul-dns")
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0])
+        except OSError as exc:
+            answer.append(exc)
+
+    thread = threading.Thread(target=lookup, name="consul-dns", daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.001))
+    if not answer:
+        raise socket.timeout(f"resolving {host} took longer than {seconds:g} s")
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return answer[0]
 
 
 def current() -> Optional[Deadline]:

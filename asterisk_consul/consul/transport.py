@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-from .deadline import MAX_BODY_BYTES, Deadline, current as current_deadline
+from .deadline import MAX_BODY_BYTES, Deadline, current as current_deadline, resolve
 from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
 
 __all__ = ["Transport", "TlsConfig", "ca_directory_bundle", "tls_context", "TLS_FILE_MAX_BYTES"]
@@ -61,6 +61,20 @@ def _make_adapter_class(base: Any) -> Any:
 
     class _Watched:
         """A connection whose socket the running call's Deadline may shut down."""
+
+        def _new_conn(self) -> Any:
+            # The name looked up within the call's deadline; the connection keeps its name
+            # for the Host header, SNI and the certificate check.
+            deadline = current_deadline()
+            if deadline is None:
+                return super()._new_conn()  # type: ignore[misc]
+            name = self._dns_host  # type: ignore[has-type]
+            self._dns_host = resolve(name, self.port,  # type: ignore[attr-defined]
+                                     deadline.remaining())
+            try:
+                return super()._new_conn()  # type: ignore[misc]
+            finally:
+                self._dns_host = name
 
         def connect(self) -> None:
             super().connect()  # type: ignore[misc]
