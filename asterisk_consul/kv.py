@@ -58,6 +58,8 @@ class KvPublisher:
         self.renewed_at: Optional[float] = None  # time.time() of the last create/renew
         self.verify = True  # compare with Consul's tree at the next sync
         self._node_of: Dict[str, str] = {}  # our session -> the node it lives on
+        # key -> (session, node) of another box with the same id holding it, as last seen
+        self.same_id_conflicts: Dict[str, Tuple[str, str]] = {}
 
     def want(self, settings: Settings, facts: HostFacts) -> None:
         """Set what should be in Consul; the next sync writes and deletes accordingly."""
@@ -102,6 +104,7 @@ class KvPublisher:
         if self.verify:
             self._learn_written(consul)
         conflicts: List[str] = []
+        self.same_id_conflicts = {}
         for key, value in self.wanted.items():
             if self.written.get(key) != value:
                 try:
@@ -174,6 +177,7 @@ class KvPublisher:
         if info is not None and info.get("Name") == self.session_name:
             node, our_node = str(info.get("Node") or ""), self._our_node(consul)
             if not node or node != our_node:
+                self.same_id_conflicts[key] = (holder, node or "?")
                 # Same name, another node: a second box with the same `id` (a copied config,
                 # a cloned VM). Destroying its session would delete all its keys, and it
                 # would do the same to ours: a conflict, said, never a takeover.

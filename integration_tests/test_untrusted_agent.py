@@ -115,19 +115,25 @@ def test_a_second_box_with_the_same_id_keeps_its_keys_and_the_conflict_is_said(
     theirs = created.json()["ID"]
     assert consul_agent.put("/v1/kv/%s/sip" % prefix, params={"acquire": theirs},
                             data=b"the twin").json() is True
-    ast = d.start(asterisk_factory, ast_version, module_so, consul_agent, id="twins",
-                  check="no", kv_prefix="asterisk/${ID}",
-                  extra_sections={"kv": {"sip": "${ADDRESS}", "role": "edge"}})
+    ast = d.new_asterisk(asterisk_factory, ast_version, module_so)
+    d.write_conf(ast, consul_agent, id="twins", check="no", kv_prefix="asterisk/${ID}",
+                 extra_sections={"kv": {"sip": "${ADDRESS}", "role": "edge"}})
+    with d.ami(ast) as ami:
+        d.load(ast)
+        event = d.wait_event(ami, "DiscoveryKvConflict", ID="twins")
+        assert (event["Key"], event["Session"], event["Node"]) == (
+            prefix + "/sip", theirs, "twin-box"), event
 
-    def reported():
-        status = ast.rx("discovery show status")
-        return status if re.search(r"^\s*KV error:", status, re.M) else None
-    status = d.wait_until(reported, timeout=10, interval=0.1, what="the conflict in status")
-    assert re.fullmatch(
-        r"KV key %s/sip is held by a live session of another Asterisk with the same id "
-        r"\(session %s of node twin-box; this box's agent is node \S+\): not taken over; "
-        r"give each box its own id" % (prefix, theirs), status_row(status, "KV error")), status
-    time.sleep(3.0)  # resyncs every second: still not taken
+        def reported():
+            status = ast.rx("discovery show status")
+            return status if re.search(r"^\s*KV error:", status, re.M) else None
+        status = d.wait_until(reported, timeout=10, interval=0.1, what="the conflict in status")
+        assert re.fullmatch(
+            r"KV key %s/sip is held by a live session of another Asterisk with the same id "
+            r"\(session %s of node twin-box; this box's agent is node \S+\): not taken over; "
+            r"give each box its own id" % (prefix, theirs), status_row(status, "KV error")), status
+        time.sleep(3.0)  # resyncs every second: still not taken, and said on AMI once
+        assert len(d.events(ami, "DiscoveryKvConflict")) == 1
     held = consul_agent.get("/v1/kv/%s/sip" % prefix).json()[0]
     assert held["Session"] == theirs
     assert consul_agent.get("/v1/session/info/%s" % theirs).json()

@@ -617,9 +617,10 @@ def other_box_session(agent, name, wait_until, node="other-box"):
 
 
 def test_kv_key_held_by_another_box_with_the_same_id_is_a_conflict_never_deleted(
-        consul_agent, make_registrar, wait_until):
+        consul_agent, make_registrar, events, wait_until):
     """Two boxes with one `id`: the other box's session (same name, another node) keeps its
-    key and lives on; ours says who holds it, in the status; its other keys are written."""
+    key and lives on; ours says who holds it, in the status and once on AMI; its other keys
+    are written."""
     theirs = other_box_session(consul_agent, SESSION_NAME, wait_until)
     acquire(consul_agent, SIP, b"other box", theirs)
     registrar = started(make_registrar(kv_settings(consul_agent)))
@@ -630,7 +631,10 @@ def test_kv_key_held_by_another_box_with_the_same_id_is_a_conflict_never_deleted
         f"(session {theirs} of node other-box; this box's agent is node "
         f"{session_info(consul_agent, status.kv_session)['Node']}): not taken over; "
         f"give each box its own id")
+    events.wait_for("DiscoveryKvConflict", ID="pbx-1", Key=SIP, Session=theirs,
+                    Node="other-box")
     wait_newer_sync(registrar, wait_until)  # and at the next resyncs, still not
+    assert events.names().count("DiscoveryKvConflict") == 1
     tree = kv_tree(consul_agent)
     assert tree[SIP] == (b"other box", theirs)
     assert tree[ROLE] == (b"edge Asterisk", status.kv_session)

@@ -16,14 +16,18 @@ from ..settings import Settings
 from .link import AgentLink
 
 if TYPE_CHECKING:
+    from .notify import Notifications
     from .service import ServiceRegistration
 
 KV_RETRY_MAX_S = 10.0
 
 
 class KvSession:
-    def __init__(self, link: AgentLink, backoff_initial_s: float):
+    def __init__(self, link: AgentLink, backoff_initial_s: float,
+                 notify: Optional["Notifications"] = None):
         self._link = link
+        self._notify = notify
+        self._conflicts_said: dict = {}  # the same-id conflicts already told on AMI
         self.service: "ServiceRegistration"  # set by the Registrar once both exist
         self.publisher = KvPublisher()
         self.publisher.want(link.settings, link.facts)
@@ -59,6 +63,7 @@ class KvSession:
         try:
             done = publisher.sync(self._link.consul)
         except Exception as exc:  # noqa: BLE001 - whatever failed, retried later: never a spin
+            self._tell_conflicts()
             if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
                 # Waits for someone to act: no point hurrying.
                 delay = min(self.service.resync_s(), publisher.renew_interval_s())
@@ -72,6 +77,7 @@ class KvSession:
             self.error = message
             self._due = time.monotonic() + delay
             return
+        self._tell_conflicts()
         if self.error:
             self._link.log(logging.INFO, "Consul: KV keys under %s are in place again",
                            publisher.prefix or "/")
@@ -80,6 +86,15 @@ class KvSession:
         if done:
             self._link.log(logging.INFO, "Consul: KV under %s: %s", publisher.prefix or "/", done)
         self._due = time.monotonic() + publisher.renew_interval_s() if self.active else None
+
+    def _tell_conflicts(self) -> None:
+        """An AMI event for each key another box with our id came to hold (once per holder)."""
+        conflicts = self.publisher.same_id_conflicts
+        if self._notify is not None:
+            for key, (session, node) in conflicts.items():
+                if self._conflicts_said.get(key) != (session, node):
+                    self._notify.kv_conflict(self._link.settings.service_id, key, session, node)
+        self._conflicts_said = dict(conflicts)
 
     def remove(self, budget_s: float) -> None:
         """At unload: the keys go with the session (or with its TTL if Consul cannot be told)."""

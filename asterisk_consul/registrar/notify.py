@@ -40,6 +40,12 @@ AMI_EVENTS: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {
                          (_ID, ("Reason", "The drain's reason."),
                           ("DrainingSince", "When the drain began (local time, "
                                             "YYYY-MM-DD HH:MM:SS)."))),
+    "DiscoveryKvConflict": ("A [kv] key is held by a live session of another Asterisk with the "
+                            "same id (a copied config, a cloned machine): it is not taken over; "
+                            "give each box its own id.",
+                            (_ID, ("Key", "The KV key."),
+                             ("Session", "The other box's session holding it."),
+                             ("Node", "The Consul node of that session."))),
 }
 
 
@@ -91,6 +97,10 @@ class Notifications:
         self._ami("DiscoveryDrained", [("ID", service_id), ("Reason", reason),
                                        ("DrainingSince", time.strftime(
                                            "%Y-%m-%d %H:%M:%S", time.localtime(since)))])
+
+    def kv_conflict(self, service_id: str, key: str, session: str, node: str) -> None:
+        self._ami("DiscoveryKvConflict", [("ID", service_id), ("Key", key),
+                                          ("Session", session), ("Node", node)])
 
     # -- AMI -------------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ class Registrar:
             link, self.checks.definition(settings), self.maintenance, self.retired,
             self.notify, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
             slow_retry_s=slow_retry_s)
-        self.kv = KvSession(link, backoff_initial_s)
+        self.kv = KvSession(link, backoff_initial_s, self.notify)
         self.catalog = Catalog(link)
         self.pending_reload = PendingReload(self._apply)
         # The parts that call each other, once all exist.
