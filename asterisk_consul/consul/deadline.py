@@ -15,10 +15,15 @@ import threading
 import time
 from typing import Optional
 
+from ..threads import start_thread
+
 #: The largest answer read from the agent, unless the call allows more (a KV tree of 64 keys
 #: of 512 kB each, base64-encoded, is the largest thing this module reads).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_KV_TREE_BYTES = 48 * 1024 * 1024
+
+TIMER_THREAD_NAME = "consul-deadline"
+DNS_THREAD_NAME = "consul-dns"
 
 _active = threading.local()  # the Deadline of the call running on this thread
 
@@ -33,17 +38,24 @@ class Deadline:
         self.expired = False
         self._sock: Optional[socket.socket] = None
         self._lock = threading.Lock()
-        self._timer = _Timer(self.seconds, self._cut)
+        self._done = threading.Event()
+        self._timer: Optional[threading.Thread] = None
 
     def __enter__(self) -> "Deadline":
         _active.deadline = self
-        self._timer.start()
+        # A timer thread of its own, born named from the module's nursery (threads.py).
+        self._timer = start_thread(TIMER_THREAD_NAME, self._wait)
         return self
 
     def __exit__(self, *exc_info) -> None:
         _active.deadline = None
-        self._timer.cancel()
-        self._timer.join()  # ends at once once cancelled: no thread of ours outlives a call
+        self._done.set()
+        if self._timer is not None:
+            self._timer.join()  # ends at once: no thread of ours outlives a call
+
+    def _wait(self) -> None:
+        if not self._done.wait(self.seconds):
+            self._cut()
 
     def remaining(self) -> float:
         return max(self.ends - time.monotonic(), 0.001)
@@ -62,39 +74,6 @@ class Deadline:
         _shutdown(sock)
 
 
-class _Timer(threading.Timer):
-    """A daemon timer named "consul-deadline", also in /proc (an unnamed thread would carry
-    the name of the worker that started it, and be counted as a second worker)."""
-
-    def __init__(self, seconds: float, action) -> None:
-        super().__init__(seconds, action)
-        self.daemon = True
-        self.name = "consul-deadline"
-
-    def run(self) -> None:
-        _name_native(self.name)
-        super().run()
-
-
-_prctl = None
-
-
-def _name_native(name: str) -> None:
-    global _prctl
-    import sys
-
-    if sys.version_info >= (3, 14) or not sys.platform.startswith("linux"):
-        return  # Python names native threads itself
-    try:
-        if _prctl is None:
-            import ctypes
-
-            _prctl = ctypes.CDLL(None).prctl
-        _prctl(15, name.encode("ascii")[:15], 0, 0, 0)  # PR_SET_NAME
-    except Exception:  # noqa: BLE001 - best effort
-        pass
-
-
 def resolve(host: str, port: int, seconds: float) -> str:
     """The address to connect to for `host`, resolved within `seconds`.
 
@@ -109,14 +88,12 @@ def resolve(host: str, port: int, seconds: float) -> str:
     answer: list = []
 
     def lookup() -> None:
-        _name_native("consul-dns")
         try:
             answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0])
         except OSError as exc:
             answer.append(exc)
 
-    thread = threading.Thread(target=lookup, name="consul-dns", daemon=True)
-    thread.start()
+    thread = start_thread(DNS_THREAD_NAME, lookup)
     thread.join(max(seconds, 0.001))
     if not answer:
         raise socket.timeout(f"resolving {host} took longer than {seconds:g} s")
