@@ -9,7 +9,8 @@ followed). Each call is bounded in time and size (deadline.py); TLS comes from t
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Tuple
+import os
+from typing import Any, Dict, Iterable, Optional
 
 from .deadline import MAX_BODY_BYTES, Deadline, current as current_deadline, resolve
 from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
@@ -145,8 +146,6 @@ def tls_config_of(verify: Any, cert: Any = None) -> TlsConfig:
     if verify is False:
         return TlsConfig(verify=False, client_cert=client_cert, client_key=client_key)
     if isinstance(verify, str):
-        import os
-
         if os.path.isdir(verify):
             return TlsConfig(ca_path=verify, client_cert=client_cert, client_key=client_key)
         return TlsConfig(ca_file=verify, client_cert=client_cert, client_key=client_key)
