@@ -21,6 +21,11 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 # Deep enough for any sane layout; stops runaway (non-looping) include chains.
 MAX_INCLUDE_DEPTH = 32
+# Limits checked before the work they bound, so that no input can hang a load or a reload:
+MAX_FILES_READ = 256            # files read in all (a file included twice per level doubles)
+MAX_TOTAL_BYTES = 64 * 1024 * 1024  # of all files read ([kv] may hold 64 values of 512 kB)
+MAX_LINE_CHARS = 1024 * 1024    # one line ([kv] values are at most 512 kB)
+MAX_SECTION_ENTRIES = 10000     # one section with what its templates gave it
 _GLOB_CHARS = ("*", "?", "[")
 _DIRECTIVE = re.compile(r"#\s*([A-Za-z]*)(.*)", re.DOTALL)
 
@@ -67,12 +72,16 @@ class Section:
         self.parents = parents
         self.entries: List[Entry] = []
         self._inherited: List[bool] = []  # parallel to entries
+        # lowercased key -> positions in entries (lookups in constant time: a section of
+        # thousands of keys is read in linear time)
+        self._positions: Dict[str, List[int]] = {}
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
     def _add(self, entry: Entry, inherited: bool = False) -> None:
+        self._positions.setdefault(entry.key.lower(), []).append(len(self.entries))
         self.entries.append(entry)
         self._inherited.append(inherited)
 
@@ -83,13 +92,17 @@ class Section:
         return len(self.entries)
 
     def get_all(self, key: str) -> List[Entry]:
-        wanted = key.lower()
-        return [e for e in self.entries if e.key.lower() == wanted]
+        return [self.entries[i] for i in self._positions.get(key.lower(), ())]
 
     def get(self, key: str) -> Optional[Entry]:
         """The entry that counts for a scalar option: the last one set."""
-        found = self.get_all(key)
-        return found[-1] if found else None
+        found = self._positions.get(key.lower())
+        return self.entries[found[-1]] if found else None
+
+    def own_all(self, key: str) -> List[Entry]:
+        """The entries of `key` written in this section itself, not copied from a template."""
+        return [self.entries[i] for i in self._positions.get(key.lower(), ())
+                if not self._inherited[i]]
 
     def value(self, key: str, default: Optional[str] = None) -> Optional[str]:
         entry = self.get(key)
@@ -97,10 +110,7 @@ class Section:
 
     def keys(self) -> List[str]:
         """Distinct keys in order of first appearance (spelled as first written)."""
-        seen: Dict[str, str] = {}
-        for entry in self.entries:
-            seen.setdefault(entry.key.lower(), entry.key)
-        return list(seen.values())
+        return [self.entries[positions[0]].key for positions in self._positions.values()]
 
     def own_entries(self) -> List[Entry]:
         """Entries written in this section itself, not copied from a template."""
@@ -207,6 +217,8 @@ class _Parser:
         self.config = Config()
         self.current: Optional[Section] = None  # carries across #include, as in Asterisk
         self.stack: List[str] = []              # real paths being read, for loop detection
+        self.files_read = 0
+        self.bytes_read = 0
 
     # -- files -------------------------------------------------------------------------
 
@@ -220,8 +232,11 @@ class _Parser:
         if len(self.stack) >= MAX_INCLUDE_DEPTH:
             raise ConfigError(f"includes nested deeper than {MAX_INCLUDE_DEPTH}",
                               where_file, where_line)
+        if self.files_read >= MAX_FILES_READ:
+            raise ConfigError(f"#include of {shown}: more than {MAX_FILES_READ} files read in "
+                              f"all (is a file included more than once?)", where_file, where_line)
         try:
-            data = read_regular_file(path)
+            data = read_regular_file(path, MAX_TOTAL_BYTES - self.bytes_read)
         except FileNotFoundError:
             if optional:
                 return
@@ -233,6 +248,11 @@ class _Parser:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(f"cannot read {shown} ({path}): {reason}",
                               where_file, where_line) from None
+        self.files_read += 1
+        self.bytes_read += len(data)
+        if self.bytes_read > MAX_TOTAL_BYTES:
+            raise ConfigError(f"the files read (this one and those including it) are larger "
+                              f"than {MAX_TOTAL_BYTES // (1024 * 1024)} MB in all", shown)
         text = _decode(data, shown)
         self.config.files.append(shown)
         self.stack.append(real)
@@ -242,6 +262,10 @@ class _Parser:
             self.stack.pop()
 
     def parse_lines(self, lines: List[str], filename: str) -> None:
+        for number, raw in enumerate(lines, start=1):
+            if len(raw) > MAX_LINE_CHARS:
+                raise ConfigError(f"line longer than {MAX_LINE_CHARS} characters", filename,
+                                  number)
         for number, text in strip_comments(lines, filename):
             line = text.strip()
             if not line:
@@ -327,6 +351,10 @@ class _Parser:
                                   f"defined before it", filename, number)
             if parent is section:
                 raise ConfigError(f"[{name}] cannot inherit from itself", filename, number)
+            if len(section.entries) + len(parent.entries) > MAX_SECTION_ENTRIES:
+                raise ConfigError(f"[{name}] would hold more than {MAX_SECTION_ENTRIES} "
+                                  f"options with what its templates give it (does a template "
+                                  f"inherit another twice?)", filename, number)
             for entry in parent.entries:
                 section._add(entry, inherited=True)
         self.current = section
@@ -343,6 +371,9 @@ class _Parser:
             value = value[1:]
         if not key:
             raise ConfigError("missing option name before '='", filename, number)
+        if len(self.current.entries) >= MAX_SECTION_ENTRIES:
+            raise ConfigError(f"[{self.current.name}] holds more than {MAX_SECTION_ENTRIES} "
+                              f"options", filename, number)
         self.current._add(Entry(key, value.strip(), filename, number))
 
 

@@ -57,6 +57,9 @@ class KvPublisher:
         self.prefix = ""
         self.renewed_at: Optional[float] = None  # time.time() of the last create/renew
         self.verify = True  # compare with Consul's tree at the next sync
+        self._node_of: Dict[str, str] = {}  # our session -> the node it lives on
+        # key -> (session, node) of another box with the same id holding it, as last seen
+        self.same_id_conflicts: Dict[str, Tuple[str, str]] = {}
 
     def want(self, settings: Settings, facts: HostFacts) -> None:
         """Set what should be in Consul; the next sync writes and deletes accordingly."""
@@ -101,6 +104,7 @@ class KvPublisher:
         if self.verify:
             self._learn_written(consul)
         conflicts: List[str] = []
+        self.same_id_conflicts = {}
         for key, value in self.wanted.items():
             if self.written.get(key) != value:
                 try:
@@ -127,6 +131,13 @@ class KvPublisher:
             self.written.pop(key, None)
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _our_node(self, consul: Consul) -> str:
+        """The node of our agent, as our own session names it (needs no agent:read ACL)."""
+        if not self._node_of.get(self.session_id):
+            info = consul.session.info(self.session_id) if self.session_id else None
+            self._node_of = {self.session_id: str((info or {}).get("Node") or "")}
+        return self._node_of[self.session_id]
 
     def _session_outdated(self) -> bool:
         return self._session_made_as != (self.session_name, self.session_ttl)
@@ -164,6 +175,16 @@ class KvPublisher:
                              f"released): not written yet")
         info = consul.session.info(holder)
         if info is not None and info.get("Name") == self.session_name:
+            node, our_node = str(info.get("Node") or ""), self._our_node(consul)
+            if not node or node != our_node:
+                self.same_id_conflicts[key] = (holder, node or "?")
+                # Same name, another node: a second box with the same `id` (a copied config,
+                # a cloned VM). Destroying its session would delete all its keys, and it
+                # would do the same to ours: a conflict, said, never a takeover.
+                raise KvConflict(
+                    f"KV key {key} is held by a live session of another Asterisk with the same "
+                    f"id (session {holder} of node {node or '?'}; this box's agent is node "
+                    f"{our_node or '?'}): not taken over; give each box its own id")
             consul.session.destroy(holder)
             if consul.kv.acquire(key, value, self.session_id):
                 self.written[key] = value

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from .config import Config, ConfigError, Entry, Section, parse_file
 from .options import FIELDS, PARSED, option
+from .registration import event_payload, event_too_large
 from .resolve import HTTP_CONFIG_FILE, Resolution
 from .settings import Settings
 from .values import InvalidValue, check_kv_key, has_control, kv_template_problem
@@ -141,7 +142,7 @@ class Loader(Resolution):
             self.warnings.append(f"{section.where}: unknown section [{section.name}] (ignored)")
 
     def warn_duplicates(self, section: Section, key: str) -> None:
-        own = [e for e in section.own_entries() if e.key.lower() == key.lower()]
+        own = section.own_all(key)
         if len(own) > 1:
             earlier = ", ".join(e.where for e in own[:-1])
             self.warnings.append(f"{own[-1].where}: [{section.name}] {own[-1].key} is set more "
@@ -192,8 +193,12 @@ class Loader(Resolution):
         section = config.section(KV_SECTION)
         if section is None:
             return
+        keys = section.keys()
+        if len(keys) > KV_MAX_KEYS:  # before any work on them
+            raise ConfigError(f"[{section.name}] has {len(keys)} keys: at most {KV_MAX_KEYS}",
+                              section.file, section.line)
         pairs: List[Tuple[str, str]] = []
-        for key in section.keys():
+        for key in keys:
             item = section.get(key)
             assert item is not None
             self.warn_duplicates(section, key)
@@ -209,9 +214,6 @@ class Loader(Resolution):
             # Consul keys are case-sensitive: the line that counts gives the spelling too.
             pairs.append((item.key, item.value))
             self.sources[f"kv.{item.key}"] = item.where
-        if len(pairs) > KV_MAX_KEYS:
-            raise ConfigError(f"[{section.name}] has {len(pairs)} keys: at most {KV_MAX_KEYS}",
-                              section.file, section.line)
         self.set("kv", tuple(pairs), section.where)
 
     # -- checks across options ---------------------------------------------------------
@@ -219,8 +221,27 @@ class Loader(Resolution):
     def check_tls_use(self, entries: Dict[str, Entry]) -> None:
         self.warnings += _tls_use_warnings(self.values, self.sources, entries)
 
+    def check_event_size(self, entries: Dict[str, Entry]) -> None:
+        """The Consul user events must fit in Consul's limit: said at load, with the line."""
+        def value(name: str) -> object:
+            return self.values[name] if name in self.values else option(name).default
+
+        if not value("events"):
+            return
+        payload = event_payload(str(self.values.get("service_id", "")), str(value("name")),
+                                self.host.eid(),
+                                str(value("discovery_ip")), int(value("discovery_port")),
+                                self.host.version(), True)
+        for event in ("event_register", "event_deregister", "event_maintenance"):
+            problem = event_too_large(str(value(event)), payload)
+            if problem:
+                where = entries["events"].where if "events" in entries else CONFIG_FILE
+                self.warnings.append(f"{where}: [consul] events = yes, but the event "
+                                     f"{value(event)} cannot be sent: {problem}")
+
     def cross_checks(self, entries: Dict[str, Entry]) -> None:
         self.check_tls_use(entries)
+        self.check_event_size(entries)
         after = self.values.get("check_deregister_after", option("check_deregister_after").default)
         if self.values.get("check", option("check").default) and after.ns < CONSUL_MIN_DEREGISTER_NS:
             where = entries["check_deregister_after"].where if "check_deregister_after" in entries \

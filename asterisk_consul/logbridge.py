@@ -22,6 +22,24 @@ logging.addLevelName(VERBOSE, "VERBOSE")
 _MASK = "<redacted>"
 
 
+# Control characters in a message (an operator's maintenance or drain reason, a peer's error
+# text) would start a line of the log that Asterisk never wrote: shown escaped instead.
+_ESCAPES = {i: "\\x%02x" % i for i in range(32) if i != 9}
+_ESCAPES.update({10: "\\n", 13: "\\r", 127: "\\x7f"})
+
+
+def one_line(text: str) -> str:
+    """text with CR, LF and the other control characters (tab aside) escaped."""
+    return text.translate(_ESCAPES)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """The message on one line; a traceback (our own text) keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 # Tokens replaced by a reload stay masked: a line about the old agent may still be on its way.
 _MAX_SECRETS = 16
 
@@ -33,7 +51,7 @@ class AsteriskLogHandler(logging.Handler):
         self._secrets: List[str] = []  # longest first, so a secret inside another is not half-masked
         self._recent: List[str] = []   # in order of registration, newest last
         self._secrets_lock = threading.Lock()
-        self.setFormatter(logging.Formatter("%(message)s"))
+        self.setFormatter(_OneLineFormatter("%(message)s"))
 
     def set_secrets(self, secrets) -> None:
         """The secrets in use now; earlier ones stay masked too (up to a few)."""

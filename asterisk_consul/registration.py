@@ -6,6 +6,7 @@ with what the agent reports and says what (if anything) no longer matches. No I/
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -272,3 +273,29 @@ def check_drift(definition: Mapping[str, Any],
         elif present is not None and present.get("ServiceID") == service_id:
             differences.append(f"check {our_check_id} is registered but switched off")
     return differences
+
+
+# -- the Consul user events' payload ------------------------------------------------------------
+
+#: Consul refuses a user event whose encoding is over 512 bytes; the encoding holds the
+#: payload, the event's name twice and some 100 bytes of its own (ID, version, filters):
+#: measured on Consul 1.8.7, payload + 2 x name may reach 414 to 416 bytes.
+EVENT_SIZE_LIMIT = 512
+EVENT_ROOM = 400  # payload + 2 x name, with a margin
+
+
+def event_payload(service_id: str, name: str, eid: str, address: str, port: Any,
+                  version: str, maintenance: bool) -> bytes:
+    return json.dumps({"id": service_id, "name": name, "eid": eid, "address": address,
+                       "port": int(port), "version": version, "maintenance": bool(maintenance)},
+                      separators=(",", ":")).encode("utf-8")
+
+
+def event_too_large(event_name: str, payload: bytes) -> Optional[str]:
+    """Why Consul would refuse this event (its size), or None."""
+    size = len(payload) + 2 * len(event_name.encode("utf-8"))
+    if size <= EVENT_ROOM:
+        return None
+    return (f"its payload ({len(payload)} bytes) and its name ({len(event_name)} characters) "
+            f"are over what fits in Consul's {EVENT_SIZE_LIMIT}-byte limit for a user event "
+            f"(payload + 2 x name at most {EVENT_ROOM}): a shorter id, name or event name")

@@ -100,14 +100,16 @@ class Resolution:
             path = file_entry.value
             if not os.path.isabs(path):
                 path = os.path.join(self.config_dir, path)
-            token = self.read_token_file(
-                path, f"{file_entry.where}: [consul] token_file = '{file_entry.value}'")
+            # A file that cannot be read is not named: a token pasted there instead of its
+            # file's name would be in the log (the line of the config file says which it is).
+            # One that was read is a file: `discovery show settings` names it.
+            token = self.read_token_file(path, f"{file_entry.where}: [consul] token_file")
             self.set("token", token, f"{file_entry.where} (token_file {path})")
             return
         # Consul's own clients: a token file (when it holds a token) wins over the token.
         token_file = self.environ.get(option("token_file").env, "").strip()
         if token_file:
-            token = self.read_token_file(token_file, f"env CONSUL_HTTP_TOKEN_FILE = '{token_file}'")
+            token = self.read_token_file(token_file, "env CONSUL_HTTP_TOKEN_FILE")
             if token:
                 self.set("token", token, f"env CONSUL_HTTP_TOKEN_FILE ({token_file})")
                 return
@@ -133,16 +135,26 @@ class Resolution:
         return data
 
     def read_token_file(self, path: str, where: str) -> str:
-        data = self.read_small_file(path, TOKEN_FILE_MAX_BYTES, where, "token file", "a token")
+        """The token of a token file. Its name is a secret too (a token pasted in its place):
+        no message names it."""
+        try:
+            data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
+            raise ConfigError(f"{where}: cannot read the token file it names: {reason} "
+                              f"(the name is not shown: it may be a token)") from None
+        if len(data) > TOKEN_FILE_MAX_BYTES:
+            raise ConfigError(f"{where}: the token file is larger than {TOKEN_FILE_MAX_BYTES} "
+                              f"bytes: not a token")
         try:
             token = data.decode("utf-8").strip()
             check_token(token)
         except UnicodeDecodeError:
-            raise ConfigError(f"{where}: the token file {path} is not UTF-8 text") from None
+            raise ConfigError(f"{where}: the token file is not UTF-8 text") from None
         except InvalidValue as exc:
-            raise ConfigError(f"{where}: the token in {path} {exc}") from None
+            raise ConfigError(f"{where}: the token in the file {exc}") from None
         if not token:
-            self.warnings.append(f"{where}: the token file {path} is empty: no token is sent")
+            self.warnings.append(f"{where}: the token file is empty: no token is sent")
         return token
 
     def resolve_tls(self, entries: Dict[str, Entry]) -> None:
@@ -203,6 +215,11 @@ class Resolution:
             if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", data):
                 raise ConfigError(f"{where}: the {what} {path} holds no PEM private key "
                                   f"('-----BEGIN ... PRIVATE KEY-----')")
+            if b"ENCRYPTED" in data:
+                # OpenSSL would ask its pass phrase on Asterisk's terminal, blocking the worker.
+                raise ConfigError(f"{where}: the {what} {path} is encrypted (it needs a pass "
+                                  f"phrase): use a key without one (openssl pkey -in KEY -out "
+                                  f"PLAIN), readable by Asterisk only")
         elif b"-----BEGIN CERTIFICATE-----" not in data:
             raise ConfigError(f"{where}: the {what} {path} holds no PEM certificate "
                               f"('-----BEGIN CERTIFICATE-----')")

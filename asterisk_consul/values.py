@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from . import netinfo
 
@@ -174,11 +174,13 @@ def parse_duration(text: str) -> Duration:
 
 
 def parse_tags(text: str) -> Tuple[str, ...]:
-    tags: List[str] = []
+    """Comma-separated tags, blanks dropped, each once (first spelling and order kept); in
+    linear time, however long the line."""
+    tags: Dict[str, None] = {}
     for item in text.split(","):
         tag = item.strip()
-        if tag and tag not in tags:
-            tags.append(tag)
+        if tag:
+            tags.setdefault(tag, None)
     return tuple(tags)
 
 
@@ -212,14 +214,20 @@ def parse_scheme(text: str) -> str:
 
 
 def parse_service_id(text: str) -> str:
-    if "/" in text or has_control(text):
-        raise InvalidValue("must not contain '/' or control characters (Consul uses it in URLs)")
+    if "/" in text or "\\" in text or has_control(text):
+        raise InvalidValue("must not contain '/', '\\' or control characters (Consul uses it "
+                           "in URLs and in filters)")
+    if text in (".", ".."):
+        raise InvalidValue("must not be '.' or '..' (in a URL path they name another path: "
+                           "the service could never be deregistered)")
     return text
 
 
 def parse_service_name(text: str) -> str:
     if has_control(text) or "/" in text:
         raise InvalidValue("must not contain '/' or control characters")
+    if text in (".", ".."):
+        raise InvalidValue("must not be '.' or '..' (in a URL path they name another path)")
     return text
 
 

@@ -22,6 +22,9 @@ Phases (each on Asterisk processes of its own, one Consul agent for all but flee
     converge   at default settings, median and worst of --converge-runs (5): load -> passing,
                maintenance and drain -> out of the healthy set, agent restart -> registered,
                core stop gracefully -> out, kill -9 -> check critical
+    agentdown  Asterisk's CPU with the agent up (at rest), then stopped, over the same window
+               (--agentdown-seconds, 30): http, https with ca_file, https with a ca_path of
+               the system's certificates (each with an agent of its own)
     restart    time to re-register after the Consul agent restarts (resync_interval 1s;
                `python -m bench.lifecycle` also has it with the default 30s)
 
@@ -47,10 +50,11 @@ from typing import Callable, Dict
 
 from integration_tests.testbed import paths, runtime
 
-from . import converge, fleetscale, http, idle, memory, report, restart, states, summary
+from . import (agentdown, converge, fleetscale, http, idle, memory, report, restart, states,
+               summary)
 from .harness import Bed, log
 
-PHASES = ("http", "load", "memory", "idle", "fleetscale", "converge", "restart")
+PHASES = ("http", "load", "memory", "idle", "agentdown", "fleetscale", "converge", "restart")
 # These restart the bed's Consul agent: after the phases that use it undisturbed.
 AGENT_RESTARTS = ("converge", "restart")
 
@@ -78,6 +82,8 @@ def _parse(argv):
     parser.add_argument("--fleet-seconds", type=float,
                         help="fleetscale: the agents' request logs read over this long (600)")
     parser.add_argument("--converge-runs", type=int, help="converge: runs per figure (5)")
+    parser.add_argument("--agentdown-seconds", type=float,
+                        help="agentdown: the measured window, agent up and agent down (30)")
     parser.add_argument("--check-interval", default="1s",
                         help="the EID check's interval (1s; Consul runs a new check's first "
                              "probe after a random part of it)")
@@ -88,7 +94,8 @@ def _parse(argv):
                 "cycles": 40 if quick else 200, "restarts": 2 if quick else 4,
                 "idle_seconds": 30.0 if quick else 300.0,
                 "fleet_seconds": 90.0 if quick else 600.0,
-                "converge_runs": 2 if quick else 5}
+                "converge_runs": 2 if quick else 5,
+                "agentdown_seconds": 10.0 if quick else 30.0}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -157,6 +164,7 @@ def main(argv=None) -> int:
         "memory": lambda bed: memory.run(bed, cycles=args.cycles),
         "restart": lambda bed: restart.run(bed, samples=args.restarts),
         "idle": lambda bed: idle.run(bed, seconds=args.idle_seconds),
+        "agentdown": lambda bed: agentdown.run(bed, seconds=args.agentdown_seconds),
         "fleetscale": lambda bed: fleetscale.run(bed, seconds=args.fleet_seconds,
                                                  wait_deferred=not args.quick),
         "converge": lambda bed: converge.run(bed, runs=args.converge_runs),

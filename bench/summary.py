@@ -36,6 +36,22 @@ def _convergence_rows(results: Dict) -> List[str]:
     return lines
 
 
+def _agentdown_rows(results: Dict) -> List[str]:
+    entry = results.get("agentdown")
+    if not entry:
+        return [_row("(agent down not run)", "")]
+    lines = []
+    for name, figures in entry.items():
+        ratio = figures.get("ratio")
+        lines.append(_row("%s: Asterisk's CPU, agent up -> down" % name,
+                          "%.3f -> %.3f %%" % (figures["rest_cpu_pct"], figures["down_cpu_pct"]),
+                          "(%s; module threads %.3f -> %.3f %%)" % (
+                              "x%.1f" % ratio if ratio else "rest below a tick",
+                              figures["rest_module_threads_cpu_pct"],
+                              figures["down_module_threads_cpu_pct"])))
+    return lines
+
+
 def _fleet_rows(results: Dict) -> List[str]:
     entry = results.get("fleetscale")
     if not entry:
@@ -61,6 +77,8 @@ def table(results: Dict) -> str:
     lines += _goal_rows(results)
     lines.append(_row("convergence at default settings (no goal)", ""))
     lines += _convergence_rows(results)
+    lines.append(_row("an agent outage vs rest, % of one core (no goal)", ""))
+    lines += _agentdown_rows(results)
     fleet = results.get("fleetscale") or {}
     lines.append(_row("at rest, x %d instances (no goal)" % fleet.get("instances", 10000), ""))
     lines += _fleet_rows(results)

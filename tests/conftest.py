@@ -61,5 +61,6 @@ def no_registrar_threads_left():
     started them: asterisk_consul/threads.py) outlives it."""
     yield
     alive = [t.name for t in threading.enumerate()
-             if t.name.startswith(("consul-registrar", "consul-watch", "consul-pulse", "consul-threads"))]
+             if t.name.startswith(("consul-registrar", "consul-watch", "consul-pulse",
+                                   "consul-threads", "consul-deadline", "consul-dns"))]
     assert not alive, f"registrar threads still alive: {alive}"

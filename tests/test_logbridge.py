@@ -92,3 +92,21 @@ def test_a_broken_host_never_raises(handler):
     handler.emit(record("m"))  # nothing raised
     handler.host = None
     handler.emit(record("m"))
+
+
+def test_line_breaks_in_operator_text_cannot_forge_log_lines(handler):
+    """A maintenance or drain reason with CR/LF (or ESC) stays on its own line, escaped; a
+    traceback keeps its lines."""
+    forged = "upgrade\r\n[Dec  6 12:00:00] NOTICE[1]: Consul: service pbx-1 deregistered\x1b[2J"
+    handler.emit(record("Consul: maintenance mode of %s is set (%s)", "pbx-1", forged))
+    message = handler.host.lines[-1][1]
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+    assert message.endswith("(upgrade\\r\\n[Dec  6 12:00:00] NOTICE[1]: Consul: service pbx-1 "
+                            "deregistered\\x1b[2J)")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+        handler.emit(record("failed: %s", "a\nb", exc_info=sys.exc_info()))
+    text = handler.host.lines[-1][1]
+    assert text.startswith("failed: a\\nb\nTraceback (most recent call last):")

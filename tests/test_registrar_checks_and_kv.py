@@ -602,3 +602,51 @@ def test_status_text_shows_the_ttl_check_the_override_and_the_keys(consul_agent,
     assert re.search(r"\n  Check: +off \(set by 'discovery set check off'; kept until the "
                      r"check options change\)\n", text)
     assert "TTL check:" not in text
+
+
+def other_box_session(agent, name, wait_until, node="other-box"):
+    """A live session named as ours, on another node: a second Asterisk with the same `id`
+    (its node put into the catalog by hand; the session checks nothing, so it stays)."""
+    agent.put("/v1/catalog/register", json={"Node": node, "Address": "127.0.0.2"}
+              ).raise_for_status()
+    body = {"Name": name, "Node": node, "TTL": "60s", "Behavior": "delete", "LockDelay": "0s",
+            "NodeChecks": [], "Checks": []}
+    response = wait_until(lambda: (r := agent.put("/v1/session/create", json=body)).ok and r,
+                          what="a session on the other node")
+    return response.json()["ID"]
+
+
+def test_kv_key_held_by_another_box_with_the_same_id_is_a_conflict_never_deleted(
+        consul_agent, make_registrar, events, wait_until):
+    """Two boxes with one `id`: the other box's session (same name, another node) keeps its
+    key and lives on; ours says who holds it, in the status and once on AMI; its other keys
+    are written."""
+    theirs = other_box_session(consul_agent, SESSION_NAME, wait_until)
+    acquire(consul_agent, SIP, b"other box", theirs)
+    registrar = started(make_registrar(kv_settings(consul_agent)))
+    status = wait_until(lambda: (s := registrar.status(2.0)).kv_error and s,
+                        what="a KV conflict in the status")
+    assert status.kv_error == (
+        f"KV key {SIP} is held by a live session of another Asterisk with the same id "
+        f"(session {theirs} of node other-box; this box's agent is node "
+        f"{session_info(consul_agent, status.kv_session)['Node']}): not taken over; "
+        f"give each box its own id")
+    events.wait_for("DiscoveryKvConflict", ID="pbx-1", Key=SIP, Session=theirs,
+                    Node="other-box")
+    wait_newer_sync(registrar, wait_until)  # and at the next resyncs, still not
+    assert events.names().count("DiscoveryKvConflict") == 1
+    tree = kv_tree(consul_agent)
+    assert tree[SIP] == (b"other box", theirs)
+    assert tree[ROLE] == (b"edge Asterisk", status.kv_session)
+    assert session_info(consul_agent, theirs) is not None
+
+
+def test_kv_key_held_by_an_earlier_session_of_this_box_is_taken_over(consul_agent,
+                                                                      make_registrar, wait_until):
+    """The same name on our own node: an earlier run of this box (killed, or whose unload
+    could not reach Consul): its session is destroyed and the key ours."""
+    earlier = make_session(consul_agent, SESSION_NAME, wait_until, lock_delay="0s")
+    acquire(consul_agent, SIP, b"earlier run", earlier)
+    started(make_registrar(kv_settings(consul_agent)))
+    tree, session = wait_our_keys(consul_agent, wait_until)
+    assert session != earlier and session_info(consul_agent, earlier) is None

@@ -341,10 +341,16 @@ def test_token_file_relative_and_absolute(host, confdir):
     assert settings.token == SECRET
 
 
-def test_unreadable_token_file_names_the_file(host, confdir):
+def test_unreadable_token_file_is_named_by_its_line_never_by_its_value(host, confdir):
+    """The value may be a token pasted where its file's name belongs: never in a message."""
     message = error_of(host, confdir, "token_file = /nonexistent/token")
-    assert message.startswith(f"{CONF}:2: [consul] token_file = '/nonexistent/token'")
-    assert "/nonexistent/token" in message
+    assert message.startswith(f"{CONF}:2: [consul] token_file: cannot read the token file")
+    assert "No such file" in message and "nonexistent" not in message
+    message = error_of(host, confdir, f"token_file = {SECRET}")
+    assert SECRET not in message and "the name is not shown" in message
+    with pytest.raises(ConfigError) as caught:
+        consul(host, confdir, "host = 127.0.0.1", env={"CONSUL_HTTP_TOKEN_FILE": SECRET})
+    assert SECRET not in str(caught.value)
 
 
 def test_empty_token_file_warns(host, confdir):
@@ -389,10 +395,10 @@ def test_empty_env_token_file_falls_back_to_env_token(host, confdir):
     assert settings.token == SECRET
 
 
-def test_unreadable_env_token_file(host, confdir):
+def test_unreadable_env_token_file_is_named_by_its_variable_never_by_its_value(host, confdir):
     with pytest.raises(ConfigError) as info:
         consul(host, confdir, env={"CONSUL_HTTP_TOKEN_FILE": "/nonexistent/t"})
-    assert "CONSUL_HTTP_TOKEN_FILE" in str(info.value) and "/nonexistent/t" in str(info.value)
+    assert "CONSUL_HTTP_TOKEN_FILE" in str(info.value) and "/nonexistent/t" not in str(info.value)
 
 
 def test_config_token_wins_over_env(host, confdir):
@@ -770,7 +776,7 @@ def test_config_file_that_is_a_fifo_is_refused_at_once(host, confdir):
 def test_token_file_that_is_a_fifo_is_refused_at_once(host, confdir):
     os.mkfifo(confdir / "consul.token")
     message = error_of(host, confdir, "token_file = consul.token")
-    assert "consul.token: not a regular file" in message
+    assert "token_file: cannot read the token file it names: not a regular file" in message
 
 
 def test_env_token_file_that_is_a_fifo_is_refused(host, confdir):

@@ -13,15 +13,15 @@ from typing import Optional
 
 from .api import (HEALTH_BY_STATUS_CODE, KV, Agent, AgentCheck, AgentHealth, AgentService,
                   Catalog, Event, Session)
-from .transport import (TLS_FILE_MAX_BYTES, ConsulError, ConsulNotFound, ConsulPermissionDenied,
-                        ConsulRequestError, ConsulServerError, ConsulUnreachable, TlsConfig,
-                        Transport, ca_directory_bundle, tls_options)
+from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
+from .transport import (ConsulError, ConsulMalformed, ConsulNotFound, ConsulPermissionDenied,
+                        ConsulRequestError, ConsulServerError, ConsulUnreachable, Transport)
 
 __all__ = [
     "Consul", "TlsConfig", "Transport", "ConsulError", "ConsulUnreachable", "ConsulServerError",
-    "ConsulPermissionDenied", "ConsulNotFound", "ConsulRequestError", "Agent", "AgentService",
+    "ConsulPermissionDenied", "ConsulNotFound", "ConsulRequestError", "ConsulMalformed", "Agent", "AgentService",
     "AgentCheck", "AgentHealth", "Catalog", "Event", "Session", "KV", "HEALTH_BY_STATUS_CODE",
-    "ca_directory_bundle", "tls_options", "TLS_FILE_MAX_BYTES",
+    "ca_directory_bundle", "tls_context", "TLS_FILE_MAX_BYTES",
 ]
 
 
@@ -32,11 +32,7 @@ class Consul:
                  tls: Optional[TlsConfig] = None):
         """address: scheme://host:port; tls applies to https:// addresses only."""
         self.url = address.rstrip("/")
-        verify, cert, pool_tls = True, None, {}
-        if self.url.startswith("https:"):
-            verify, cert, pool_tls = tls_options(tls or TlsConfig())
-        self.transport = Transport(self.url, token, timeout_s, verify=verify, cert=cert,
-                                   pool_tls=pool_tls)
+        self.transport = Transport(self.url, token, timeout_s, tls=tls or TlsConfig())
         self.agent = Agent(self.transport)
         self.event = Event(self.transport)
         self.session = Session(self.transport)

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from .transport import ConsulServerError, Transport
+from .deadline import MAX_KV_TREE_BYTES
+from .transport import ConsulMalformed, Transport
+
 
 def _segment(value: str) -> str:
     """A URL path segment: a service ID like 'a/b' must not become two segments."""
     return quote(value, safe="")
 
 
-def _json(response: Any, where: str) -> Any:
+def _json(response: Any, where: str, shape: Optional[type] = None) -> Any:
+    """The JSON of an answer; with `shape`, it must be of that type (or null)."""
     try:
-        return response.json()
+        value = response.json()
     except ValueError:
-        raise ConsulServerError(
+        raise ConsulMalformed(
             f"{where}: answer is not JSON (is this a Consul agent?)", response.status_code
         ) from None
-
+    if shape is not None and value is not None and not isinstance(value, shape):
+        raise ConsulMalformed(f"{where}: answer is a JSON {type(value).__name__}, not the "
+                              f"{shape.__name__} Consul sends (is this a Consul agent?)",
+                              response.status_code)
+    return value
 
 
 
@@ -54,11 +62,11 @@ class AgentService:
         response = self._transport.get(path, accept=(404,), timeout_s=timeout_s)
         if response.status_code == 404:
             return None
-        return _json(response, f"GET {path}")
+        return _json(response, f"GET {path}", dict)
 
     def list(self, timeout_s: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
         path = "/v1/agent/services"
-        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}") or {}
+        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}", dict) or {}
 
 
 class AgentCheck:
@@ -69,7 +77,7 @@ class AgentCheck:
 
     def list(self, timeout_s: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
         path = "/v1/agent/checks"
-        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}") or {}
+        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}", dict) or {}
 
     def register(self, definition: Dict[str, Any], timeout_s: Optional[float] = None) -> None:
         self._transport.put("/v1/agent/check/register", json=definition, timeout_s=timeout_s)
@@ -103,8 +111,11 @@ class AgentHealth:
         status = HEALTH_BY_STATUS_CODE.get(response.status_code, "unknown")
         if status == "unknown":
             return status, []
-        body = _json(response, f"GET {path}") or {}
-        return status, list(body.get("Checks") or [])
+        body = _json(response, f"GET {path}", dict) or {}
+        checks = body.get("Checks") or []
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+            raise ConsulMalformed(f"GET {path}: Checks is not a list of objects")
+        return status, checks
 
 
 class Event:
@@ -117,13 +128,13 @@ class Event:
              ) -> Dict[str, Any]:
         path = f"/v1/event/fire/{_segment(name)}"
         response = self._transport.request("PUT", path, data=payload, timeout_s=timeout_s)
-        return _json(response, f"PUT {path}") or {}
+        return _json(response, f"PUT {path}", dict) or {}
 
     def list(self, name: str = "", timeout_s: Optional[float] = None) -> List[Dict[str, Any]]:
         path = "/v1/event/list"
         params = {"name": name} if name else None
         response = self._transport.get(path, params=params, timeout_s=timeout_s)
-        return list(_json(response, f"GET {path}") or [])
+        return list(_json(response, f"GET {path}", list) or [])
 
 
 class Session:
@@ -136,10 +147,11 @@ class Session:
                timeout_s: Optional[float] = None) -> str:
         path = "/v1/session/create"
         body = {"Name": name, "TTL": ttl, "Behavior": behavior, "LockDelay": "0s"}
-        answer = _json(self._transport.put(path, json=body, timeout_s=timeout_s), f"PUT {path}")
-        session_id = str((answer or {}).get("ID") or "")
-        if not session_id:
-            raise ConsulServerError(f"PUT {path}: the answer holds no session ID")
+        answer = _json(self._transport.put(path, json=body, timeout_s=timeout_s), f"PUT {path}",
+                       dict)
+        session_id = (answer or {}).get("ID")
+        if not session_id or not isinstance(session_id, str):
+            raise ConsulMalformed(f"PUT {path}: the answer holds no session ID")
         return session_id
 
     def renew(self, session_id: str, timeout_s: Optional[float] = None) -> bool:
@@ -154,7 +166,9 @@ class Session:
     def info(self, session_id: str, timeout_s: Optional[float] = None
              ) -> Optional[Dict[str, Any]]:
         path = f"/v1/session/info/{_segment(session_id)}"
-        answer = _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}")
+        answer = _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}", list)
+        if answer and not isinstance(answer[0], dict):
+            raise ConsulMalformed(f"GET {path}: the answer is not a list of sessions")
         return answer[0] if answer else None
 
 
@@ -189,16 +203,21 @@ class KV:
     def _read(self, key: str, params: Optional[Dict[str, str]], timeout_s: Optional[float]
               ) -> Dict[str, Dict[str, Any]]:
         path = _key_path(key)
-        response = self._transport.get(path, params=params, accept=(404,), timeout_s=timeout_s)
+        response = self._transport.get(path, params=params, accept=(404,), timeout_s=timeout_s,
+                                       max_bytes=MAX_KV_TREE_BYTES)
         if response.status_code == 404:
             return {}
         entries = {}
-        for item in _json(response, f"GET {path}") or []:
-            raw = item.get("Value")
-            entries[str(item.get("Key"))] = {
-                "Value": base64.b64decode(raw) if raw else b"",
-                "Session": item.get("Session", ""),
-            }
+        for item in _json(response, f"GET {path}", list) or []:
+            try:
+                key, raw, session = item["Key"], item.get("Value"), item.get("Session") or ""
+                if not isinstance(key, str) or not isinstance(session, str):
+                    raise TypeError("Key and Session must be strings")
+                value = base64.b64decode(raw, validate=True) if raw else b""
+            except (KeyError, TypeError, AttributeError, binascii.Error, ValueError) as exc:
+                raise ConsulMalformed(f"GET {path}: an entry is not a KV entry as Consul sends "
+                                      f"it ({type(exc).__name__}: {str(exc)[:80]})") from None
+            entries[key] = {"Value": value, "Session": session}
         return entries
 
     def delete(self, key: str, timeout_s: Optional[float] = None) -> None:
@@ -215,10 +234,12 @@ class Catalog:
                          timeout_s: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The catalog's entry for one instance of service `name`, or None."""
         path = f"/v1/catalog/service/{_segment(name)}"
-        params = {"filter": 'ServiceID == "%s"' % service_id.replace('"', '\\"')}
+        quoted = service_id.replace("\\", "\\\\").replace('"', '\\"')
+        params = {"filter": 'ServiceID == "%s"' % quoted}
         entries = _json(self._transport.get(path, params=params, timeout_s=timeout_s),
-                        f"GET {path}") or []
-        return next((e for e in entries if e.get("ServiceID") == service_id), None)
+                        f"GET {path}", list) or []
+        return next((e for e in entries
+                     if isinstance(e, dict) and e.get("ServiceID") == service_id), None)
 
 
 class Agent:
@@ -232,11 +253,22 @@ class Agent:
 
     def self(self, timeout_s: Optional[float] = None) -> Dict[str, Any]:
         path = "/v1/agent/self"
-        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}") or {}
+        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}", dict) or {}
+
+    def _config(self, field: str, timeout_s: Optional[float]) -> str:
+        config = self.self(timeout_s=timeout_s).get("Config") or {}
+        value = config.get(field) if isinstance(config, dict) else None
+        if value is not None and not isinstance(value, str):
+            raise ConsulMalformed(f"GET /v1/agent/self: Config.{field} is not a string")
+        return value or ""
 
     def version(self, timeout_s: Optional[float] = None) -> str:
-        return str((self.self(timeout_s=timeout_s).get("Config") or {}).get("Version") or "")
+        return self._config("Version", timeout_s)
 
     def node_id(self, timeout_s: Optional[float] = None) -> str:
         """The agent's node ID: the same agent reached under two URLs has one node ID."""
-        return str((self.self(timeout_s=timeout_s).get("Config") or {}).get("NodeID") or "")
+        return self._config("NodeID", timeout_s)
+
+    def node_name(self, timeout_s: Optional[float] = None) -> str:
+        """The agent's node name (what a session names as its Node)."""
+        return self._config("NodeName", timeout_s)

@@ -3,7 +3,9 @@
 A blocking query waits at the agent until something changes or `wait` ends; the thread that
 holds one must still stop at once when the module unloads. The Transport (requests) gives no
 handle on its socket while it waits for an answer, so blocking queries use this small client
-on http.client, over the same TLS settings, and interrupt() shuts its socket down.
+on http.client, over the same TLS context (tls.py), and interrupt() shuts its socket down.
+Like the Transport, a query has a total deadline (its wait, Consul's jitter and the Consul
+timeout) and a body limit, and never follows a redirect (http.client does not).
 """
 
 from __future__ import annotations
@@ -15,21 +17,9 @@ import threading
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlencode, urlsplit
 
-from .transport import ConsulUnreachable, TlsConfig, ca_directory_bundle
-
-
-def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
-    """An SSL context as the Transport verifies: tls_verify, CA file or directory, client cert."""
-    if not tls.verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        bundle = ca_directory_bundle(tls.ca_path) if tls.ca_path else ""
-        context = ssl.create_default_context(cafile=tls.ca_file or None, cadata=bundle or None)
-    if tls.client_cert:
-        context.load_cert_chain(tls.client_cert, tls.client_key or None)
-    return context
+from .deadline import MAX_BODY_BYTES, Deadline, resolve
+from .tls import TlsConfig, tls_context
+from .transport import ConsulUnreachable
 
 
 class _Https(http.client.HTTPSConnection):
@@ -65,35 +55,53 @@ class BlockingClient:
         """(status, headers, body); ConsulUnreachable when nothing answered (or interrupted)."""
         # Consul adds up to wait/16 of jitter to a blocking query's wait.
         timeout = wait_s + wait_s / 16 + self._timeout_s
-        try:
-            conn = self._connection(timeout)
-            conn.request("GET", path + ("?" + urlencode(params) if params else ""),
-                         headers=self._headers)
-            with self._lock:  # connected now: interrupt() either came first or sees the socket
-                if self._interrupted:
-                    raise ConnectionAbortedError("interrupted")
-            response = conn.getresponse()
-            body = response.read()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            self._drop()
-            raise ConsulUnreachable(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        with Deadline(timeout) as deadline:
+            try:
+                conn = self._connection(timeout)
+                deadline.watch(conn.sock)
+                conn.request("GET", path + ("?" + urlencode(params) if params else ""),
+                             headers=self._headers)
+                with self._lock:  # connected: interrupt() either came first or sees the socket
+                    if self._interrupted:
+                        raise ConnectionAbortedError("interrupted")
+                response = conn.getresponse()
+                body = response.read(MAX_BODY_BYTES + 1)
+                if deadline.expired:  # cut: what was read is not the whole answer
+                    raise TimeoutError("cut at the deadline")
+                if len(body) > MAX_BODY_BYTES:
+                    raise ValueError(f"the answer is longer than the {MAX_BODY_BYTES} bytes "
+                                     f"accepted")
+                if not response.isclosed():
+                    self._drop()  # a body that did not end: the connection is not reused
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                self._drop()
+                if deadline.expired:
+                    raise ConsulUnreachable(f"GET {path}: no complete answer within "
+                                            f"{timeout:g} s") from None
+                raise ConsulUnreachable(f"GET {path}: {type(exc).__name__}: {exc}") from None
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        """The kept-alive connection, or a new one connected within the Consul timeout (not
+        the query's: an unload must not wait minutes for a connect to a blackholed agent)."""
         with self._lock:
             if self._interrupted:
                 raise ConnectionAbortedError("interrupted")
             if self._conn is None:
                 if self._https:
-                    self._conn = _Https(self._host, self._port, timeout, ssl_context(self._tls),
-                                        self._tls.server_name)
+                    self._conn = _Https(self._host, self._port, self._timeout_s,
+                                        tls_context(self._tls), self._tls.server_name)
                 else:
-                    self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            else:
-                self._conn.timeout = timeout
-                if self._conn.sock is not None:
-                    self._conn.sock.settimeout(timeout)
-            return self._conn
+                    self._conn = http.client.HTTPConnection(self._host, self._port,
+                                                            timeout=self._timeout_s)
+            conn = self._conn
+        if conn.sock is None:
+            conn.timeout = self._timeout_s
+            conn.host = resolve(self._host, self._port or 80, self._timeout_s)  # bounded DNS
+            conn.connect()
+        conn.timeout = timeout
+        conn.sock.settimeout(timeout)
+        return conn
 
     def _drop(self) -> None:
         with self._lock:

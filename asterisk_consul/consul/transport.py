@@ -1,28 +1,27 @@
-"""All HTTP to one Consul agent: the Transport, the errors it raises, and its TLS setup.
+"""All HTTP to one Consul agent: the Transport and the errors it raises.
 
 One `Transport` (one requests.Session) does all HTTP and turns every failure into a
 `ConsulError` subclass chosen by what the caller should do next. The ACL token travels only in
-the X-Consul-Token header: never in a URL, a repr or the text of an error we raise (scrubbed,
-in case a peer echoes it back).
+the X-Consul-Token header, and only to the configured agent: never in a URL, a repr or the text
+of an error we raise (scrubbed, in case a peer echoes it back), never after a redirect (none is
+followed). Each call is bounded in time and size (deadline.py); TLS comes from tls.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional
 
-from ..config import read_regular_file
+from .deadline import MAX_BODY_BYTES, Deadline, current as current_deadline, resolve
+from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
 
-TLS_FILE_MAX_BYTES = 1024 * 1024  # a PEM bundle of every public CA is about 220 kB
-CA_PATH_MAX_FILES = 1000
+__all__ = ["Transport", "TlsConfig", "ca_directory_bundle", "tls_context", "TLS_FILE_MAX_BYTES"]
 
 # requests takes ~180 ms to import (it loads the CA bundle): the first Transport imports it,
 # on the registrar's worker thread, so that `module load` on Asterisk's loader thread does not.
 requests: Any = None
 _Urllib3Timeout: Any = None
-_TlsAdapter: Any = None
+_Adapter: Any = None
 
 
 # requests guesses the charset of a body that names none with chardet or charset_normalizer
@@ -33,7 +32,7 @@ CHARSET_GUESSERS = ("chardet", "charset_normalizer")
 
 
 def _import_requests() -> None:
-    global requests, _Urllib3Timeout, _TlsAdapter
+    global requests, _Urllib3Timeout, _Adapter
     if requests is None:
         import sys
         import warnings
@@ -53,91 +52,104 @@ def _import_requests() -> None:
                     del sys.modules[name]
 
         _Urllib3Timeout = Timeout
-        _TlsAdapter = _make_tls_adapter_class(module.adapters.HTTPAdapter)
+        _Adapter = _make_adapter_class(module.adapters.HTTPAdapter)
         requests = module
 
 
-def _make_tls_adapter_class(base: Any) -> Any:
-    class TlsAdapter(base):
-        """An HTTPAdapter whose HTTPS pools get extra urllib3 TLS arguments: server_hostname
-        and assert_hostname (tls_server_name: SNI and the certificate are checked against that
-        name while connecting to the host in the URL), ca_cert_data (the CAs of ca_path).
-        Per request, requests adds verify/cert on top; these pool arguments stay."""
+def _make_adapter_class(base: Any) -> Any:
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-        def __init__(self, pool_tls: Dict[str, Any]):
-            self._pool_tls = dict(pool_tls)
-            super().__init__()
+    class _Watched:
+        """A connection whose socket the running call's Deadline may shut down."""
+
+        def _new_conn(self) -> Any:
+            # The name looked up within the call's deadline; the connection keeps its name
+            # for the Host header, SNI and the certificate check.
+            deadline = current_deadline()
+            if deadline is None:
+                return super()._new_conn()  # type: ignore[misc]
+            name = self._dns_host  # type: ignore[has-type]
+            self._dns_host = resolve(name, self.port,  # type: ignore[attr-defined]
+                                     deadline.remaining())
+            try:
+                return super()._new_conn()  # type: ignore[misc]
+            finally:
+                self._dns_host = name
+
+        def connect(self) -> None:
+            super().connect()  # type: ignore[misc]
+            deadline = current_deadline()
+            if deadline is not None:
+                deadline.watch(self.sock)  # type: ignore[attr-defined]
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            deadline = current_deadline()
+            if deadline is not None and getattr(self, "sock", None) is not None:
+                deadline.watch(self.sock)  # type: ignore[attr-defined]  # a kept-alive one
+            return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    class Connection(_Watched, HTTPConnection):
+        pass
+
+    class TlsConnection(_Watched, HTTPSConnection):
+        pass
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class TlsPool(HTTPSConnectionPool):
+        ConnectionCls = TlsConnection
+
+    class Adapter(base):
+        """An HTTPAdapter whose connections obey the call's Deadline and whose HTTPS pools use
+        the one SSL context of the settings (tls.py): requests would otherwise load the CA
+        files again for every new connection. server_hostname and assert_hostname carry
+        tls_server_name (SNI and the certificate checked against it)."""
+
+        def __init__(self, tls: Optional[TlsConfig]):
+            self._tls = tls
+            super().__init__(max_retries=0)
 
         def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
-            pool_kwargs.update(self._pool_tls)
+            if self._tls is not None:
+                pool_kwargs["ssl_context"] = tls_context(self._tls)
+                if self._tls.verify and self._tls.server_name:
+                    pool_kwargs["server_hostname"] = self._tls.server_name
+                    pool_kwargs["assert_hostname"] = self._tls.server_name
+                elif not self._tls.verify:
+                    pool_kwargs["assert_hostname"] = False
             super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TlsPool}
 
-    return TlsAdapter
+        def build_connection_pool_key_attributes(self, request, verify, cert=None):
+            # The pool is keyed by host alone: the TLS settings are the adapter's own.
+            host_params, _ = super().build_connection_pool_key_attributes(request, verify, cert)
+            return host_params, {}
+
+        def cert_verify(self, conn, url, verify, cert):
+            # Verification is the SSL context's (tls.py): no CA file loaded per connection.
+            if self._tls is not None:
+                conn.cert_reqs = "CERT_REQUIRED" if self._tls.verify else "CERT_NONE"
+                conn.ca_certs = conn.ca_cert_dir = None
+                conn.cert_file = conn.key_file = None
+
+    return Adapter
 
 
-@dataclass(frozen=True)
-class TlsConfig:
-    """How to talk TLS to the agent (used for https:// addresses only)."""
-
-    verify: bool = True       # False: the agent's certificate is not checked at all
-    ca_file: str = ""         # PEM bundle of the CAs to trust ("" and no ca_path: the system's)
-    ca_path: str = ""         # directory of PEM CA certificates, every file read
-    client_cert: str = ""     # PEM client certificate, sent when the agent asks for one
-    client_key: str = ""      # its private key
-    server_name: str = ""     # name the certificate must carry ("": the host connected to)
-
-
-def tls_options(tls: TlsConfig) -> Tuple[Any, Any, Dict[str, Any]]:
-    """(verify, cert, pool arguments) for requests.
-
-    verify: False (verify off), the CA file or directory, or True (the system's CAs).
-    The CAs of ca_path are also read here as one bundle, so that a directory of plain PEM
-    files works as it does for Consul's CLI (OpenSSL alone would want hash links).
-    """
-    pool: Dict[str, Any] = {}
-    if not tls.verify:
-        verify: Any = False
-    elif tls.ca_file:
-        verify = tls.ca_file
-    elif tls.ca_path:
-        verify = tls.ca_path
+def tls_config_of(verify: Any, cert: Any = None) -> TlsConfig:
+    """A TlsConfig from requests-style verify/cert arguments (tests and older callers)."""
+    if isinstance(cert, (tuple, list)):
+        client_cert, client_key = cert[0], cert[1]
     else:
-        verify = True
-    if tls.verify and tls.ca_path:
-        bundle = ca_directory_bundle(tls.ca_path)
-        if bundle:
-            pool["ca_cert_data"] = bundle
-    if tls.verify and tls.server_name:
-        pool["server_hostname"] = tls.server_name
-        pool["assert_hostname"] = tls.server_name
-    cert = (tls.client_cert, tls.client_key) if tls.client_cert else None
-    return verify, cert, pool
-
-
-def ca_directory_bundle(path: str, names: Optional[List[str]] = None) -> str:
-    """The PEM certificates of the regular files in directory `path`, as one bundle.
-
-    As Consul's own clients read CONSUL_CAPATH: every file, no OpenSSL hash links needed.
-    Files that are not regular (FIFOs, devices), unreadable or without a certificate are
-    skipped; at most CA_PATH_MAX_FILES files are read.
-    """
-    if names is None:
-        try:
-            names = sorted(os.listdir(path))
-        except OSError:
-            return ""
-    pems: List[str] = []
-    for name in names[:CA_PATH_MAX_FILES]:
-        try:
-            data = read_regular_file(os.path.join(path, name), TLS_FILE_MAX_BYTES)
-        except (OSError, ValueError):
-            continue
-        if len(data) > TLS_FILE_MAX_BYTES:
-            continue
-        text = data.decode("ascii", "replace")
-        pems += re.findall(r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?"
-                           r"-----END CERTIFICATE-----", text)
-    return "\n".join(pems) + ("\n" if pems else "")
+        client_cert, client_key = cert or "", ""
+    if verify is False:
+        return TlsConfig(verify=False, client_cert=client_cert, client_key=client_key)
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return TlsConfig(ca_path=verify, client_cert=client_cert, client_key=client_key)
+        return TlsConfig(ca_file=verify, client_cert=client_cert, client_key=client_key)
+    return TlsConfig(client_cert=client_cert, client_key=client_key)
 
 
 _REDACTED = "<redacted>"
@@ -178,26 +190,36 @@ class ConsulRequestError(ConsulError):
     """Any other 4xx: Consul rejected what we sent."""
 
 
+class ConsulMalformed(ConsulError):
+    """Something answered, but not as Consul does: a redirect (never followed: the token goes
+    to the configured agent only), a body too large, not JSON or not of the expected shape.
+    Retried with backoff, like an agent that does not answer."""
+
+
 # -- transport ---------------------------------------------------------------------------------
 
 class Transport:
     """All HTTP to one Consul agent, over one requests.Session.
 
-    Not thread-safe by design: the registrar's worker thread is its only user.
+    Every call has a total deadline (connect, request, headers and body together) and a body
+    limit; redirects are never followed. Not thread-safe by design: the registrar's worker
+    thread is its only user.
     """
 
     def __init__(self, base_url: str, token: str, timeout_s: float, verify: Any = True,
-                 cert: Any = None, pool_tls: Optional[Dict[str, Any]] = None):
+                 cert: Any = None, tls: Optional[TlsConfig] = None):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self._token = token or ""
         _import_requests()
         self._session = requests.Session()
-        self._session.verify = verify
-        self._session.cert = cert
-        if pool_tls:
-            self._session.mount("https://", _TlsAdapter(pool_tls))
-        if verify is False and self.base_url.startswith("https:"):
+        https = self.base_url.startswith("https:")
+        if https and tls is None:
+            tls = tls_config_of(verify, cert)
+        self._tls = tls if https else None
+        self._session.mount("http://", _Adapter(None))
+        self._session.mount("https://", _Adapter(self._tls))
+        if self._tls is not None and not self._tls.verify:
             # Said once, at load, by the settings; not once per call by urllib3.
             from urllib3.exceptions import InsecureRequestWarning
             import warnings
@@ -206,6 +228,8 @@ class Transport:
         # Environment proxies (HTTP_PROXY…) would route calls to a local agent through a proxy.
         self._session.trust_env = False
         self._session.headers["User-Agent"] = "res_discovery_consul"
+        # No compressed answers: the body limit counts what is read, not what it expands to.
+        self._session.headers["Accept-Encoding"] = "identity"
         if self._token:
             self._session.headers["X-Consul-Token"] = self._token
 
@@ -223,35 +247,59 @@ class Transport:
 
     def request(self, method: str, path: str, *, params: Optional[Dict[str, str]] = None,
                 json: Any = None, data: Optional[bytes] = None, accept: Iterable[int] = (),
-                timeout_s: Optional[float] = None) -> requests.Response:
+                timeout_s: Optional[float] = None, max_bytes: int = MAX_BODY_BYTES
+                ) -> requests.Response:
         """One HTTP call. 2xx and any status in `accept` are returned; the rest raise.
 
-        `timeout_s` bounds the whole call (connect + answer), not each socket operation, so
-        a blackholed agent costs at most that long.
+        `timeout_s` bounds the whole call (connect, headers and body together: a peer that
+        drips its answer is cut off), `max_bytes` the body. A redirect is an error, never
+        followed.
         """
         budget = self.timeout_s if timeout_s is None else max(float(timeout_s), 0.001)
         where = f"{method} {path}"
-        try:
-            response = self._session.request(
-                method, self.base_url + path, params=params, json=json, data=data,
-                timeout=_Urllib3Timeout(total=budget, connect=budget, read=budget))
-        except requests.Timeout:
-            raise ConsulUnreachable(
-                f"{where}: no answer from Consul at {self.base_url} within {budget:g} s") from None
-        except requests.exceptions.SSLError as exc:
-            reason = self._reason(exc)
-            raise ConsulUnreachable(
-                f"{where}: TLS failure talking to {self.base_url}: {reason}{_tls_hint(reason)}"
-            ) from None
-        except requests.ConnectionError as exc:
-            # A TLS 1.3 alert (client certificate refused) may only arrive with the answer.
-            reason = self._reason(exc)
-            raise ConsulUnreachable(f"{where}: cannot reach Consul at {self.base_url}: {reason}"
-                                    f"{_tls_hint(reason)}") from None
-        except requests.RequestException as exc:
-            raise ConsulUnreachable(f"{where}: {self._reason(exc)}") from None
+        with Deadline(budget) as deadline:
+            try:
+                response = self._session.request(
+                    method, self.base_url + path, params=params, json=json, data=data,
+                    allow_redirects=False, stream=True,
+                    timeout=_Urllib3Timeout(total=budget, connect=budget, read=budget))
+                try:
+                    self._read_body(response, max_bytes, where)
+                finally:
+                    response.close()
+            except requests.Timeout:
+                raise self._late(where, budget) from None
+            except requests.exceptions.SSLError as exc:
+                if deadline.expired:
+                    raise self._late(where, budget) from None
+                reason = self._reason(exc)
+                raise ConsulUnreachable(
+                    f"{where}: TLS failure talking to {self.base_url}: {reason}"
+                    f"{_tls_hint(reason)}") from None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                if deadline.expired:
+                    raise self._late(where, budget) from None
+                # A TLS 1.3 alert (client certificate refused) may only arrive with the answer.
+                reason = self._reason(exc)
+                raise ConsulUnreachable(f"{where}: cannot reach Consul at {self.base_url}: "
+                                        f"{reason}{_tls_hint(reason)}") from None
+            except requests.RequestException as exc:
+                if deadline.expired:
+                    raise self._late(where, budget) from None
+                raise ConsulUnreachable(f"{where}: {self._reason(exc)}") from None
+            except OSError as exc:  # a socket cut by the deadline, mid-read of the body
+                if deadline.expired:
+                    raise self._late(where, budget) from None
+                raise ConsulUnreachable(f"{where}: cannot reach Consul at {self.base_url}: "
+                                        f"{self.scrub(_short(str(exc)))}") from None
 
         status = response.status_code
+        if 300 <= status < 400:
+            target = self.scrub(_short(response.headers.get("Location", "") or "?"))
+            raise ConsulMalformed(
+                f"{where}: the agent at {self.base_url} answered a redirect ({status} to "
+                f"{target}): not followed (the ACL token goes to the configured agent only; "
+                f"is something else listening on the agent's address?)", status)
         if 200 <= status < 300 or status in accept:
             return response
         detail = self.scrub(_short(response.text)) or response.reason or ""
@@ -265,6 +313,28 @@ class Transport:
             raise ConsulServerError(f"{where}: Consul server error {status}: {detail}", status)
         raise ConsulRequestError(f"{where}: Consul rejected the request ({status}): {detail}",
                                  status)
+
+    def _late(self, where: str, budget: float) -> ConsulUnreachable:
+        return ConsulUnreachable(f"{where}: no answer from Consul at {self.base_url} "
+                                 f"within {budget:g} s")
+
+    @staticmethod
+    def _read_body(response: Any, max_bytes: int, where: str) -> None:
+        """Read the body into the response, refusing it past `max_bytes`."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise ConsulMalformed(f"{where}: the answer is {declared} bytes, more than the "
+                                  f"{max_bytes} accepted (is this a Consul agent?)",
+                                  response.status_code)
+        body = bytearray()
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > max_bytes:
+                raise ConsulMalformed(f"{where}: the answer is longer than the {max_bytes} "
+                                      f"bytes accepted (is this a Consul agent?)",
+                                      response.status_code)
+        response._content = bytes(body)
+        response._content_consumed = True
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.request("GET", path, **kwargs)

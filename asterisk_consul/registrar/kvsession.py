@@ -9,27 +9,31 @@ import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
 from ..kv import KvConflict, KvPublisher
 from ..settings import Settings
 from .link import AgentLink
 
 if TYPE_CHECKING:
+    from .notify import Notifications
     from .service import ServiceRegistration
 
 KV_RETRY_MAX_S = 10.0
 
 
 class KvSession:
-    def __init__(self, link: AgentLink, backoff_initial_s: float):
+    def __init__(self, link: AgentLink, backoff_initial_s: float,
+                 notify: Optional["Notifications"] = None):
         self._link = link
-        self._backoff_initial_s = backoff_initial_s
+        self._notify = notify
+        self._conflicts_said: dict = {}  # the same-id conflicts already told on AMI
         self.service: "ServiceRegistration"  # set by the Registrar once both exist
         self.publisher = KvPublisher()
         self.publisher.want(link.settings, link.facts)
         self.error = ""
         self._due: Optional[float] = None
-        self._failures = 0
+        self._backoff = Backoff(backoff_initial_s, KV_RETRY_MAX_S)
 
     @property
     def active(self) -> bool:
@@ -58,28 +62,39 @@ class KvSession:
             return
         try:
             done = publisher.sync(self._link.consul)
-        except ConsulError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, retried later: never a spin
+            self._tell_conflicts()
             if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
-                delay = self.service.resync_s()  # waits for someone to act: no point hurrying
+                # Waits for someone to act: no point hurrying.
+                delay = min(self.service.resync_s(), publisher.renew_interval_s())
             else:
-                delay = min(KV_RETRY_MAX_S, self._backoff_initial_s * (2 ** self._failures))
-            delay = min(delay, publisher.renew_interval_s())
-            self._failures = min(self._failures + 1, 30)
-            message = self._link.scrub(str(exc))
+                delay = self._backoff.next(cap_s=publisher.renew_interval_s())
+            message = self._link.scrub(str(exc) if isinstance(exc, ConsulError) else
+                                       f"unexpected {type(exc).__name__}: {exc}")
             if message != self.error:
                 self._link.log(logging.WARNING, "Consul: KV keys under %s not in place: %s; "
                                "retrying in %.1f s", publisher.prefix or "/", message, delay)
             self.error = message
             self._due = time.monotonic() + delay
             return
+        self._tell_conflicts()
         if self.error:
             self._link.log(logging.INFO, "Consul: KV keys under %s are in place again",
                            publisher.prefix or "/")
         self.error = ""
-        self._failures = 0
+        self._backoff.reset()
         if done:
             self._link.log(logging.INFO, "Consul: KV under %s: %s", publisher.prefix or "/", done)
         self._due = time.monotonic() + publisher.renew_interval_s() if self.active else None
+
+    def _tell_conflicts(self) -> None:
+        """An AMI event for each key another box with our id came to hold (once per holder)."""
+        conflicts = self.publisher.same_id_conflicts
+        if self._notify is not None:
+            for key, (session, node) in conflicts.items():
+                if self._conflicts_said.get(key) != (session, node):
+                    self._notify.kv_conflict(self._link.settings.service_id, key, session, node)
+        self._conflicts_said = dict(conflicts)
 
     def remove(self, budget_s: float) -> None:
         """At unload: the keys go with the session (or with its TTL if Consul cannot be told)."""

@@ -61,13 +61,18 @@ class AgentLink:
         """The client in use, if one was made (no client is made to answer this)."""
         return self._consul
 
-    def reload(self, settings: Settings, new_client: bool, keep_old: bool) -> None:
-        """Reloaded settings; with new_client (another agent or token), a new client, the old
-        one closed unless keep_old (a registration left behind still needs it)."""
+    def client_for(self, settings: Settings) -> Consul:
+        """A new client for these settings (may raise: a TLS file that cannot be loaded)."""
+        return self._factory(settings)
+
+    def reload(self, settings: Settings, client: Optional[Consul], keep_old: bool) -> None:
+        """Reloaded settings; with a client (another agent or token, made beforehand with
+        client_for), that client from now on, the old one closed unless keep_old (a
+        registration left behind still needs it)."""
         self.settings = settings
-        if new_client:
+        if client is not None:
             old = self.consul
-            self._consul = self._factory(settings)
+            self._consul = client
             self.version = ""  # another agent (or token): asked again
             if not keep_old:
                 old.close()

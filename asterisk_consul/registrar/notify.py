@@ -7,12 +7,12 @@ its answer; each tried once, a failure logged and dropped).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..consul import ConsulError, ConsulUnreachable
+from ..registration import event_payload, event_too_large
 from .link import AgentLink
 
 EventSink = Callable[[str, List[Tuple[str, str]]], None]
@@ -40,6 +40,12 @@ AMI_EVENTS: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {
                          (_ID, ("Reason", "The drain's reason."),
                           ("DrainingSince", "When the drain began (local time, "
                                             "YYYY-MM-DD HH:MM:SS)."))),
+    "DiscoveryKvConflict": ("A [kv] key is held by a live session of another Asterisk with the "
+                            "same id (a copied config, a cloned machine): it is not taken over; "
+                            "give each box its own id.",
+                            (_ID, ("Key", "The KV key."),
+                             ("Session", "The other box's session holding it."),
+                             ("Node", "The Consul node of that session."))),
 }
 
 
@@ -48,6 +54,7 @@ class Notifications:
         self._link = link
         self._on_event = on_event
         self._pending: List[Tuple[str, bytes]] = []  # (Consul event name, payload)
+        self._too_large: set = set()  # event names said to be too large for Consul
         self.fired = 0
         self.failed = 0
         self.last_event = ""        # "<name> at <time>" of the last one Consul took
@@ -91,6 +98,10 @@ class Notifications:
                                        ("DrainingSince", time.strftime(
                                            "%Y-%m-%d %H:%M:%S", time.localtime(since)))])
 
+    def kv_conflict(self, service_id: str, key: str, session: str, node: str) -> None:
+        self._ami("DiscoveryKvConflict", [("ID", service_id), ("Key", key),
+                                          ("Session", session), ("Node", node)])
+
     # -- AMI -------------------------------------------------------------------------------
 
     def _ami(self, name: str, headers: Sequence[Tuple[str, str]]) -> None:
@@ -116,10 +127,17 @@ class Notifications:
                       "deregister": settings.event_deregister,
                       "maintenance": settings.event_maintenance}[kind]
         facts = self._link.facts
-        payload = json.dumps({"id": service_id, "name": name, "eid": facts.eid,
-                              "address": address, "port": int(port), "version": facts.version,
-                              "maintenance": bool(maintenance)},
-                             separators=(",", ":")).encode("utf-8")
+        payload = event_payload(service_id, name, facts.eid, address, port, facts.version,
+                                maintenance)
+        too_large = event_too_large(event_name, payload)
+        if too_large:
+            # Not sent (Consul would refuse it with a 500); said once per event name.
+            self.failed += 1
+            self.last_error = f"event {event_name} not fired: {too_large}"
+            level = logging.DEBUG if event_name in self._too_large else logging.WARNING
+            self._too_large.add(event_name)
+            self._link.log(level, "Consul: %s", self.last_error)
+            return
         if len(self._pending) >= MAX_PENDING_EVENTS:
             dropped, _ = self._pending.pop(0)
             self.failed += 1

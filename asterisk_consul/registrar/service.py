@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError, ConsulNotFound, ConsulPermissionDenied, ConsulRequestError
 from ..registration import drift, our_check_ids
 from .link import AgentLink
@@ -54,7 +54,6 @@ class ServiceRegistration:
         self.catalog: "Catalog"  # likewise
         self.on_registered: Callable[[], None] = lambda: None
         self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
         self._slow_retry_s = slow_retry_s
         self.definition = definition
         self.state = ServiceState.UNREGISTERED
@@ -64,7 +63,7 @@ class ServiceRegistration:
         self.health = ""
         self.last_sync: Optional[float] = None
         self.last_sync_result = ""
-        self._failures = 0
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._next_due = 0.0
 
     # -- state ------------------------------------------------------------------------------
@@ -97,7 +96,7 @@ class ServiceRegistration:
         if not agent_back and self.state not in (ServiceState.REGISTERED, ServiceState.DRIFTED):
             return
         self._link.log(logging.INFO, "Consul: %s; syncing now", reason)
-        self._failures = 0
+        self._backoff.reset()
         self._next_due = 0.0
 
     def moved(self) -> None:
@@ -127,7 +126,7 @@ class ServiceRegistration:
         if definition != self.definition or elsewhere:
             self.definition = definition
             self.mark_needs_register()
-            self._failures = 0
+            self._backoff.reset()
             self._next_due = 0.0
         elif not self.needs_register:
             self._next_due = time.monotonic() + self.resync_s()
@@ -142,7 +141,7 @@ class ServiceRegistration:
 
     def succeeded(self, outcome: str = "ok") -> None:
         self._link.answered()
-        self._failures = 0
+        self._backoff.reset()
         self.last_sync = time.time()
         self.last_sync_result = outcome
         self._next_due = time.monotonic() + self.resync_s()
@@ -156,10 +155,7 @@ class ServiceRegistration:
         else:
             # Retries never wait longer than a resync would: an agent that is back is noticed
             # as soon as a healthy one would be. Jitter: a fleet must not retry in lockstep.
-            cap = max(self._backoff_initial_s, min(self._backoff_max_s, self.resync_s()))
-            delay = min(cap, self._backoff_initial_s * (2 ** self._failures))
-            delay *= random.uniform(0.5, 1.0)
-            self._failures = min(self._failures + 1, 30)
+            delay = self._backoff.next(cap_s=max(self._backoff_initial_s, self.resync_s()))
         self._link.failed(exc, retry_in=delay)
         self.last_sync = time.time()
         self.last_sync_result = "failed"

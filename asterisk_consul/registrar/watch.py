@@ -16,6 +16,7 @@ import threading
 from typing import Callable, Optional
 from urllib.parse import quote
 
+from ..backoff import Backoff
 from ..consul import ConsulUnreachable
 from ..settings import Settings
 from ..threads import start_thread
@@ -23,7 +24,8 @@ from .link import AgentLink, tls_config
 
 WATCH_THREAD_NAME = "consul-watch"
 WAIT_S = 300.0          # one blocking query lasts at most this long (Consul's default: 5 min)
-RETRY_S = 0.2           # while the agent does not answer: how often it is asked again
+RETRY_S = 0.2           # while the agent does not answer: the first retry, then doubling
+RETRY_MAX_S = 2.0       # to this (jittered): an agent that is back is seen within ~2 s
 REFUSED_RETRY_S = 30.0  # after an answer that is no answer (403, 400, not Consul)
 
 Wake = Callable[[str, bool], None]  # (why, the agent is back after not answering)
@@ -87,6 +89,7 @@ class AgentWatch:
     def _run(self, client, stop: threading.Event, service_id: str) -> None:
         path = f"/v1/agent/service/{quote(service_id, safe='')}"
         known_hash, lost = "", False
+        backoff = Backoff(RETRY_S, RETRY_MAX_S)
         while not stop.is_set():
             params = {"hash": known_hash, "wait": f"{int(WAIT_S)}s"} if known_hash else {}
             try:
@@ -95,8 +98,9 @@ class AgentWatch:
                 if not lost and not stop.is_set():
                     self._link.log(logging.DEBUG, "Consul watch: the agent does not answer")
                 lost = True
-                stop.wait(RETRY_S)
+                stop.wait(backoff.next())
                 continue
+            backoff.reset()
             if status == 404:
                 # Missing: the worker acts if it believes the service is there (someone
                 # deregistered it, or the agent came back without it).

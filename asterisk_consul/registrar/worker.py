@@ -25,6 +25,7 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError
 from ..health import AsteriskState
 from ..registration import HostFacts, meta_problems
@@ -46,6 +47,38 @@ from .status import STOPPING, Result, StatusSnapshot, snapshot
 from .watch import AgentWatch
 
 WORKER_THREAD_NAME = "consul-registrar"
+
+
+class PendingReload:
+    """A reload whose settings could not be taken (a client that cannot be built from them):
+    the running settings and registration stay whole, and the reload is tried again with
+    backoff until it works or another reload replaces it."""
+
+    def __init__(self, apply: Callable[[Settings], None]):
+        self._apply = apply
+        self.settings: Optional[Settings] = None
+        self.reason = ""  # why the last attempt failed
+        self._due: Optional[float] = None
+        self._backoff = Backoff(0.5, 30.0)
+
+    def failed(self, settings: Settings, reason: str) -> bool:
+        """Returns whether the reason is news (to be logged)."""
+        news = reason != self.reason
+        self.settings, self.reason = settings, reason
+        self._due = time.monotonic() + self._backoff.next()
+        return news
+
+    def clear(self) -> None:
+        self.settings, self.reason, self._due = None, "", None
+        self._backoff.reset()
+
+    def due(self) -> Optional[float]:
+        return self._due
+
+    def run(self) -> None:
+        self._due = None
+        if self.settings is not None:
+            self._apply(self.settings)
 
 
 def _booted_and_idle() -> AsteriskState:
@@ -71,8 +104,9 @@ class Registrar:
             link, self.checks.definition(settings), self.maintenance, self.retired,
             self.notify, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
             slow_retry_s=slow_retry_s)
-        self.kv = KvSession(link, backoff_initial_s)
+        self.kv = KvSession(link, backoff_initial_s, self.notify)
         self.catalog = Catalog(link)
+        self.pending_reload = PendingReload(self._apply)
         # The parts that call each other, once all exist.
         self.checks.service = self.kv.service = self.drain.service = self.service
         self.catalog.service = self.service
@@ -84,6 +118,8 @@ class Registrar:
             # Watched once registered (again after a reload to another agent, token or ID).
             self.service.on_registered = lambda: self._watch.start(self.link.settings)
         self._commands: "queue.Queue[Queued]" = queue.Queue()
+        self._wake_lock = threading.Lock()
+        self._wake_pending: Optional[tuple] = None  # (reason, agent back) of the queued Wake
         self._thread: Optional[threading.Thread] = None
         self._beat = time.monotonic()  # the worker's last turn of its loop
         self._lifecycle = threading.Lock()
@@ -165,8 +201,16 @@ class Registrar:
             self.link.log(logging.ERROR, "Consul: the watch did not stop cleanly: %s", exc)
 
     def _wake(self, reason: str, agent_back: bool) -> None:
-        """From the watch thread: the agent's view changed under us, or the agent is back."""
-        if not self.link.stop_requested.is_set():
+        """From the watch thread: the agent's view changed under us, or the agent is back.
+        Wakes coalesce: at most one waits in the queue, carrying the latest reason (and
+        "the agent is back" if any of them said so)."""
+        if self.link.stop_requested.is_set():
+            return
+        with self._wake_lock:
+            queued = self._wake_pending is not None
+            back = agent_back or (queued and self._wake_pending[1])
+            self._wake_pending = (reason, back)
+        if not queued:
             self._commands.put(Queued(Wake(reason, agent_back), Future()))
 
     def _change(self, command: Any, timeout: float) -> Result:
@@ -209,11 +253,18 @@ class Registrar:
         for problem in meta_problems(link.settings):
             link.log(logging.WARNING, "Consul: %s", problem)
         self._publish()
-        parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv)
+        parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv,
+                 self.pending_reload)
+        # A part whose job raised is held back with a backoff of its own: whatever it failed
+        # on (a bug, an answer no one foresaw), it cannot spin the worker, and it does not
+        # push the other parts' schedules away.
+        held = {part: 0.0 for part in parts}
+        backoffs = {part: Backoff(0.5, 30.0) for part in parts}
         try:
             while True:
                 self._beat = time.monotonic()
-                due = min(d for d in (p.due() for p in parts) if d is not None)
+                due = min(max(d, held[p]) for p, d in ((p, p.due()) for p in parts)
+                          if d is not None)
                 try:
                     queued = self._commands.get(timeout=max(0.0, due - time.monotonic()))
                 except queue.Empty:
@@ -229,8 +280,12 @@ class Registrar:
                         self._guarded(self._handle, queued)
                 for part in parts:
                     when = part.due()
-                    if when is not None and time.monotonic() >= when:
-                        self._guarded(part.run)
+                    now = time.monotonic()
+                    if when is not None and now >= when and now >= held[part]:
+                        if self._guarded(part.run, part=part) or part is self.service:
+                            backoffs[part].reset()  # the service schedules its own retries
+                        else:
+                            held[part] = time.monotonic() + backoffs[part].next()
         finally:
             self._close_watch()
             self._fail_pending_commands()
@@ -240,16 +295,23 @@ class Registrar:
             self._publish(running=False)
             link.silenced.set()  # also when stop() was called from on_event and did not join
 
-    def _guarded(self, job: Callable[..., Any], *args: Any) -> None:
-        """Run one job; a bug in it must not kill the worker (and with it the registration)."""
+    def _guarded(self, job: Callable[..., Any], *args: Any, part: Any = None) -> bool:
+        """Run one job; a bug in it must not kill the worker (and with it the registration).
+        Returns False when it raised. A part other than the service that raises is noted
+        (logged once per kind) without moving the service's schedule."""
         failure = STOPPING
         changed = True
+        ok = True
         try:
             changed = job(*args) is not False
         except Stopping:
             pass
         except Exception as exc:  # noqa: BLE001
-            self.service.failed(exc)
+            ok = False
+            if part is None or part is self.service:
+                self.service.failed(exc)
+            else:
+                self.link.note_error(exc)
             failure = Result(False, self.link.last_error)
         if changed:  # a job that says it changed nothing (a quiet poll) leaves the status be
             self._publish()
@@ -265,6 +327,7 @@ class Registrar:
                 self.notify.drop_pending()
                 self.link.log(logging.ERROR, "Consul: firing events failed: %s", exc)
             self._publish()
+        return ok
 
     def _answer(self, queued: Queued, failure: Result) -> None:
         if isinstance(queued.command, CHANGES):
@@ -315,7 +378,10 @@ class Registrar:
                 return
             queued.future.set_result(self.drain.switch(command.on, command.reason))
         elif isinstance(command, Wake):
-            self.service.wake(command.reason, command.agent_back)
+            with self._wake_lock:
+                reason, agent_back = self._wake_pending or (command.reason, command.agent_back)
+                self._wake_pending = None
+            self.service.wake(reason, agent_back)
             queued.future.set_result(None)
         elif isinstance(command, Status):
             self.service.refresh_live_status()
@@ -338,20 +404,32 @@ class Registrar:
                             f"(Consul accepted it)")
 
     def _apply(self, settings: Settings) -> None:
+        """A reload: all or nothing. What can fail comes before anything changes; if it
+        fails, the running settings stay and the reload is tried again later."""
         link, service = self.link, self.service
         old = link.settings
         if settings == old:
+            self.pending_reload.clear()  # this one replaces any earlier one
             return
+        agent_changed = settings.transport_key() != old.transport_key()
+        try:
+            client = link.client_for(settings) if agent_changed else None
+        except Exception as exc:  # noqa: BLE001 - whatever it is, nothing changed
+            reason = link.scrub(f"{type(exc).__name__}: {exc}")
+            news = self.pending_reload.failed(settings, reason)
+            link.log(logging.ERROR if news else logging.DEBUG, "Consul: reloaded settings not "
+                     "applied, the running ones stay in use (tried again): %s", reason)
+            return
+        self.pending_reload.clear()
         self.checks.settings_changed(old, settings)
         definition = self.checks.definition(settings)
-        agent_changed = settings.transport_key() != old.transport_key()
         moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
         self.kv.want(settings)
         if moved and service.sent:
             # Deregistered only once the new registration is in: never a moment without one.
             self.retired.add(link.consul, old.service_id, old.name,
                               service.definition["Address"], service.definition["Port"])
-        link.reload(settings, new_client=agent_changed, keep_old=self.retired.holds(link.consul))
+        link.reload(settings, client, keep_old=self.retired.holds(link.consul))
         if self._watch is not None:
             self._watch.follow(settings)  # a running watch asks with the new token, agent, ID
         if moved:

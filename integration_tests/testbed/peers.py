@@ -4,7 +4,8 @@ RefusingPeer  - connections are refused (the port is bound but never listens, so
                 can take it while the peer exists).
 BlackholePeer - accepts TCP connections and never sends a byte (client timeouts).
 StandInPeer   - the stand-in HTTP peer: answers one status, forwards to a Consul agent,
-                echoes or drops; records every request.
+                echoes or drops, redirects, drips or sends an endless body; records every
+                request.
 """
 
 import json
@@ -136,10 +137,24 @@ class StandInPeer(_Peer):
     may be changed while it runs. .token_seen says whether requests carried X-Consul-Token.
     hang: path prefixes whose requests are held without an answer (whatever the mode) until
     the peer closes or hang_s passed, then dropped: an agent that hangs on some calls only.
+
+    Peers that are not Consul: "redirect": `status` (307 unless set) with `Location:
+    <location><path>`; "drip": 200 and a JSON body of drip_bytes, one byte every drip_s;
+    "endless": 200 with no length, 64 kB after 64 kB until the client gives up.
+    override: {path prefix: (status, body)} answered instead, whatever the mode (an agent
+    forwarded to, but whose KV reads are malformed). pass_hash: forwarded answers keep
+    X-Consul-ContentHash, so that the module's watch holds blocking queries through the peer.
     """
 
     def __init__(self, status=500, body=None, headers=None, agent=None, mode=None, hang=(),
-                 hang_s=60.0):
+                 hang_s=60.0, location="", drip_s=0.2, drip_bytes=1000, override=None,
+                 pass_hash=False):
+        self.pass_hash = pass_hash  # forward X-Consul-ContentHash: the module's watch works
+        self.location = location
+        self.drip_s = drip_s
+        self.drip_bytes = drip_bytes
+        self.override = dict(override or {})
+        self.written = 0  # bytes of body sent by "drip" and "endless"
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
@@ -180,6 +195,28 @@ class StandInPeer(_Peer):
                     peer._record(self.command, self.path, headers, data, None, token)
                     self.close_connection = True
                     return
+                override = next((v for k, v in peer.override.items()
+                                 if self.path.startswith(k)), None)
+                if override is None and mode in ("drip", "endless"):
+                    peer._record(self.command, self.path, headers, data, 200, token)
+                    self.close_connection = True
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    if mode == "drip":
+                        self.send_header("Content-Length", str(peer.drip_bytes))
+                    self.end_headers()
+                    peer._stream(self.wfile, mode)
+                    return
+                if override is not None:
+                    status, body = override
+                    peer._record(self.command, self.path, headers, data, status, token)
+                    body = body.encode() if isinstance(body, str) else body
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 status, reason, answer_headers, body = peer._answer(
                     mode, self.command, self.path, data, token, self.headers)
                 peer._record(self.command, self.path, headers, data, status, token)
@@ -205,7 +242,27 @@ class StandInPeer(_Peer):
         self._thread.start()
         return self
 
+    def _stream(self, wfile, mode):
+        """The body of "drip" (a byte at a time) or "endless" (until the client leaves)."""
+        chunk = b" " if mode == "drip" else b" " * 65536
+        sent = 0
+        try:
+            while not self._closing.is_set() and (mode == "endless" or sent < self.drip_bytes):
+                wfile.write(chunk)
+                wfile.flush()
+                sent += len(chunk)
+                with self._lock:
+                    self.written += len(chunk)
+                if mode == "drip":
+                    self._closing.wait(self.drip_s)
+        except OSError:
+            pass  # the client gave up: what the test wants
+
     def _answer(self, mode, method, path, data, token, request_headers):
+        if mode == "redirect":
+            status = self.status if 300 <= self.status < 400 else 307
+            return status, None, [("Location", self.location + path),
+                                  ("Content-Type", "text/plain")], b""
         if mode == "forward":
             return self._forward(method, path, data, token)
         if mode == "echo":
@@ -230,8 +287,9 @@ class StandInPeer(_Peer):
             conn.request(method, path, body=body or None, headers=headers)
             response = conn.getresponse()
             data = response.read()
-            kept = [(k, v) for k, v in response.getheaders()
-                    if k.lower() in ("content-type", "x-consul-index")]
+            passed = ("content-type", "x-consul-index") + (
+                ("x-consul-contenthash",) if self.pass_hash else ())
+            kept = [(k, v) for k, v in response.getheaders() if k.lower() in passed]
             conn.close()
             return response.status, response.reason, kept, data
         except OSError as exc:
