@@ -7,6 +7,7 @@ import time
 from typing import Optional
 
 from . import __file__ as _package_init, __version__
+from .health import BUSY_RELEASE
 from .settings import settings_report
 
 
@@ -175,7 +176,8 @@ def _load_text(s) -> str:
     text = "%d active channels" % s.channels
     if not s.busy_channels:
         return text
-    text += "; busy at %d, idle below %d" % (s.busy_channels, int(s.busy_channels * 0.9 + 0.999))
+    idle_below = int(s.busy_channels * BUSY_RELEASE + 0.999)  # BusyState's release, in channels
+    text += "; busy at %d, idle below %d" % (s.busy_channels, idle_below)
     return text + ("; BUSY since %s (the checks say warning)" % _when(s.busy_since)
                    if s.busy else "; not busy")
 

@@ -35,7 +35,7 @@ def test_definition_fields():
     assert list(definition["Meta"].items()) == [
         ("eid", "02:42:ac:11:00:02"), ("asterisk_version", "22.1.0"),
         ("ari_port", "8089"), ("ari_scheme", "https")]
-    assert "Check" not in definition
+    assert "Checks" not in definition and "Check" not in definition  # check = no
 
 
 def test_profile_metadata_follows_ours_as_strings():
