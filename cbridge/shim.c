@@ -49,6 +49,7 @@ void rdc_python_release(void);
 #define GATE_FILE_OF(abi) "res_discovery_consul.d/gate-" GATE_ABI_TEXT(abi) ".so"
 #define GATE_FILE GATE_FILE_OF(RDC_GATE_ABI)
 #define NOT_RESPONDING "res_discovery_consul is not responding"
+#define NO_SIGN_OF_LIFE "its Python side shows no sign of life (CLI and AMI answer 'not responding')"
 
 /* Strings declared by Python; owned here until unload. */
 struct declaration {
@@ -135,8 +136,8 @@ static int answers_vouched(void)
 static void report_silence(const char *what)
 {
 	if (!__atomic_exchange_n(&silence_reported, 1, __ATOMIC_SEQ_CST)) {
-		ast_log(LOG_WARNING, NOT_RESPONDING ": %s; Consul's check gets 503 and its commands "
-			"answer 'not responding' until it is back\n", what);
+		ast_log(LOG_WARNING, NOT_RESPONDING ": %s; Consul's check gets 503 until it is back\n",
+			what);
 	}
 }
 
@@ -363,7 +364,7 @@ static char *shim_cli(int slot, int cmd, struct ast_cli_args *a)
 
 	if (!python_alive()) {
 		if (cmd == CLI_HANDLER) {
-			report_silence("its Python side shows no sign of life");
+			report_silence(NO_SIGN_OF_LIFE);
 			ast_cli(a->fd, NOT_RESPONDING ": its Python side shows no sign of life (see the "
 				"Asterisk log); Consul's check gets 503 meanwhile\n");
 			return CLI_FAILURE;
@@ -394,7 +395,7 @@ static char *shim_cli(int slot, int cmd, struct ast_cli_args *a)
 static int shim_ami(int slot, struct mansession *s, const struct message *m)
 {
 	if (!python_alive()) {
-		report_silence("its Python side shows no sign of life");
+		report_silence(NO_SIGN_OF_LIFE);
 		astman_send_error(s, m, NOT_RESPONDING);
 	} else if (rdc_py_ami(slot, s, m, m->hdrcount, m->headers) != RDC_OK) {
 		astman_send_error(s, m, "res_discovery_consul failed; see the Asterisk log");
@@ -551,7 +552,7 @@ static int shim_http(struct ast_tcptls_session_instance *ser, int slot, const ch
 		return 0;
 	}
 	if (!python_alive()) {
-		report_silence("its Python side shows no sign of life");
+		report_silence(NO_SIGN_OF_LIFE);
 		ast_http_error(ser, 503, "Service Unavailable", "module not responding");
 		return 0;
 	}
@@ -763,7 +764,7 @@ static int unload_module(void)
 static int reload_module(void)
 {
 	if (!python_alive()) {
-		report_silence("its Python side shows no sign of life");
+		report_silence(NO_SIGN_OF_LIFE);
 		return AST_MODULE_LOAD_DECLINE;
 	}
 	return rdc_py_reload() == RDC_OK ? AST_MODULE_LOAD_SUCCESS : AST_MODULE_LOAD_DECLINE;
