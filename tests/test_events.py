@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.test_registrar import FACTS, settings_for, started  # noqa: F401 (fixture below)
-from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
+from integration_tests.testbed.registrar_kit import FACTS, settings_for, started
+
 
 
 def events_named(agent_proc, name):

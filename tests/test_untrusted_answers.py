@@ -18,8 +18,8 @@ from asterisk_consul.consul.api import KV, Catalog
 from asterisk_consul.consul.blocking import BlockingClient
 from asterisk_consul.consul.deadline import MAX_BODY_BYTES
 from integration_tests.testbed.peers import StandInPeer
-from tests.test_registrar import settings_for, started
-from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
+from integration_tests.testbed.registrar_kit import settings_for, started
+
 
 SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
 
@@ -254,7 +254,7 @@ def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_agai
     wait_until(lambda: registrar.status(2.0).registered, what="registered")
     new = dataclasses.replace(old, token="new-token", tags=("asterisk", "reloaded"))
     registrar.apply(new)
-    wait_until(lambda: registrar.pending_reload.settings == new, what="the reload pending")
+    wait_until(lambda: registrar.reconciler.pending_reload.settings == new, what="the reload pending")
     time.sleep(1.0)
     assert registrar.link.settings == old
     assert consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"] == ["asterisk", "edge"]
@@ -264,7 +264,7 @@ def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_agai
     broken["on"] = False
     wait_until(lambda: consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"]
                == ["asterisk", "reloaded"], timeout=40.0, what="the reload applied")
-    assert registrar.link.settings == new and registrar.pending_reload.settings is None
+    assert registrar.link.settings == new and registrar.reconciler.pending_reload.settings is None
 
 
 def test_wakes_from_the_watch_coalesce_into_one_queued_command(make_registrar, refused_port):

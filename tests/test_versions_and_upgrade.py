@@ -13,7 +13,7 @@ import asterisk_consul
 from asterisk_consul import __version__
 from asterisk_consul.render import show_settings_text
 from tests.standin import StatusView
-from tests.test_registrar import settings_for
+from integration_tests.testbed.registrar_kit import settings_for
 
 
 def test_settings_name_the_shim_and_package_versions_and_where_the_package_is():

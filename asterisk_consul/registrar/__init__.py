@@ -1,13 +1,20 @@
 """The registrar: the worker thread that owns every piece of this module's Consul state.
 
-    worker.py       the Registrar: its API for Asterisk's threads, typed commands, the loop
-    link.py         the Consul client (built from Settings here), the agent, the last error
-    service.py      the service registration and its named state; the sync job
-    maintenance.py  maintenance mode, wanted and shown
-    checks.py       checks on/off and the TTL check's reports
+    worker.py       the Registrar: its API for Asterisk's threads, typed commands, the thread
+    reconciler.py   the one reconciler: wanted against known, the calls, the answers recorded
+    choices.py      the operator's choices and Asterisk's stop (pure)
+    wanted.py       what the agent should hold (pure)
+    link.py         the Consul client (built from Settings here), the clock, the last error
+    asterisk.py     Asterisk's state, the busy state and the verdict
+    service.py      the service registration: its named state, schedule and calls
+    maintenance.py  maintenance mode as the agent shows it
+    checks.py       the checks' reports to the agent
     kvsession.py    the [kv] keys and their session
+    catalog.py      has the registration reached the catalog?
     retired.py      registrations a reload left behind
+    pending.py      a reload to try again
     notify.py       AMI and Consul events for accepted changes
+    watch.py        the blocking query that wakes the worker
     status.py       Result and StatusSnapshot
 """
 

@@ -9,14 +9,10 @@ read per instance per resync."""
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Dict, Optional
 
 from ..consul import ConsulError
 from .link import AgentLink
-
-if TYPE_CHECKING:
-    from .service import ServiceRegistration
 
 FIRST_LOOK_S = 0.5
 LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s later at most, then only on demand
@@ -25,7 +21,6 @@ LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s later at most, then only
 class Catalog:
     def __init__(self, link: AgentLink):
         self._link = link
-        self.service: "ServiceRegistration"  # set by the Registrar once all parts exist
         self.present: Optional[bool] = None  # None: not asked since the last registration
         self.since: Optional[float] = None   # time.time() it was first seen there
         self.error = ""
@@ -37,7 +32,7 @@ class Catalog:
         self.present, self.since, self.error = None, None, ""
         self._delay = FIRST_LOOK_S
         self._looks_left = LOOKS
-        self._due = time.monotonic() + FIRST_LOOK_S
+        self._due = self._link.clock.monotonic() + FIRST_LOOK_S
 
     def forget(self) -> None:
         """Not registered (any more), or registered elsewhere: nothing to look for now."""
@@ -46,26 +41,29 @@ class Catalog:
     def due(self) -> Optional[float]:
         return self._due
 
-    def run(self) -> None:
+    def run(self, definition: Dict[str, Any], registered: bool) -> None:
         self._due = None
-        if not self.service.registered:
+        if not registered:
             return
-        self.look()
+        self.look(definition)
         self._looks_left -= 1
         if self.present or self.error:
             return  # found, or this token may not look: on demand only
         if self._looks_left > 0:
             self._delay *= 2
-            self._due = time.monotonic() + self._delay
+            self._due = self._link.clock.monotonic() + self._delay
         elif self.present is False:
             self._link.log(logging.WARNING, "Consul: service %s is registered with the agent "
                            "but not in Consul's catalog: the agent cannot sync it (its own ACL "
                            "token may lack node write), or this module's token cannot see it "
-                           "(node:read)", self.service.definition["ID"])
+                           "(node:read)", definition["ID"])
 
-    def look(self) -> None:
+    def shown(self) -> dict:
+        """Its fields of the status."""
+        return dict(in_catalog=self.present, catalog_since=self.since, catalog_error=self.error)
+
+    def look(self, definition: Dict[str, Any]) -> None:
         """Ask the catalog now (worker thread)."""
-        definition = self.service.definition
         try:
             entry = self._link.consul.catalog.service_instance(definition["Name"], definition["ID"])
         except ConsulError as exc:
@@ -74,6 +72,6 @@ class Catalog:
         self.error = ""
         self.present = entry is not None
         if self.present and self.since is None:
-            self.since = time.time()
+            self.since = self._link.clock.time()
         elif not self.present:
             self.since = None

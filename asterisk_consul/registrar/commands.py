@@ -1,4 +1,5 @@
-"""What Asterisk's threads hand the worker: small typed commands, queued with their answer."""
+"""What Asterisk's threads hand the worker: small typed commands, queued with their answer.
+An operator's change is a choices.Change (answered with a Result)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,6 @@ from ..settings import Settings
 class Apply:
     """Reloaded settings."""
     settings: Settings
-
-
-@dataclass(frozen=True)
-class SetMaintenance:
-    on: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class SetChecks:
-    on: bool
-
-
-@dataclass(frozen=True)
-class SetDrain:
-    on: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -50,14 +34,10 @@ class Stop:
     deadline: float
 
 
-CHANGES = (SetMaintenance, SetChecks, SetDrain)  # an operator's change, answered with a Result
-
-
 @dataclass
 class Queued:
     command: Any
     future: "Future[Any]"
-    # Set by a caller that stopped waiting: the worker records the intent (maintenance,
-    # checks, drain) or drops the job (status) instead of spending another timeout on nobody.
+    # Set by a caller that stopped waiting: the worker records the intent (an operator's
+    # change) or drops the job (status) instead of spending another timeout on nobody.
     abandoned: bool = False
-

@@ -6,29 +6,24 @@ a conflict)."""
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from ..backoff import Backoff
 from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
 from ..kv import KvConflict, KvPublisher
 from ..settings import Settings
 from .link import AgentLink
-
-if TYPE_CHECKING:
-    from .notify import Notifications
-    from .service import ServiceRegistration
+from .notify import Notifications
 
 KV_RETRY_MAX_S = 10.0
 
 
 class KvSession:
     def __init__(self, link: AgentLink, backoff_initial_s: float,
-                 notify: Optional["Notifications"] = None):
+                 notify: Optional[Notifications] = None):
         self._link = link
         self._notify = notify
         self._conflicts_said: dict = {}  # the same-id conflicts already told on AMI
-        self.service: "ServiceRegistration"  # set by the Registrar once both exist
         self.publisher = KvPublisher()
         self.publisher.want(link.settings, link.facts)
         self.error = ""
@@ -39,10 +34,10 @@ class KvSession:
     def active(self) -> bool:
         return self.publisher.active
 
-    def want(self, settings: Settings) -> None:
+    def want(self, settings: Settings, registered: bool) -> None:
         """New settings: the next sync writes, moves and deletes accordingly."""
         self.publisher.want(settings, self._link.facts)
-        if self.active and self.service.registered:
+        if self.active and registered:
             self._due = 0.0
 
     def sync_soon(self, verify: bool = False) -> None:
@@ -55,9 +50,9 @@ class KvSession:
     def due(self) -> Optional[float]:
         return self._due
 
-    def run(self) -> None:
+    def run(self, registered: bool, resync_s: float) -> None:
         publisher = self.publisher
-        if not self.active or not self.service.registered:
+        if not self.active or not registered:
             self._due = None  # registering schedules it again
             return
         try:
@@ -66,7 +61,7 @@ class KvSession:
             self._tell_conflicts()
             if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
                 # Waits for someone to act: no point hurrying.
-                delay = min(self.service.resync_s(), publisher.renew_interval_s())
+                delay = min(resync_s, publisher.renew_interval_s())
             else:
                 delay = self._backoff.next(cap_s=publisher.renew_interval_s())
             message = self._link.scrub(str(exc) if isinstance(exc, ConsulError) else
@@ -75,7 +70,7 @@ class KvSession:
                 self._link.log(logging.WARNING, "Consul: KV keys under %s not in place: %s; "
                                "retrying in %.1f s", publisher.prefix or "/", message, delay)
             self.error = message
-            self._due = time.monotonic() + delay
+            self._due = self._link.clock.monotonic() + delay
             return
         self._tell_conflicts()
         if self.error:
@@ -85,7 +80,17 @@ class KvSession:
         self._backoff.reset()
         if done:
             self._link.log(logging.INFO, "Consul: KV under %s: %s", publisher.prefix or "/", done)
-        self._due = time.monotonic() + publisher.renew_interval_s() if self.active else None
+        self._due = (self._link.clock.monotonic() + publisher.renew_interval_s()
+                     if self.active else None)
+
+    def shown(self) -> dict:
+        """Its fields of the status."""
+        publisher = self.publisher
+        return dict(kv_prefix=publisher.prefix,
+                    kv_keys=tuple((k, v.decode("utf-8", "replace"))
+                                  for k, v in publisher.written.items()),
+                    kv_wanted=len(publisher.wanted), kv_session=publisher.session_id,
+                    kv_renewed=publisher.renewed_at, kv_error=self.error)
 
     def _tell_conflicts(self) -> None:
         """An AMI event for each key another box with our id came to hold (once per holder)."""

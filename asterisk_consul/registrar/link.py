@@ -1,6 +1,7 @@
 """The worker's link to its Consul agent: the client, built from Settings in this one place,
 what the agent last said of itself (reachable, version) and the last error, logged once per
-kind of failure. Also the worker's stop and silence flags, which every part consults.
+kind of failure. Also the worker's stop and silence flags and its clock, which every part
+consults; the link knows no other part.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import logging
 import threading
 from typing import Any, Callable, Optional
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..consul import Consul, ConsulError, ConsulPermissionDenied, ConsulUnreachable, TlsConfig
 from ..registration import HostFacts
 from ..settings import Settings
@@ -35,8 +37,10 @@ ConsulFactory = Callable[[Settings], Consul]
 
 
 class AgentLink:
-    def __init__(self, settings: Settings, facts: HostFacts, factory: ConsulFactory):
+    def __init__(self, settings: Settings, facts: HostFacts, factory: ConsulFactory,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
+        self.clock = clock  # every part's time comes from here
         self.facts = facts
         self._factory = factory
         self._consul: Optional[Consul] = None

@@ -1,8 +1,8 @@
-"""Maintenance mode: what the operator asked for, and what the agent shows.
+"""Maintenance mode as the agent shows it, and the calls that make it show what is wanted.
 
-Asked for with `discovery set maintenance` (or DiscoverySetMaintenance), remembered for the
-life of the module and applied again whenever the service is registered again. Maintenance
-someone else set in Consul is left alone by resyncs: that is an operator's decision too.
+What is wanted is the operator's choice (`discovery set maintenance`, DiscoverySetMaintenance:
+choices.py), applied again whenever the service is registered again. Maintenance someone else
+set in Consul is left alone by resyncs: that is an operator's decision too.
 """
 
 from __future__ import annotations
@@ -23,23 +23,19 @@ class Maintenance:
     def __init__(self, link: AgentLink, notify: Notifications):
         self._link = link
         self._notify = notify
-        self.wanted = False
-        self.reason = ""
         self.in_agent: Optional[bool] = None      # what the agent last reported (None: unknown)
         self._notes_in_agent: Optional[str] = None  # the reason Consul shows
         self._guard_left = False                  # see _replace_reason
         self._dirty = False  # asked for explicitly: sent even if Consul seems to agree
 
-    def want(self, on: bool, reason: str) -> None:
-        self.wanted = on
-        self.reason = reason if on else ""
+    def asked(self) -> None:
+        """The operator asked just now: sent even if Consul seems to agree."""
         self._dirty = True
 
-    @property
-    def kept_on_register(self) -> bool:
+    def kept_on_register(self, wanted: bool) -> bool:
         """Registering replaces the checks, the maintenance check too: keep it while in (or
         possibly in) maintenance, so that the service never looks healthy in between."""
-        return self.wanted or self.in_agent is True
+        return wanted or self.in_agent is True
 
     def learn(self, checks_by_id: Mapping[str, Mapping[str, Any]], service_id: str) -> None:
         check = checks_by_id.get(maintenance_check_id(service_id))
@@ -55,19 +51,19 @@ class Maintenance:
         """Another agent or service ID: what the old one showed says nothing now."""
         self.in_agent = None
 
-    def lost(self) -> bool:
+    def lost(self, wanted: bool) -> bool:
         """Wanted, but the agent does not show it (an agent restart, someone's `consul maint`)."""
-        return self.wanted and not self.in_agent
+        return wanted and not self.in_agent
 
-    def converge(self, definition: Dict[str, Any]) -> None:
+    def converge(self, definition: Dict[str, Any], wanted: bool, reason: str) -> None:
         """Make the agent show what is wanted; says so once Consul accepted it. A guard left
         by an interrupted change of reason goes last, once maintenance is in place."""
-        self._converge(definition)
+        self._converge(definition, wanted, reason)
         if self._guard_left:
             self._drop_guard(definition["ID"])
 
-    def _converge(self, definition: Dict[str, Any]) -> None:
-        wanted, in_agent = self.wanted, self.in_agent
+    def _converge(self, definition: Dict[str, Any], wanted: bool, reason: str) -> None:
+        in_agent = self.in_agent
         if not self._dirty:
             if wanted and in_agent is True:
                 return
@@ -79,21 +75,21 @@ class Maintenance:
         service_id = definition["ID"]
         self._link.check_stop()
         if wanted and in_agent is True:
-            if self._notes_in_agent == self.reason:
+            if self._notes_in_agent == reason:
                 self._dirty = False  # Consul already shows exactly this
                 return
-            self._replace_reason(service_id)
+            self._replace_reason(service_id, reason)
         else:
-            consul.agent.service.maintenance(service_id, wanted, self.reason)
+            consul.agent.service.maintenance(service_id, wanted, reason)
         self.in_agent = wanted
-        self._notes_in_agent = self.reason if wanted else None
+        self._notes_in_agent = reason if wanted else None
         self._dirty = False
         self._link.log(logging.INFO, "Consul: maintenance mode for service %s is %s%s", service_id,
                        "set" if wanted else "unset",
-                       f" ({self.reason})" if wanted and self.reason else "")
-        self._notify.maintenance_changed(definition, wanted, self.reason)
+                       f" ({reason})" if wanted and reason else "")
+        self._notify.maintenance_changed(definition, wanted, reason)
 
-    def _replace_reason(self, service_id: str) -> None:
+    def _replace_reason(self, service_id: str, reason: str) -> None:
         """Consul ignores a new reason while maintenance is on, and off-then-on would show the
         service healthy in between: a temporary critical check covers the gap."""
         consul = self._link.consul
@@ -103,7 +99,7 @@ class Maintenance:
         self._guard_left = True
         consul.agent.service.maintenance(service_id, False)
         self.in_agent = False
-        consul.agent.service.maintenance(service_id, True, self.reason)
+        consul.agent.service.maintenance(service_id, True, reason)
         self.in_agent = True
         self._drop_guard(service_id)
 

@@ -102,6 +102,11 @@ class Notifications:
         self._ami("DiscoveryKvConflict", [("ID", service_id), ("Key", key),
                                           ("Session", session), ("Node", node)])
 
+    def shown(self) -> Dict[str, Any]:
+        """Its fields of the status."""
+        return dict(events_fired=self.fired, events_failed=self.failed,
+                    last_event=self.last_event, last_event_error=self.last_error)
+
     # -- AMI -------------------------------------------------------------------------------
 
     def _ami(self, name: str, headers: Sequence[Tuple[str, str]]) -> None:
@@ -147,7 +152,7 @@ class Notifications:
     def flush(self, budget_s: Optional[float] = None, interruptible: bool = True) -> None:
         """Fire what is queued, each once: a failure is logged and the event dropped (the
         change it reports stands). An agent that does not answer drops the rest at once."""
-        deadline = None if budget_s is None else time.monotonic() + budget_s
+        deadline = None if budget_s is None else self._link.clock.monotonic() + budget_s
         consul = self._link.consul
         while self._pending:
             if interruptible and self._link.stop_requested.is_set():
@@ -155,7 +160,7 @@ class Notifications:
             name, payload = self._pending.pop(0)
             timeout_s = None
             if deadline is not None:
-                timeout_s = deadline - time.monotonic()
+                timeout_s = deadline - self._link.clock.monotonic()
                 if timeout_s <= 0:
                     self._failed(name, "no time left before unload", len(self._pending))
                     return
@@ -169,7 +174,8 @@ class Notifications:
                     return
                 continue
             self.fired += 1
-            self.last_event = f"{name} at {time.strftime('%H:%M:%S')}"
+            at = time.localtime(self._link.clock.time())
+            self.last_event = f"{name} at {time.strftime('%H:%M:%S', at)}"
             if self.last_error:
                 self._link.log(logging.INFO, "Consul: events are accepted again")
                 self.last_error = ""

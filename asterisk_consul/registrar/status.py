@@ -1,11 +1,10 @@
-"""What the registrar answers: the Result of an operator's change, and the StatusSnapshot."""
+"""What the registrar answers: the Result of an operator's change, and the StatusSnapshot
+(made by the reconciler from each part's own view)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Tuple
-
-from ..registration import drain_check_id
 
 
 @dataclass(frozen=True)
@@ -72,65 +71,3 @@ class StatusSnapshot:
     busy_since: Optional[float] = None
     verdict: str = ""  # what the checks say of Asterisk now
     stale: bool = False  # True: the worker did not answer in time; this is the cached view
-
-
-def snapshot(parts, running: bool) -> StatusSnapshot:
-    """The status from the worker's parts (read on the worker thread only)."""
-    link, service, checks, drain = parts.link, parts.service, parts.checks, parts.drain
-    asterisk, catalog, notify, kv = parts.asterisk, parts.catalog, parts.notify, parts.kv
-    publisher = kv.publisher
-    definition = service.definition
-    shown = [c for c in definition.get("Checks") or [] if c["CheckID"] != drain_check_id(
-        definition["ID"])]
-    return StatusSnapshot(
-        agent_url=link.settings.agent_url,
-        service_id=definition["ID"],
-        service_name=definition["Name"],
-        address=definition["Address"],
-        port=definition["Port"],
-        running=running,
-        agent_reachable=link.reachable,
-        agent_version=link.version,
-        state=service.state.value,
-        registered=service.registered,
-        registered_since=service.since,
-        last_error=link.last_error,
-        maintenance=parts.maintenance.wanted,
-        maintenance_reason=parts.maintenance.reason,
-        maintenance_in_agent=parts.maintenance.in_agent,
-        health=service.health,
-        checks_on=checks.on,
-        checks_set_by="config" if checks.override is None else "discovery set check",
-        check_type=link.settings.check_type,
-        check_problem=link.settings.check_problem if link.settings.http_check else "",
-        checks=tuple(("ttl" if "TTL" in c else "http", c["CheckID"],
-                      *checks.states.get(c["CheckID"], ("", ""))) for c in shown),
-        ttl_error=checks.ttl_error,
-        kv_prefix=publisher.prefix,
-        kv_keys=tuple((k, v.decode("utf-8", "replace")) for k, v in publisher.written.items()),
-        kv_wanted=len(publisher.wanted),
-        kv_session=publisher.session_id,
-        kv_renewed=publisher.renewed_at,
-        kv_error=kv.error,
-        last_sync=service.last_sync,
-        last_sync_result=service.last_sync_result,
-        events=link.settings.events,
-        events_fired=notify.fired,
-        events_failed=notify.failed,
-        last_event=notify.last_event,
-        last_event_error=notify.last_error,
-        instance=link.facts.instance,
-        in_catalog=catalog.present,
-        catalog_since=catalog.since,
-        catalog_error=catalog.error,
-        drain=drain.on,
-        drain_reason=drain.reason,
-        drain_by=drain.by,
-        drain_since=drain.since,
-        drained_at=drain.drained_at,
-        channels=asterisk.state.channels,
-        busy_channels=link.settings.busy_channels,
-        busy=asterisk.busy.busy,
-        busy_since=asterisk.busy_since,
-        verdict=asterisk.verdict.output,
-    )

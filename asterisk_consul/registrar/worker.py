@@ -4,15 +4,14 @@ never wait longer than the bound they pass in:
 
     registrar = Registrar(settings, HostFacts(eid, version, instance), on_event)
     registrar.start()                              # returns at once
-    registrar.set_maintenance(True, "upgrade", 2)  # -> Result(ok, message)
+    registrar.change(Change(MAINTENANCE, True, "upgrade"), 2)  # -> Result(ok, message)
     registrar.status(1.0)                          # -> StatusSnapshot
     registrar.apply(new_settings)                  # reload; returns at once
     registrar.stop()                               # deregisters (bounded), joins the threads
 
-The worker is a loop over parts, each owning its state and saying when it is next due:
-Asterisk's state (asterisk.py), the service registration (service.py), the checks
-(checks.py), the catalog (catalog.py), the KV session (kvsession.py). The watch on the agent
-(watch.py) runs in a thread of its own and only wakes the worker.
+The worker thread runs the reconciler (reconciler.py): it waits for a command or for the
+reconciler's next due job, whichever comes first. The watch on the agent (watch.py) runs in a
+thread of its own and only wakes the worker.
 """
 
 from __future__ import annotations
@@ -20,65 +19,26 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..backoff import Backoff
-from ..consul import ConsulError
+from ..clock import SYSTEM_CLOCK, Clock
 from ..health import AsteriskState
 from ..registration import HostFacts, meta_problems
 from ..settings import Settings
 from ..threads import start_thread
-from .asterisk import AsteriskWatch, ReadState, VerdictSink
-from .catalog import Catalog
-from .checks import Checks
-from .commands import (CHANGES, Apply, Queued, SetChecks, SetDrain, SetMaintenance, Status, Stop,
-                       Wake)
-from .drain import Drain
-from .kvsession import KvSession
+from .asterisk import ReadState, VerdictSink
+from .choices import CHECK, DRAIN, MAINTENANCE, Change
+from .commands import Apply, Queued, Status, Stop, Wake
 from .link import AgentLink, ConsulFactory, Stopping, consul_client
-from .maintenance import Maintenance
 from .notify import EventSink, Notifications
-from .retired import Retired
-from .service import ServiceRegistration
-from .status import STOPPING, Result, StatusSnapshot, snapshot
+from .reconciler import Job, Reconciler
+from .status import STOPPING, Result, StatusSnapshot
 from .watch import AgentWatch
 
 WORKER_THREAD_NAME = "consul-registrar"
-
-
-class PendingReload:
-    """A reload whose settings could not be taken (a client that cannot be built from them):
-    the running settings and registration stay whole, and the reload is tried again with
-    backoff until it works or another reload replaces it."""
-
-    def __init__(self, apply: Callable[[Settings], None]):
-        self._apply = apply
-        self.settings: Optional[Settings] = None
-        self.reason = ""  # why the last attempt failed
-        self._due: Optional[float] = None
-        self._backoff = Backoff(0.5, 30.0)
-
-    def failed(self, settings: Settings, reason: str) -> bool:
-        """Returns whether the reason is news (to be logged)."""
-        news = reason != self.reason
-        self.settings, self.reason = settings, reason
-        self._due = time.monotonic() + self._backoff.next()
-        return news
-
-    def clear(self) -> None:
-        self.settings, self.reason, self._due = None, "", None
-        self._backoff.reset()
-
-    def due(self) -> Optional[float]:
-        return self._due
-
-    def run(self) -> None:
-        self._due = None
-        if self.settings is not None:
-            self._apply(self.settings)
 
 
 def _booted_and_idle() -> AsteriskState:
@@ -90,41 +50,24 @@ class Registrar:
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  slow_retry_s: float = 60.0, consul_factory: ConsulFactory = consul_client,
                  host_state: ReadState = _booted_and_idle,
-                 on_verdict: VerdictSink = lambda verdict: None, watch: bool = True,
-                 forget_stop: Callable[[], None] = lambda: None):
-        self.link = link = AgentLink(settings, facts, consul_factory)
+                 on_verdict: VerdictSink = lambda verdict: None,
+                 forget_stop: Callable[[], None] = lambda: None, clock: Clock = SYSTEM_CLOCK):
+        self.link = link = AgentLink(settings, facts, consul_factory, clock)
         self.notify = Notifications(link, on_event)
-        self.maintenance = Maintenance(link, self.notify)
-        self.retired = Retired(link, self.notify)
-        self.asterisk = AsteriskWatch(link, host_state, on_verdict, forget_stop)
-        self.checks = Checks(link, self.notify, self.asterisk.verdict)
-        self.drain = Drain(link, self.notify)
-        self.checks.drain = self.drain
-        self.service = ServiceRegistration(
-            link, self.checks.definition(settings), self.maintenance, self.retired,
-            self.notify, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
-            slow_retry_s=slow_retry_s)
-        self.kv = KvSession(link, backoff_initial_s, self.notify)
-        self.catalog = Catalog(link)
-        self.pending_reload = PendingReload(self._apply)
-        # The parts that call each other, once all exist.
-        self.checks.service = self.kv.service = self.drain.service = self.service
-        self.catalog.service = self.service
-        self.drain.checks = self.asterisk.checks = self.checks
-        self.asterisk.drain, self.drain.asterisk = self.drain, self.asterisk
-        self.service.checks, self.service.kv, self.service.catalog = self.checks, self.kv, self.catalog
-        self._watch = AgentWatch(link, self._wake) if watch else None
-        if self._watch is not None:
+        self._watch = AgentWatch(link, self._wake)
+        self.reconciler = Reconciler(
+            link, self.notify, host_state, on_verdict, backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s, slow_retry_s=slow_retry_s, forget_stop=forget_stop,
             # Watched once registered (again after a reload to another agent, token or ID).
-            self.service.on_registered = lambda: self._watch.start(self.link.settings)
+            on_registered=self._watch.start, on_reloaded=self._watch.follow)
         self._commands: "queue.Queue[Queued]" = queue.Queue()
         self._wake_lock = threading.Lock()
-        self._wake_pending: Optional[tuple] = None  # (reason, agent back) of the queued Wake
+        self._wake_pending: Optional[Tuple[str, bool]] = None  # (reason, agent back) of the queued Wake
         self._thread: Optional[threading.Thread] = None
-        self._beat = time.monotonic()  # the worker's last turn of its loop
+        self._beat = clock.monotonic()  # the worker's last turn of its loop
         self._lifecycle = threading.Lock()
         # Immutable, replaced whole by the worker; readable from any thread.
-        self._snapshot = snapshot(self, running=False)
+        self._snapshot = self.reconciler.snapshot(running=False)
 
     # -- API for Asterisk threads --------------------------------------------------------------
 
@@ -142,7 +85,7 @@ class Registrar:
         worker and join it. Afterwards no thread of ours runs and nothing is logged or fired."""
         timeout_s = self.link.settings.timeout_s
         budget = timeout_s if timeout is None else max(float(timeout), 0.0)
-        deadline = time.monotonic() + budget
+        deadline = self.link.clock.monotonic() + budget
         with self._lifecycle:
             thread = self._thread
             already = self.link.stop_requested.is_set()
@@ -169,20 +112,32 @@ class Registrar:
         if not self.link.stop_requested.is_set():
             self._commands.put(Queued(Apply(settings), Future()))
 
+    def change(self, change: Change, timeout: float = 2.0) -> Result:
+        """An operator's change (maintenance, check, drain: choices.py), remembered and applied
+        again whenever the service is registered again. Waits for Consul's answer at most
+        `timeout` seconds; past it the worker still carries it out (the caller is told it will
+        keep trying)."""
+        if self.link.stop_requested.is_set():
+            return STOPPING
+        queued = Queued(change, Future())
+        self._commands.put(queued)
+        try:
+            return queued.future.result(timeout=max(float(timeout), 0.0))
+        except FutureTimeout:
+            queued.abandoned = True
+            if self.link.stop_requested.is_set():
+                return STOPPING
+            return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
+
+    # The three kinds by name (the tests' and bench's shorthand for change()).
     def set_maintenance(self, enable: bool, reason: str = "", timeout: float = 2.0) -> Result:
-        """Put the service in (or out of) maintenance. Remembered and re-applied whenever the
-        service is registered again; waits for Consul's answer at most `timeout` seconds."""
-        return self._change(SetMaintenance(bool(enable), reason or ""), timeout)
+        return self.change(Change(MAINTENANCE, bool(enable), reason or ""), timeout)
 
     def set_checks(self, enable: bool, timeout: float = 2.0) -> Result:
-        """Add or remove the health checks without re-registering the service; kept across
-        resyncs and reloads until the check options in the config change."""
-        return self._change(SetChecks(bool(enable)), timeout)
+        return self.change(Change(CHECK, bool(enable)), timeout)
 
     def set_drain(self, enable: bool, reason: str = "", timeout: float = 2.0) -> Result:
-        """Take the service out of the healthy set for new calls (or back in), at once; the
-        calls up are followed until they end (DiscoveryDrained)."""
-        return self._change(SetDrain(bool(enable), reason or ""), timeout)
+        return self.change(Change(DRAIN, bool(enable), reason or ""), timeout)
 
     def alive(self) -> bool:
         """The worker runs and is not stuck: it turns its loop at least every HOST_POLL_AT_REST_S
@@ -190,11 +145,9 @@ class Registrar:
         thread = self._thread
         stuck_after = 3 * self.link.settings.timeout_s + 5.0
         return (thread is not None and thread.is_alive()
-                and time.monotonic() - self._beat < stuck_after)
+                and self.link.clock.monotonic() - self._beat < stuck_after)
 
     def _close_watch(self) -> None:
-        if self._watch is None:
-            return
         try:
             self._watch.close()
         except Exception as exc:  # noqa: BLE001 - the worker must stop all the same
@@ -207,26 +160,12 @@ class Registrar:
         if self.link.stop_requested.is_set():
             return
         with self._wake_lock:
-            queued = self._wake_pending is not None
-            back = agent_back or (queued and self._wake_pending[1])
+            pending = self._wake_pending
+            queued = pending is not None
+            back = agent_back or (pending is not None and pending[1])
             self._wake_pending = (reason, back)
         if not queued:
             self._commands.put(Queued(Wake(reason, agent_back), Future()))
-
-    def _change(self, command: Any, timeout: float) -> Result:
-        """Queue an operator's change and wait for Consul's answer at most `timeout`; past it
-        the worker still carries it out (the caller is told it will keep trying)."""
-        if self.link.stop_requested.is_set():
-            return STOPPING
-        queued = Queued(command, Future())
-        self._commands.put(queued)
-        try:
-            return queued.future.result(timeout=max(float(timeout), 0.0))
-        except FutureTimeout:
-            queued.abandoned = True
-            if self.link.stop_requested.is_set():
-                return STOPPING
-            return Result(False, f"timed out after {int(timeout * 1000)} ms; will keep trying")
 
     def status(self, timeout: float = 1.0) -> StatusSnapshot:
         """The registration state, with live parts fetched from Consul within `timeout`;
@@ -246,27 +185,26 @@ class Registrar:
     # -- the worker ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        link = self.link
+        link, reconciler, clock = self.link, self.reconciler, self.link.clock
         link.consul  # noqa: B018 - made here, on the worker: requests is imported by the first
         link.log(logging.INFO, "Consul: registering service %s with the agent at %s",
                  link.settings.service_id, link.settings.agent_url)
         for problem in meta_problems(link.settings):
             link.log(logging.WARNING, "Consul: %s", problem)
         self._publish()
-        parts = (self.asterisk, self.service, self.checks, self.catalog, self.kv,
-                 self.pending_reload)
-        # A part whose job raised is held back with a backoff of its own: whatever it failed
-        # on (a bug, an answer no one foresaw), it cannot spin the worker, and it does not
-        # push the other parts' schedules away.
-        held = {part: 0.0 for part in parts}
-        backoffs = {part: Backoff(0.5, 30.0) for part in parts}
+        jobs = reconciler.jobs
+        # A job that raised is held back with a backoff of its own: whatever it failed on (a
+        # bug, an answer no one foresaw), it cannot spin the worker, and it does not push the
+        # other jobs' schedules away. The service's sync schedules its own retries.
+        held: Dict[str, float] = {job.name: 0.0 for job in jobs}
+        backoffs = {job.name: Backoff(0.5, 30.0) for job in jobs}
         try:
             while True:
-                self._beat = time.monotonic()
-                due = min(max(d, held[p]) for p, d in ((p, p.due()) for p in parts)
-                          if d is not None)
+                self._beat = clock.monotonic()
+                due = min(max(when, held[job.name]) for job, when in
+                          ((job, job.due()) for job in jobs) if when is not None)
                 try:
-                    queued = self._commands.get(timeout=max(0.0, due - time.monotonic()))
+                    queued = self._commands.get(timeout=max(0.0, due - clock.monotonic()))
                 except queue.Empty:
                     queued = None
                 if queued is not None:
@@ -278,42 +216,42 @@ class Registrar:
                         continue
                     if queued.future.set_running_or_notify_cancel():
                         self._guarded(self._handle, queued)
-                for part in parts:
-                    when = part.due()
-                    now = time.monotonic()
-                    if when is not None and now >= when and now >= held[part]:
-                        if self._guarded(part.run, part=part) or part is self.service:
-                            backoffs[part].reset()  # the service schedules its own retries
+                for job in jobs:
+                    when = job.due()
+                    now = clock.monotonic()
+                    if when is not None and now >= when and now >= held[job.name]:
+                        if self._guarded(job.run, job=job) or job.own_retries:
+                            backoffs[job.name].reset()
                         else:
-                            held[part] = time.monotonic() + backoffs[part].next()
+                            held[job.name] = clock.monotonic() + backoffs[job.name].next()
         finally:
             self._close_watch()
             self._fail_pending_commands()
-            clients = [link.close()] + self.retired.clients()
+            clients = [link.close()] + reconciler.retired.clients()
             for consul in {id(c): c for c in clients if c is not None}.values():
                 consul.close()
             self._publish(running=False)
             link.silenced.set()  # also when stop() was called from on_event and did not join
 
-    def _guarded(self, job: Callable[..., Any], *args: Any, part: Any = None) -> bool:
-        """Run one job; a bug in it must not kill the worker (and with it the registration).
-        Returns False when it raised. A part other than the service that raises is noted
+    def _guarded(self, task: Callable[..., Any], *args: Any, job: Optional[Job] = None) -> bool:
+        """Run one task; a bug in it must not kill the worker (and with it the registration).
+        Returns False when it raised. A job other than the service's sync that raises is noted
         (logged once per kind) without moving the service's schedule."""
         failure = STOPPING
         changed = True
         ok = True
         try:
-            changed = job(*args) is not False
+            changed = task(*args) is not False
         except Stopping:
             pass
         except Exception as exc:  # noqa: BLE001
             ok = False
-            if part is None or part is self.service:
-                self.service.failed(exc)
+            if job is None or job.own_retries:
+                self.reconciler.service.failed(exc)
             else:
                 self.link.note_error(exc)
             failure = Result(False, self.link.last_error)
-        if changed:  # a job that says it changed nothing (a quiet poll) leaves the status be
+        if changed:  # a job that says it changed nothing (a quiet look) leaves the status be
             self._publish()
         queued = args[0] if args and isinstance(args[0], Queued) else None
         if queued is not None and not queued.future.done():
@@ -330,7 +268,7 @@ class Registrar:
         return ok
 
     def _answer(self, queued: Queued, failure: Result) -> None:
-        if isinstance(queued.command, CHANGES):
+        if isinstance(queued.command, Change):
             queued.future.set_result(failure)
         elif isinstance(queued.command, Status):
             queued.future.set_result(replace(self._snapshot, stale=True))
@@ -352,115 +290,25 @@ class Registrar:
                 self._answer(queued, STOPPING)
 
     def _handle(self, queued: Queued) -> None:
-        command = queued.command
-        if isinstance(command, Apply):
-            self._apply(command.settings)
+        command, reconciler = queued.command, self.reconciler
+        if isinstance(command, Change):
+            queued.future.set_result(reconciler.change(command, abandoned=queued.abandoned))
+        elif isinstance(command, Apply):
+            reconciler.apply(command.settings)
             queued.future.set_result(None)
-        elif isinstance(command, SetMaintenance):
-            if queued.abandoned:
-                # Its caller has answered "will keep trying": remember the wish and let the
-                # next attempt (on the retry schedule) carry it out.
-                self.maintenance.want(command.on, command.reason)
-                self.service.sync_soon()
-                queued.future.set_result(Result(False, "queued"))
-                return
-            queued.future.set_result(self._set_maintenance(command.on, command.reason))
-        elif isinstance(command, SetChecks):
-            if queued.abandoned:
-                self.checks.want(command.on)
-                queued.future.set_result(Result(False, "queued"))
-                return
-            queued.future.set_result(self.checks.switch(command.on))
-        elif isinstance(command, SetDrain):
-            if queued.abandoned:
-                self.drain.want(command.on, command.reason)
-                queued.future.set_result(Result(False, "queued"))
-                return
-            queued.future.set_result(self.drain.switch(command.on, command.reason))
         elif isinstance(command, Wake):
             with self._wake_lock:
                 reason, agent_back = self._wake_pending or (command.reason, command.agent_back)
                 self._wake_pending = None
-            self.service.wake(reason, agent_back)
+            reconciler.wake(reason, agent_back)
             queued.future.set_result(None)
         elif isinstance(command, Status):
-            self.service.refresh_live_status()
-            if not self.service.needs_register and self.service.registered:
-                self.catalog.look()  # only of a registration that stands
+            reconciler.refresh()
             self._publish()
             queued.future.set_result(self._snapshot)
 
-    def _set_maintenance(self, on: bool, reason: str) -> Result:
-        self.maintenance.want(on, reason)
-        service_id = self.service.definition["ID"]
-        try:
-            self.service.converge()
-        except ConsulError as exc:
-            self.service.failed(exc)
-            return Result(False, f"{self.link.scrub(str(exc))}; will keep trying")
-        word = "set" if on else "unset"
-        self.service.succeeded(f"ok, maintenance mode {word}")
-        return Result(True, f"Maintenance mode for service {service_id} is {word} "
-                            f"(Consul accepted it)")
-
-    def _apply(self, settings: Settings) -> None:
-        """A reload: all or nothing. What can fail comes before anything changes; if it
-        fails, the running settings stay and the reload is tried again later."""
-        link, service = self.link, self.service
-        old = link.settings
-        if settings == old:
-            self.pending_reload.clear()  # this one replaces any earlier one
-            return
-        agent_changed = settings.transport_key() != old.transport_key()
-        try:
-            client = link.client_for(settings) if agent_changed else None
-        except Exception as exc:  # noqa: BLE001 - whatever it is, nothing changed
-            reason = link.scrub(f"{type(exc).__name__}: {exc}")
-            news = self.pending_reload.failed(settings, reason)
-            link.log(logging.ERROR if news else logging.DEBUG, "Consul: reloaded settings not "
-                     "applied, the running ones stay in use (tried again): %s", reason)
-            return
-        self.pending_reload.clear()
-        self.checks.settings_changed(old, settings)
-        definition = self.checks.definition(settings)
-        moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
-        self.kv.want(settings)
-        if moved and service.sent:
-            # Deregistered only once the new registration is in: never a moment without one.
-            self.retired.add(link.consul, old.service_id, old.name,
-                              service.definition["Address"], service.definition["Port"])
-        link.reload(settings, client, keep_old=self.retired.holds(link.consul))
-        if self._watch is not None:
-            self._watch.follow(settings)  # a running watch asks with the new token, agent, ID
-        if moved:
-            service.moved()
-            self.maintenance.forget_agent_view()
-        link.log(logging.INFO, "Consul: settings reloaded")
-        for problem in meta_problems(settings):
-            link.log(logging.WARNING, "Consul: %s", problem)
-        service.apply(definition, elsewhere=moved or agent_changed)
-
     def _shutdown(self, stop: Stop) -> None:
-        if stop.deregister:
-            self.service.deregister(stop.deadline)
-            timeout_s = self.link.settings.timeout_s
-            if self.link.current is not None:
-                self.kv.remove(min(timeout_s, max(stop.deadline - time.monotonic(),
-                                                   min(0.1, timeout_s))))
-            if self.retired and stop.deadline > time.monotonic():
-                try:
-                    self.retired.deregister(budget_s=max(stop.deadline - time.monotonic(), 0.05),
-                                             interruptible=False)
-                except ConsulError as exc:
-                    self.link.log(logging.WARNING, "Consul: could not deregister an old "
-                                   "service: %s", self.link.scrub(str(exc)))
-        if self.notify.pending:
-            # Within what is left of the caller's budget (a floor as for the deregister).
-            timeout_s = self.link.settings.timeout_s
-            self.notify.flush(max(stop.deadline - time.monotonic(), min(0.1, timeout_s)),
-                               interruptible=False)
-
-    # -- status ----------------------------------------------------------------------------------
+        self.reconciler.shutdown(stop.deregister, stop.deadline)
 
     def _publish(self, running: bool = True) -> None:
-        self._snapshot = snapshot(self, running)
+        self._snapshot = self.reconciler.snapshot(running)

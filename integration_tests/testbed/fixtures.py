@@ -17,6 +17,7 @@ Missing Consul/Asterisk: the test is skipped with a hint, except in CI (CI=true)
 """
 
 import os
+import threading
 
 import pytest
 
@@ -175,3 +176,55 @@ def error_peer():
     """A StandInPeer answering 500; set .status to change what it answers."""
     with StandInPeer(500) as peer:
         yield peer
+
+
+# --------------------------------------------------------------------------------- registrar
+@pytest.fixture
+def events():
+    from .registrar_kit import EventRecorder
+
+    return EventRecorder()
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture():
+    return runtime.wait_until
+
+
+@pytest.fixture
+def no_registrar_threads_left():
+    """Fails the test if a thread of the registrar (its worker, its watch, the nursery that
+    started them: asterisk_consul/threads.py) outlives it."""
+    yield
+    alive = [t.name for t in threading.enumerate()
+             if t.name.startswith(("consul-registrar", "consul-watch", "consul-pulse",
+                                   "consul-threads", "consul-deadline", "consul-dns"))]
+    assert not alive, f"registrar threads still alive: {alive}"
+
+
+@pytest.fixture
+def make_registrar(events, no_registrar_threads_left):
+    """Make Registrars that report to `events`, with short backoffs; stopped at teardown."""
+    from asterisk_consul.registrar import Registrar
+
+    from .registrar_kit import FACTS
+
+    made = []
+
+    def make(settings, facts=FACTS, **kwargs):
+        kwargs.setdefault("backoff_initial_s", 0.05)
+        kwargs.setdefault("backoff_max_s", 0.4)
+        kwargs.setdefault("slow_retry_s", 5.0)
+        registrar = Registrar(settings, facts, events, **kwargs)
+        made.append(registrar)
+        return registrar
+
+    yield make
+    for registrar in made:
+        registrar.stop(deregister=False, timeout=0.5)
+
+
+@pytest.fixture
+def refused_port():
+    with RefusingPeer() as peer:
+        yield peer.port

@@ -14,49 +14,10 @@ from asterisk_consul.registrar import Registrar, Result, StatusSnapshot, consul_
 from asterisk_consul.registration import HostFacts
 from asterisk_consul.settings import Settings
 from integration_tests.testbed.peers import BlackholePeer, RefusingPeer, StandInPeer
+from integration_tests.testbed.registrar_kit import FACTS, settings_for, started
 from tests.standin import StatusView
 
-FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0")
 MAINT = "_service_maintenance:pbx-1"
-
-
-def settings_for(port, **overrides):
-    base = dict(host="127.0.0.1", port=port, service_id="pbx-1", name="Asterisk",
-                tags=("asterisk", "edge"), discovery_ip="127.0.0.1", discovery_port=5060,
-                consul_timeout_ms=1000, resync_interval="300ms",
-                check=False, check_type="http")  # what these tests were written for
-    base.update(overrides)
-    return Settings(**base)
-
-
-@pytest.fixture
-def make_registrar(events, no_registrar_threads_left):
-    made = []
-
-    def make(settings, facts=FACTS, **kwargs):
-        kwargs.setdefault("backoff_initial_s", 0.05)
-        kwargs.setdefault("backoff_max_s", 0.4)
-        kwargs.setdefault("slow_retry_s", 5.0)
-        registrar = Registrar(settings, facts, events, **kwargs)
-        made.append(registrar)
-        return registrar
-
-    yield make
-    for registrar in made:
-        registrar.stop(deregister=False, timeout=0.5)
-
-
-@pytest.fixture
-def refused_port():
-    with RefusingPeer() as peer:
-        yield peer.port
-
-
-def started(registrar):
-    begun = time.monotonic()
-    registrar.start()
-    assert time.monotonic() - begun < 0.2, "start() must return at once"
-    return registrar
 
 
 # -- the happy path ----------------------------------------------------------------------------
@@ -222,17 +183,6 @@ def test_resync_restores_a_changed_definition(consul_agent, make_registrar, even
     wait_until(lambda: consul_agent.services()["pbx-1"]["Port"] == 5060, timeout=3,
                what="port restored")
     assert consul_agent.services()["pbx-1"]["Tags"] == ["asterisk", "edge"]
-
-
-def test_status_notices_a_missing_service_at_once(consul_agent, make_registrar, events):
-    # Without the watch on the agent, which would repair it before the status is asked.
-    registrar = started(make_registrar(settings_for(consul_agent.http_port,
-                                                    resync_interval="1h"), watch=False))
-    events.wait_for("DiscoveryRegister")
-    consul_agent.put("/v1/agent/service/deregister/pbx-1")
-    status = registrar.status(2.0)
-    assert status.health == "unknown" and not status.registered
-    events.wait_for("DiscoveryRegister", count=2, timeout=2)
 
 
 # -- reload ------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from asterisk_consul.health import AsteriskState
 from asterisk_consul.registrar import Result, consul_client
 from asterisk_consul.render import show_status_text
 from tests.standin import StatusView
-from tests.test_registrar import FACTS, gaps_in_registration, settings_for, started
-from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
+from integration_tests.test_registrar_with_consul import gaps_in_registration
+from integration_tests.testbed.registrar_kit import FACTS, settings_for, started
 
 EID_CHECK = "check-asterisk-eid-pbx-1"
 TTL_CHECK = "check-asterisk-ttl-pbx-1"

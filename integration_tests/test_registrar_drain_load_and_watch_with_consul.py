@@ -17,9 +17,8 @@ from asterisk_consul.registrar import Result, consul_client
 from asterisk_consul.registrar.link import AgentLink
 from asterisk_consul.registrar.watch import AgentWatch
 from asterisk_consul.registration import HostFacts
-from tests.test_registrar import settings_for, started
-from tests.test_registrar import make_registrar, refused_port  # noqa: F401 - fixtures
-from tests.test_registrar_checks_and_kv import HostState, RecordingConsul
+from integration_tests.testbed.registrar_kit import settings_for, started
+from integration_tests.test_registrar_checks_and_kv_with_consul import HostState, RecordingConsul
 
 FACTS = HostFacts(eid="02:42:ac:11:00:02", version="22.1.0", instance="5eed0a11")
 DRAIN_CHECK = "check-asterisk-drain-pbx-1"
@@ -41,11 +40,13 @@ def within(seconds, predicate, wait_until, what):
     return time.monotonic() - began
 
 
-def registrar_for(make_registrar, agent, state=None, facts=FACTS, **options):
+def registrar_for(make_registrar, agent, state=None, facts=FACTS, forget_stop=lambda: None,
+                  **options):
     settings = settings_for(agent.http_port, check=True, check_type="both", check_ttl="30s",
                             check_http_port=1, check_interval="1h", resync_interval="1h",
                             **options)
-    return started(make_registrar(settings, facts=facts, host_state=state or HostState()))
+    return started(make_registrar(settings, facts=facts, host_state=state or HostState(),
+                                  forget_stop=forget_stop))
 
 
 def test_drain_leaves_the_healthy_set_at_once_and_comes_back_at_once(
@@ -146,8 +147,7 @@ def test_an_aborted_graceful_stop_ends_the_shutdown_drain_by_itself(consul_agent
                                                                    events, wait_until):
     state = CancellableStop()
     state.channels = 1
-    registrar = registrar_for(make_registrar, consul_agent, state)
-    registrar.asterisk.forget_stop = state.forget
+    registrar = registrar_for(make_registrar, consul_agent, state, forget_stop=state.forget)
     events.wait_for("DiscoveryRegister")
     # core stop gracefully: the message queue goes (stop_requested stays), then shutting down.
     state.stop_requested = state.shutting_down = True
@@ -165,8 +165,7 @@ def test_drain_off_after_a_cancelled_when_convenient_stop_forgets_that_stop(
         consul_agent, make_registrar, events, wait_until):
     state = CancellableStop()
     state.channels = 1
-    registrar = registrar_for(make_registrar, consul_agent, state)
-    registrar.asterisk.forget_stop = state.forget
+    registrar = registrar_for(make_registrar, consul_agent, state, forget_stop=state.forget)
     events.wait_for("DiscoveryRegister")
     state.stop_requested = True  # 'when convenient', then aborted: nothing in Asterisk changes back
     within(1.0, lambda: DRAIN_CHECK in consul_agent.checks(), wait_until, "the shutdown drain")
@@ -262,7 +261,7 @@ def test_instance_token_in_meta_and_check_url_and_catalog_line(consul_agent, mak
     registrar = registrar_for(make_registrar, consul_agent)
     events.wait_for("DiscoveryRegister")
     assert consul_agent.services()["pbx-1"]["Meta"]["instance"] == "5eed0a11"
-    http = next(c for c in registrar.service.definition["Checks"] if c["CheckID"] == EID_CHECK)
+    http = next(c for c in registrar.reconciler.service.definition["Checks"] if c["CheckID"] == EID_CHECK)
     assert http["HTTP"].endswith("&instance=5eed0a11")
     wait_until(lambda: registrar.status(2.0).in_catalog, timeout=3, what="in the catalog")
     status = registrar.status(2.0)
@@ -333,13 +332,13 @@ def test_asterisk_is_looked_at_less_often_at_rest_and_often_once_anything_moves(
     # Not started: the poll is run by hand and its next due time read.
     state = HostState(booted=False)
     registrar = make_registrar(settings_for(1, check=True), host_state=state)
-    watch = registrar.asterisk
+    watch = registrar.reconciler.asterisk
     soon = pytest.approx(HOST_POLL_S, abs=0.1)
     at_rest = pytest.approx(HOST_POLL_AT_REST_S, abs=0.1)
 
     def next_poll_in():
         began = time.monotonic()
-        watch.run()
+        watch.look(draining=False)
         return watch.due() - began
 
     assert next_poll_in() == soon      # booting

@@ -1,0 +1,433 @@
+"""The one reconciler: what the module wants the agent to hold (wanted.py, a pure function of
+the settings, this Asterisk, the operator's choices and the verdict) against what the agent was
+last seen to hold; it makes the calls and records the answers. It owns every part and is the
+only code that calls them; the parts know none of each other.
+
+    reconciler.jobs            what is due when: Asterisk's state, the service's sync, the checks'
+                               reports, the catalog, the KV keys, a reload to retry
+    reconciler.change(Change)  an operator's change (maintenance, check, drain): one path
+    reconciler.apply(settings) a reload
+    reconciler.refresh()       the agent's live view, for `discovery show status`
+    reconciler.shutdown(...)   deregister within a budget
+
+It runs on one thread (the worker's, worker.py) and takes its time from link.clock, so unit
+tests drive it turn by turn with a clock of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ..consul import ConsulError, ConsulNotFound
+from ..registration import check_id, drain_check_id, drift, meta_problems, ttl_check_id
+from ..settings import Settings
+from .asterisk import AsteriskWatch, ReadState, VerdictSink
+from .catalog import Catalog
+from .checks import Checks
+from .choices import (BY_OPERATOR, BY_SHUTDOWN, CANCELLED, CHECK, DRAIN, MAINTENANCE,
+                      SHUTDOWN_REASON, STARTED, Change, Choices, StopSeen, choose, follow_stop)
+from .kvsession import KvSession
+from .link import AgentLink
+from .maintenance import Maintenance
+from .notify import Notifications
+from .pending import PendingReload
+from .retired import Retired
+from .service import ServiceRegistration
+from .status import Result, StatusSnapshot
+from .wanted import checks_on, registration_body, unwanted_check_ids, wanted_checks, \
+    wanted_definition
+
+OUTCOME_LIMIT = 160  # characters of a sync's outcome shown in the status
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    due: Callable[[], Optional[float]]
+    run: Callable[[], Any]  # returns False when it changed nothing the status shows
+    own_retries: bool = False  # schedules its own retries (the worker does not hold it back)
+
+
+# What each kind of change says once Consul took it: (outcome, message), with {word} and {id}.
+_SAID = {
+    MAINTENANCE: ("ok, maintenance mode {word}",
+                  "Maintenance mode for service {id} is {word} (Consul accepted it)"),
+    CHECK: ("ok, health check {word}",
+            "Health check ({kinds}) for service {id} is {word} (Consul accepted it)"),
+    DRAIN: ("ok, drain {word}", "Drain for service {id} is {word} (Consul accepted it)"),
+}
+
+
+def _owned_checks(kind: str, service_id: str) -> Tuple[str, ...]:
+    """The checks a change of this kind adds or removes in place (maintenance owns none:
+    Consul makes its check)."""
+    if kind == CHECK:
+        return check_id(service_id), ttl_check_id(service_id)
+    if kind == DRAIN:
+        return (drain_check_id(service_id),)
+    return ()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= OUTCOME_LIMIT else text[:OUTCOME_LIMIT - 1] + "…"
+
+
+class Reconciler:
+    def __init__(self, link: AgentLink, notify: Notifications, read_state: ReadState,
+                 on_verdict: VerdictSink, *, backoff_initial_s: float, backoff_max_s: float,
+                 slow_retry_s: float, forget_stop: Callable[[], None],
+                 on_registered: Callable[[Settings], None],
+                 on_reloaded: Callable[[Settings], None]):
+        self.link, self.notify = link, notify
+        self.choices = Choices()
+        self.stop_seen = StopSeen()
+        self.drained_at: Optional[float] = None  # wall-clock time a drain reached 0 channels
+        self._forget_stop_request = forget_stop  # Host.forget_stop_request
+        self._on_registered, self._on_reloaded = on_registered, on_reloaded
+        self.asterisk = AsteriskWatch(link, read_state, on_verdict)
+        self.maintenance = Maintenance(link, notify)
+        self.retired = Retired(link, notify)
+        self.checks = Checks(link)
+        self.service = ServiceRegistration(
+            link, self.wanted(), backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s, slow_retry_s=slow_retry_s)
+        self.kv = KvSession(link, backoff_initial_s, notify)
+        self.catalog = Catalog(link)
+        self.pending_reload = PendingReload(self.apply, link.clock)
+        service = self.service
+        self.jobs = (
+            Job("asterisk", self.asterisk.due, self.look_at_asterisk),
+            Job("service", service.due, self.sync, own_retries=True),
+            Job("checks", self.checks.due, self.tell_checks),
+            Job("catalog", self.catalog.due,
+                lambda: self.catalog.run(service.definition, service.registered)),
+            Job("kv", self.kv.due, lambda: self.kv.run(service.registered, service.resync_s())),
+            Job("reload", self.pending_reload.due, self.pending_reload.run),
+        )
+
+    def wanted(self, settings: Optional[Settings] = None) -> Dict[str, Any]:
+        return wanted_definition(settings or self.link.settings, self.link.facts, self.choices)
+
+    # -- Asterisk ---------------------------------------------------------------------------
+
+    def look_at_asterisk(self) -> bool:
+        """When due: Asterisk's state; a stop asked for starts a drain, a cancelled one ends
+        it; a drain's channels are followed until they reach 0."""
+        before = self._seen()
+        look = self.asterisk.look(self.choices.drain)
+        if look.verdict_changed:
+            self.checks.verdict_changed(self.asterisk.verdict)
+        self.stop_seen, stop = follow_stop(self.stop_seen, look.state)
+        if stop == CANCELLED:
+            self._stop_cancelled()
+        elif stop == STARTED and self.link.settings.drain_on_shutdown and not self.choices.drain:
+            self.link.log(logging.INFO, "Consul: Asterisk is stopping: draining service %s",
+                          self.service.definition["ID"])
+            self.change(Change(DRAIN, True, SHUTDOWN_REASON, BY_SHUTDOWN))
+        self._note_channels(look.state.channels)
+        return self._seen() != before
+
+    def _seen(self) -> tuple:
+        asterisk = self.asterisk
+        return (asterisk.state, asterisk.busy.busy, asterisk.verdict, self.choices.drain,
+                self.drained_at)
+
+    def _stop_cancelled(self) -> None:
+        self._forget_stop()
+        if self.choices.drain and self.choices.drain_by == BY_SHUTDOWN:
+            self.link.log(logging.INFO, "Consul: Asterisk's stop was cancelled: ending the "
+                          "shutdown drain of service %s", self.service.definition["ID"])
+            self.change(Change(DRAIN, False))
+
+    def _forget_stop(self) -> None:
+        self.stop_seen = StopSeen()
+        self._forget_stop_request()
+
+    def _note_channels(self, channels: int) -> None:
+        if self.choices.drain and channels == 0 and self.drained_at is None:
+            self.drained_at = self.link.clock.time()
+            service_id = self.service.definition["ID"]
+            self.link.log(logging.INFO, "Consul: service %s is drained: no active channels",
+                          service_id)
+            self.notify.drained(service_id, self.choices.drain_reason,
+                                self.choices.drain_since or 0.0)
+
+    # -- the service ------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """When due (start, retry, resync): make the agent hold what we want."""
+        link, service = self.link, self.service
+        link.check_stop()
+        if not service.needs_register:
+            service_id = service.definition["ID"]
+            agent_service, agent_checks = service.agent_view()
+            self.maintenance.learn(agent_checks, service_id)
+            differences = drift(service.definition, agent_service, agent_checks)
+            if differences:
+                if agent_service is None:
+                    self._lost()
+                link.log(logging.WARNING, "Consul: service %s drifted (%s); re-registering",
+                         service_id, "; ".join(differences))
+                service.mark_needs_register()
+                outcome = _short("ok, re-registered (" + "; ".join(differences)) + ")"
+            elif self.maintenance.lost(self.choices.maintenance):
+                link.log(logging.WARNING, "Consul: maintenance mode of %s was lost; "
+                         "setting it again", service_id)
+                outcome = "ok, maintenance mode set again (it was lost)"
+            else:
+                outcome = "ok, in sync"
+        else:
+            outcome = "ok, registered"
+        self._converge()
+        service.succeeded(outcome)
+        self.kv.sync_soon(verify=True)  # someone may have edited or deleted our keys
+
+    def _converge(self, in_place: Tuple[str, ...] = ()) -> None:
+        """Register if needed (else put the checks `in_place` names as wanted), then
+        maintenance, then clean up what a reload left behind."""
+        for attempt in (1, 2):
+            try:
+                if self.service.needs_register:
+                    self._register()
+                elif in_place and self.service.registered:
+                    self._put_checks(in_place)
+                self.maintenance.converge(self.service.definition, self.choices.maintenance,
+                                          self.choices.maintenance_reason)
+                break
+            except ConsulNotFound:
+                # The agent forgot the service between two calls (it restarted): once more.
+                if attempt == 2:
+                    raise
+                self._lost()
+        self.retired.clean_up()
+
+    def _register(self) -> None:
+        service, definition, verdict = self.service, self.service.definition, self.asterisk.verdict
+        keep_maintenance = self.maintenance.kept_on_register(self.choices.maintenance)
+        service.register(registration_body(definition, verdict), replace_checks=not keep_maintenance)
+        if not keep_maintenance:
+            self.maintenance.registered_without_it()
+        else:
+            for stale in unwanted_check_ids(definition):
+                self.checks.drop_quietly(stale)
+        self.checks.registered(definition, verdict)
+        self.kv.sync_soon()
+        self.catalog.after_register()
+        self._on_registered(self.link.settings)
+        self.notify.registered(definition, self.choices.maintenance)
+
+    def _put_checks(self, owned: Tuple[str, ...]) -> None:
+        """The checks of `owned` as the definition wants them, the service left as it is (no
+        re-registration, no moment without it)."""
+        definition = self.service.definition
+        wanted = [c for c in wanted_checks(definition) if c["CheckID"] in owned]
+        self.checks.put(dict(definition, Checks=wanted), self.asterisk.verdict)
+        for unwanted in unwanted_check_ids(definition):
+            if unwanted in owned:
+                self.link.check_stop()
+                self.checks.drop_quietly(unwanted)
+        if check_id(definition["ID"]) in owned:
+            self.checks.registered(definition, self.asterisk.verdict)
+
+    def _lost(self) -> None:
+        self.service.lost()
+        self.catalog.forget()
+
+    def tell_checks(self) -> None:
+        service = self.service
+        if not self.checks.tell(service.definition, service.registered, self.asterisk.verdict):
+            service.register_now()
+
+    def wake(self, reason: str, agent_back: bool) -> None:
+        self.service.wake(reason, agent_back)
+
+    # -- an operator's change: maintenance, check, drain ----------------------------------------
+
+    def change(self, change: Change, abandoned: bool = False) -> Result:
+        """Fold the change into the choices and make the agent hold what follows. `abandoned`:
+        its caller has answered "will keep trying"; the wish stands and the next sync (on the
+        retry schedule) carries it out."""
+        link, service = self.link, self.service
+        before = self.choices
+        self.choices = choose(before, change, link.clock.time())
+        if change.kind == DRAIN and change.on and not before.drain:
+            self.drained_at = None
+        if change.kind == MAINTENANCE:
+            self.maintenance.asked()
+        definition = self.wanted()
+        if abandoned:
+            service.redefine(definition, soon=True)
+            service.sync_soon()
+            return Result(False, "queued")
+        service_id = definition["ID"]
+        owned = _owned_checks(change.kind, service_id)
+        redefined = service.redefine(definition)
+        try:
+            self._converge(in_place=owned)
+        except ConsulError as exc:
+            if owned:
+                service.mark_needs_register()  # the next attempt re-registers in place with them
+            service.failed(exc)
+            return Result(False, f"{link.scrub(str(exc))}; will keep trying")
+        word = {MAINTENANCE: "set" if change.on else "unset"}.get(change.kind,
+                                                               "on" if change.on else "off")
+        outcome, message = _SAID[change.kind]
+        service.succeeded(outcome.format(word=word))
+        self._changed(change, service_id, redefined)
+        kinds = link.settings.check_type if change.on else "all"
+        return Result(True, message.format(word=word, id=service_id, kinds=kinds))
+
+    def _changed(self, change: Change, service_id: str, redefined: bool) -> None:
+        """What follows a change Consul took: the log line and the AMI event of its kind
+        (maintenance says its own, once Consul shows it)."""
+        link, word = self.link, "on" if change.on else "off"
+        if change.kind == CHECK:
+            if not change.on:
+                self.checks.states.clear()
+            if redefined:
+                link.log(logging.INFO, "Consul: health check for service %s switched %s (%s)",
+                         service_id, word, ", ".join(c["CheckID"] for c in wanted_checks(
+                             self.service.definition)) or "none left")
+                self.notify.checks_switched(service_id, change.on)
+        elif change.kind == DRAIN:
+            if not change.on and change.by == BY_OPERATOR and self.stop_seen.requested:
+                # The operator's word that the stop is off: 'when convenient' leaves no other.
+                self._forget_stop()
+            reason = self.choices.drain_reason
+            link.log(logging.INFO, "Consul: drain for service %s is %s%s", service_id, word,
+                     f" ({reason})" if change.on and reason else "")
+            self.notify.drain_changed(service_id, change.on, reason)
+            if change.on:
+                self._note_channels(self.asterisk.read().channels)  # now, not at the last look
+
+    # -- a reload ---------------------------------------------------------------------------
+
+    def apply(self, settings: Settings) -> None:
+        """A reload: all or nothing. What can fail comes before anything changes; if it
+        fails, the running settings stay and the reload is tried again later."""
+        link, service = self.link, self.service
+        old = link.settings
+        if settings == old:
+            self.pending_reload.clear()  # this one replaces any earlier one
+            return
+        agent_changed = settings.transport_key() != old.transport_key()
+        try:
+            client = link.client_for(settings) if agent_changed else None
+        except Exception as exc:  # noqa: BLE001 - whatever it is, nothing changed
+            reason = link.scrub(f"{type(exc).__name__}: {exc}")
+            news = self.pending_reload.failed(settings, reason)
+            link.log(logging.ERROR if news else logging.DEBUG, "Consul: reloaded settings not "
+                     "applied, the running ones stay in use (tried again): %s", reason)
+            return
+        self.pending_reload.clear()
+        if self.choices.checks is not None and settings.check_key() != old.check_key():
+            link.log(logging.INFO, "Consul: the check options changed: 'discovery set check "
+                     "%s' no longer applies; the config decides",
+                     "on" if self.choices.checks else "off")
+            self.choices = replace(self.choices, checks=None)
+        definition = self.wanted(settings)
+        moved = settings.agent_url != old.agent_url or settings.service_id != old.service_id
+        self.kv.want(settings, service.registered)
+        if moved and service.sent:
+            # Deregistered only once the new registration is in: never a moment without one.
+            self.retired.add(link.consul, old.service_id, old.name,
+                             service.definition["Address"], service.definition["Port"])
+        link.reload(settings, client, keep_old=self.retired.holds(link.consul))
+        self._on_reloaded(settings)
+        if moved:
+            service.moved()
+            self.maintenance.forget_agent_view()
+        link.log(logging.INFO, "Consul: settings reloaded")
+        for problem in meta_problems(settings):
+            link.log(logging.WARNING, "Consul: %s", problem)
+        if moved or agent_changed:
+            self.catalog.forget()  # looked for again once registered there
+        service.reloaded(definition, elsewhere=moved or agent_changed)
+
+    # -- status and stop --------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Health and checks as the agent reports them now (for `discovery show status`), and
+        the catalog for a registration that stands."""
+        link, service = self.link, self.service
+        service_id = service.definition["ID"]
+        link.check_stop()
+        try:
+            health, checks = link.consul.agent.health.service_by_id(service_id)
+            link.seen()
+            link.version_or_blank()
+        except ConsulError as exc:
+            link.failed(exc)
+            return
+        service.health = health
+        by_id = {str(c.get("CheckID", "")): c for c in checks}
+        self.checks.note_live(by_id, service_id)
+        if health == "unknown":
+            if service.registered:
+                link.log(logging.WARNING, "Consul: the agent no longer knows service %s; "
+                         "re-registering", service_id)
+            self._lost()
+        else:
+            self.maintenance.learn(by_id, service_id)
+        if service.needs_register:
+            service.sync_now()  # the agent answers: no reason to wait for the backoff
+        elif service.registered:
+            self.catalog.look(service.definition)
+
+    def shutdown(self, deregister: bool, deadline: float) -> None:
+        """At unload: within what is left of the caller's budget (monotonic `deadline`), but
+        never so little that a healthy local agent could not answer."""
+        link, clock = self.link, self.link.clock
+        timeout_s = link.settings.timeout_s
+
+        def budget() -> float:
+            return min(timeout_s, max(deadline - clock.monotonic(), min(0.1, timeout_s)))
+
+        if deregister:
+            definition = self.service.definition
+            if self.service.deregister(budget()):
+                self.catalog.forget()
+                self.notify.deregistered(definition["ID"], definition["Name"],
+                                         definition["Address"], definition["Port"],
+                                         self.choices.maintenance)
+            if link.current is not None:
+                self.kv.remove(budget())
+            if self.retired and deadline > clock.monotonic():
+                try:
+                    self.retired.deregister(budget_s=max(deadline - clock.monotonic(), 0.05),
+                                            interruptible=False)
+                except ConsulError as exc:
+                    link.log(logging.WARNING, "Consul: could not deregister an old "
+                             "service: %s", link.scrub(str(exc)))
+        if self.notify.pending:
+            self.notify.flush(budget(), interruptible=False)
+
+    def snapshot(self, running: bool) -> StatusSnapshot:
+        """What `discovery show status` shows, from each part's own view."""
+        link, choices, service = self.link, self.choices, self.service
+        settings, definition = link.settings, service.definition
+        shown = [c for c in wanted_checks(definition)
+                 if c["CheckID"] != drain_check_id(definition["ID"])]
+        asterisk = self.asterisk
+        return StatusSnapshot(
+            agent_url=settings.agent_url, running=running, **service.shown(),
+            agent_reachable=link.reachable, agent_version=link.version,
+            last_error=link.last_error, instance=link.facts.instance,
+            maintenance=choices.maintenance, maintenance_reason=choices.maintenance_reason,
+            maintenance_in_agent=self.maintenance.in_agent,
+            checks_on=checks_on(settings, choices),
+            checks_set_by="config" if choices.checks is None else "discovery set check",
+            check_type=settings.check_type,
+            check_problem=settings.check_problem if settings.http_check else "",
+            checks=tuple(("ttl" if "TTL" in c else "http", c["CheckID"],
+                          *self.checks.states.get(c["CheckID"], ("", ""))) for c in shown),
+            ttl_error=self.checks.ttl_error, **self.kv.shown(), events=settings.events,
+            **self.notify.shown(), **self.catalog.shown(),
+            drain=choices.drain, drain_reason=choices.drain_reason, drain_by=choices.drain_by,
+            drain_since=choices.drain_since, drained_at=self.drained_at,
+            channels=asterisk.state.channels, busy_channels=settings.busy_channels,
+            busy=asterisk.busy.busy, busy_since=asterisk.busy_since,
+            verdict=asterisk.verdict.output,
+        )
