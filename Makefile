@@ -11,7 +11,8 @@
 #                             config is left; PYTHON's pip removes the package)
 #   make deb                  build the Debian package for Debian sid's Asterisk 22 in the test
 #                             bed's sid chroot -> build/deb/ (DEB_VERSION=... for another version)
-#   make test                 install the test bed (cached) and run every test
+#   make test                 install the test bed (cached), type-check, and run every test
+#   make typecheck            mypy over asterisk_consul/ (mypy.ini; the test venv pins mypy)
 #   make demo / demo-stop     a live Consul + Asterisk 16 on loopback with the module loaded
 #   make bench                the module vs Asterisk's own /httpstatus, load/unload times, RSS,
 #                             idle cost, convergence, fleet cost (prints the figures and a
@@ -70,7 +71,7 @@ comma := ,
 
 .PHONY: all check-build-deps install install-module install-python install-xmldoc samples deb \
         install-systemd uninstall \
-        test test-unit test-integration demo demo-stop bench clean
+        test test-unit test-integration typecheck demo demo-stop bench clean
 
 all: $(MODULE) $(GATE) $(XMLDOC)
 
@@ -175,6 +176,7 @@ deb:
 # The README's test command: installs the test bed (cached outside the tree) and runs all tests.
 test:
 	$(MAKE) -C integration_tests test-setup
+	$(MAKE) typecheck
 	$(TEST_PYTHON) -m pytest tests integration_tests $(PYTEST_ARGS)
 
 test-unit:
@@ -182,6 +184,10 @@ test-unit:
 
 test-integration:
 	$(TEST_PYTHON) -m pytest integration_tests $(PYTEST_ARGS)
+
+# Seconds; its own target so a type error fails fast, before the half-hour of tests.
+typecheck:
+	$(TEST_PYTHON) -m mypy --config-file mypy.ini --cache-dir $(ASTERISK_CONSUL_CACHE)/mypy
 
 demo:
 	$(MAKE) -C integration_tests test-setup ONLY=consul,ast16,venv

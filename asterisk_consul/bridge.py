@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import traceback
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import host as hostapi
 from .logbridge import detach_log_handler, install_log_handler, redact
@@ -394,7 +394,7 @@ class Bridge:
     def handle_ami(self, index, session, message, nheaders, headers) -> int:
         ffi, lib = self.ffi, self.lib
         try:
-            fields = {}
+            fields: Dict[str, str] = {}
             for i in range(nheaders):
                 name, _, value = _text(ffi, headers[i]).partition(":")
                 fields.setdefault(name.strip().lower(), value.strip())

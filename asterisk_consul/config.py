@@ -116,10 +116,6 @@ class Section:
         """Entries written in this section itself, not copied from a template."""
         return [e for e, inh in zip(self.entries, self._inherited) if not inh]
 
-    def last_values(self) -> Dict[str, str]:
-        """key -> value with last-wins, in order of first appearance."""
-        return {k: self.value(k) or "" for k in self.keys()}
-
     def __repr__(self) -> str:
         kind = "template" if self.is_template else "section"
         return f"<{kind} [{self.name}] {self.where}: {len(self.entries)} entries>"
@@ -145,9 +141,6 @@ class Config:
     def __len__(self) -> int:
         return len(self.sections)
 
-    def names(self) -> List[str]:
-        return [s.name for s in self.sections.values()]
-
     def is_empty(self) -> bool:
         return not self.sections and not self.templates
 
@@ -157,13 +150,6 @@ def parse_file(path: str, config_dir: Optional[str] = None) -> Config:
     config_dir = config_dir or os.path.dirname(os.path.abspath(path))
     parser = _Parser(config_dir)
     parser.include(path, shown=_shown_name(path, config_dir), optional=False, origin=None)
-    return parser.config
-
-
-def parse_text(text: str, filename: str = "<text>", config_dir: Optional[str] = None) -> Config:
-    """Parse config text given directly (tests, or text already read)."""
-    parser = _Parser(config_dir or os.getcwd())
-    parser.parse_lines(_split_lines(text), filename)
     return parser.config
 
 

@@ -52,10 +52,10 @@ class EidCheck:
     description = "Consul health check: does this Asterisk have the expected EID"
 
     def __init__(self, eid: str, instance: str = ""):
-        eid = parse_eid(eid)
-        if eid is None:
+        parsed = parse_eid(eid)
+        if parsed is None:
             raise ValueError("this Asterisk's EID is not in aa:bb:cc:dd:ee:ff form")
-        self.eid = eid
+        self.eid = parsed
         self.instance = instance  # this start's token ("": not checked)
         self._match = _MATCH      # replaced whole by show(): one reference, read lock-free
         self.on_change = lambda: None  # set by the bridge: the shim replays declared()

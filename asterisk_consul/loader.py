@@ -10,7 +10,7 @@ file, line, option and value (never a secret's value).
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .config import Config, ConfigError, Entry, Section, parse_file
 from .options import FIELDS, PARSED, option
@@ -127,6 +127,7 @@ class Loader(Resolution):
             self.warn_duplicates(section, key)
             if not entry.value and not row.empty_is_value:
                 continue  # empty: as if not set
+            assert row.parse is not None  # PARSED holds only parsed rows
             value = self.parse(entry, where, row.parse)
             entries[row.name] = entry
             if not row.resolved:
@@ -221,29 +222,30 @@ class Loader(Resolution):
     def check_tls_use(self, entries: Dict[str, Entry]) -> None:
         self.warnings += _tls_use_warnings(self.values, self.sources, entries)
 
+    def value(self, name: str) -> Any:
+        """An option's value so far: as set, else its default (Any: each option its own type)."""
+        return self.values[name] if name in self.values else option(name).default
+
     def check_event_size(self, entries: Dict[str, Entry]) -> None:
         """The Consul user events must fit in Consul's limit: said at load, with the line."""
-        def value(name: str) -> object:
-            return self.values[name] if name in self.values else option(name).default
-
-        if not value("events"):
+        if not self.value("events"):
             return
-        payload = event_payload(str(self.values.get("service_id", "")), str(value("name")),
+        payload = event_payload(str(self.values.get("service_id", "")), str(self.value("name")),
                                 self.host.eid(),
-                                str(value("discovery_ip")), int(value("discovery_port")),
+                                str(self.value("discovery_ip")), int(self.value("discovery_port")),
                                 self.host.version(), True)
         for event in ("event_register", "event_deregister", "event_maintenance"):
-            problem = event_too_large(str(value(event)), payload)
+            problem = event_too_large(str(self.value(event)), payload)
             if problem:
                 where = entries["events"].where if "events" in entries else CONFIG_FILE
                 self.warnings.append(f"{where}: [consul] events = yes, but the event "
-                                     f"{value(event)} cannot be sent: {problem}")
+                                     f"{self.value(event)} cannot be sent: {problem}")
 
     def cross_checks(self, entries: Dict[str, Entry]) -> None:
         self.check_tls_use(entries)
         self.check_event_size(entries)
-        after = self.values.get("check_deregister_after", option("check_deregister_after").default)
-        if self.values.get("check", option("check").default) and after.ns < CONSUL_MIN_DEREGISTER_NS:
+        after = self.value("check_deregister_after")
+        if self.value("check") and after.ns < CONSUL_MIN_DEREGISTER_NS:
             where = entries["check_deregister_after"].where if "check_deregister_after" in entries \
                 else CONFIG_FILE + " (default)"
             self.warnings.append(f"{where}: [consul] check_deregister_after = '{after}' is below "

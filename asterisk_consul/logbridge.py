@@ -14,13 +14,11 @@ import threading
 from typing import List
 
 from . import host as hostapi
+from .safetext import scrub
 
 # Between DEBUG and INFO: shown as an Asterisk VERBOSE message.
 VERBOSE = 15
 logging.addLevelName(VERBOSE, "VERBOSE")
-
-_MASK = "<redacted>"
-
 
 # Control characters in a message (an operator's maintenance or drain reason, a peer's error
 # text) would start a line of the log that Asterisk never wrote: shown escaped instead.
@@ -48,7 +46,6 @@ class AsteriskLogHandler(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.host = None
-        self._secrets: List[str] = []  # longest first, so a secret inside another is not half-masked
         self._recent: List[str] = []   # in order of registration, newest last
         self._secrets_lock = threading.Lock()
         self.setFormatter(_OneLineFormatter("%(message)s"))
@@ -56,20 +53,18 @@ class AsteriskLogHandler(logging.Handler):
     def set_secrets(self, secrets) -> None:
         """The secrets in use now; earlier ones stay masked too (up to a few)."""
         with self._secrets_lock:
+            # A new list, never one changed in place: redact() reads it without the lock.
+            recent = list(self._recent)
             for secret in secrets:
                 if not secret:
                     continue
-                if secret in self._recent:
-                    self._recent.remove(secret)
-                self._recent.append(secret)
-            del self._recent[:-_MAX_SECRETS]
-            self._secrets = sorted(self._recent, key=len, reverse=True)
+                if secret in recent:
+                    recent.remove(secret)
+                recent.append(secret)
+            self._recent = recent[-_MAX_SECRETS:]
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, _MASK)
-        return text
+        return scrub(text, self._recent)
 
     def emit(self, record: logging.LogRecord) -> None:
         host = self.host

@@ -4,9 +4,10 @@ Each row says where a setting is written (section and name), its default, how it
 parsed, its one line of documentation, and how code and operators meet it: the Settings
 field, the Consul CLI environment variable it falls back to, whether it is secret, whether it
 is part of the health checks (a change ends a run-time `discovery set check`) or of the
-Consul client (a change needs a new client). From this table come the Settings class, the
-parse loop and its unknown-option warnings, the rows and order of `discovery show settings`,
-and the checks that hold the sample config and the README to it.
+Consul client (a change needs a new client). From this table come the defaults of the
+Settings fields (written out in settings.py, held to the rows by a test), the parse loop and
+its unknown-option warnings, the rows and order of `discovery show settings`, and the checks
+that hold the sample config and the README to it.
 
 Facts rows are settings the module learns elsewhere (http.conf, the [metadata_<profile>] and
 [kv] sections): they are shown and documented like options but not parsed from [consul].

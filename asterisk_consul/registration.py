@@ -125,15 +125,6 @@ def check_definitions(settings: Settings, facts: HostFacts) -> List[Dict[str, An
     return checks
 
 
-def ttl_status(booted: bool, shutting_down: bool, facts: HostFacts) -> Tuple[str, str]:
-    """(Consul status, output) the TTL check reports for Asterisk's state."""
-    if shutting_down:
-        return "critical", f"Asterisk {facts.version} is shutting down"
-    if not booted:
-        return "warning", f"Asterisk {facts.version} is starting: not fully booted yet"
-    return "passing", f"Asterisk {facts.version} is fully booted (EID {facts.eid})"
-
-
 def drain_check_definition(service_id: str, notes: str) -> Dict[str, Any]:
     """Registered critical while the service drains (whatever check_type is): consumers that
     read the healthy set stop sending new calls. No DeregisterCriticalServiceAfter: a long

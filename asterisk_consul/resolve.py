@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import stat
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import netinfo
 from .config import ConfigError, Entry, parse_file, read_regular_file
@@ -29,6 +29,27 @@ _DNS_SERVICE_NAME = re.compile(r"[A-Za-z0-9-]+")   # what Consul can serve over 
 
 class Resolution:
     """The resolve steps of the Loader (values, sources, warnings, environ, host, set())."""
+
+    # What the Loader (loader.py) gives these steps: declared here so they can be checked.
+    host: Any
+    environ: Mapping[str, str]
+    config_dir: str
+    values: Dict[str, object]
+    sources: Dict[str, str]
+    warnings: List[str]
+    http_enabled: bool
+    https_enabled: bool
+    http_bind: Optional[Entry]
+    http_bindport: Optional[Entry]
+    https_bind: Optional[Entry]
+
+    if TYPE_CHECKING:
+        def set(self, field_name: str, value: object, source: str) -> None: ...
+
+        def parse(self, entry: Entry, section: str, parser: Callable[[str], object]) -> object: ...
+
+        @staticmethod
+        def error(entry: Entry, section: str, reason: str) -> ConfigError: ...
 
     # -- resolution of values that depend on more than their own line ------------------
 
@@ -166,6 +187,7 @@ class Resolution:
             raw = self.environ.get(row.env, "").strip()
             if name in entries or not raw:
                 continue
+            assert row.parse is not None  # both are parsed options
             try:
                 self.set(name, row.parse(raw), f"env {row.env}")
             except InvalidValue as exc:
@@ -362,7 +384,7 @@ class Resolution:
                 port = _port_of_bind_address(bind.value.strip()) if bind is not None else None
             except InvalidValue:
                 port = None
-            if port is not None:
+            if bind is not None and port is not None:
                 self.set("check_http_port", port, f"{bind.where} (http.conf bindaddr's port)")
             elif self.http_bindport is not None:
                 self.set("check_http_port", parse_port(self.http_bindport.value),
@@ -382,8 +404,8 @@ class Resolution:
         entry = entries.get("check_type")
         kind = str(self.parse(entry, "consul", parse_check_type)) if entry else "auto"
         problem = self.eid_check_problem()
+        where = entry.where if entry else "default"
         if kind == "auto":
-            where = entry.where if entry else "default"
             if problem:
                 self.set("check_type", "ttl", f"{where} (auto: ttl, the EID check could not "
                                               f"pass: {problem})")
@@ -391,7 +413,7 @@ class Resolution:
                 self.set("check_type", "both", f"{where} (auto: http.conf's server answers at "
                                                f"discovery_ip)")
             return
-        self.set("check_type", kind, entry.where)
+        self.set("check_type", kind, where)
         if kind != "ttl" and problem:
             self.set("check_problem", problem, "load")
 

@@ -1,9 +1,16 @@
-"""The module's effective settings: one immutable value, made from the option table.
+"""The module's effective settings: one immutable value, its fields written out.
 
-`Settings` has one field per row of options.ROWS (name, default and type from there) and
-`sources`, which says where each value came from. loader.load_settings builds it from the
-config file; tests build it directly. `settings_report` gives the rows of
-`discovery show settings`, in the table's order.
+`Settings` declares one typed field per Settings attribute of the option table
+(options.ROWS), in the table's order, and `sources`, which says where each value came from.
+loader.load_settings builds it from the config file; tests build it directly.
+`settings_report` gives the rows of `discovery show settings`, in the table's order.
+
+How the table and the fields are held together: the table stays the one place an option is
+declared (its name, default, parser, doc, flags); the class adds only what a reader and a
+type checker need to follow `settings.busy_channels`: its name and type. Each field's
+default is read from its row (`_default("busy_channels")`), never written a second time.
+tests/test_settings_declaration.py fails when the fields and the rows disagree in names,
+order or types, or when a field carries a default of its own.
 """
 
 from __future__ import annotations
@@ -14,9 +21,87 @@ from typing import Any, Dict, List, Tuple
 from .options import FIELDS, ROWS, Option
 from .values import Duration
 
+Pairs = Tuple[Tuple[str, str], ...]
 
-class _SettingsBehaviour:
-    """What code asks of Settings beyond its fields; the fields come from options.ROWS."""
+
+def _default(attribute: str) -> Any:
+    """The field for a row of the table: the row's default; a secret is left out of repr. The
+    row rides along in the field's metadata for the test that holds the two together."""
+    row = FIELDS[attribute]
+    return dataclasses.field(default=row.default, repr=not row.secret, metadata={"row": row})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings: one field per Settings attribute of options.ROWS, and their
+    sources. Compared and hashed on the values alone."""
+
+    enabled: bool = _default("enabled")
+    # the Consul agent
+    scheme: str = _default("scheme")
+    host: str = _default("host")
+    port: int = _default("port")
+    token: str = _default("token")
+    consul_timeout_ms: int = _default("consul_timeout_ms")
+    # TLS to the agent
+    ca_file: str = _default("ca_file")
+    ca_path: str = _default("ca_path")
+    client_cert: str = _default("client_cert")
+    client_key: str = _default("client_key")
+    tls_verify: bool = _default("tls_verify")
+    tls_server_name: str = _default("tls_server_name")
+    # the service
+    service_id: str = _default("service_id")
+    name: str = _default("name")
+    tags: Tuple[str, ...] = _default("tags")
+    discovery_ip: str = _default("discovery_ip")
+    discovery_port: int = _default("discovery_port")
+    discovery_interface: str = _default("discovery_interface")
+    metadata_profile: str = _default("metadata_profile")
+    metadata: Pairs = _default("metadata")
+    # health checks
+    check: bool = _default("check")
+    check_type: str = _default("check_type")
+    check_scheme: str = _default("check_scheme")
+    check_http_port: int = _default("check_http_port")
+    check_tls_server_name: str = _default("check_tls_server_name")
+    check_tls_skip_verify: bool = _default("check_tls_skip_verify")
+    check_interval: Duration = _default("check_interval")
+    check_timeout: Duration = _default("check_timeout")
+    check_ttl: Duration = _default("check_ttl")
+    check_deregister_after: Duration = _default("check_deregister_after")
+    # facts read from http.conf
+    http_prefix: str = _default("http_prefix")
+    ari_scheme: str = _default("ari_scheme")
+    ari_port: int = _default("ari_port")
+    check_problem: str = _default("check_problem")
+    # drain and load
+    drain_on_shutdown: bool = _default("drain_on_shutdown")
+    busy_channels: int = _default("busy_channels")
+    weight_passing: int = _default("weight_passing")
+    weight_warning: int = _default("weight_warning")
+    # housekeeping
+    resync_interval: Duration = _default("resync_interval")
+    # Consul events
+    events: bool = _default("events")
+    event_register: str = _default("event_register")
+    event_deregister: str = _default("event_deregister")
+    event_maintenance: str = _default("event_maintenance")
+    # Consul KV
+    kv_prefix: str = _default("kv_prefix")
+    kv_session_ttl: Duration = _default("kv_session_ttl")
+    kv: Pairs = _default("kv")
+    # option name -> where its value came from: "default", "res_discovery_consul.conf:12",
+    # "env CONSUL_HTTP_ADDR", "http.conf:4", ...  Left out of equality on purpose.
+    sources: Dict[str, str] = dataclasses.field(
+        default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Durations are parsed once: a plain string given by a caller becomes a Duration.
+        for name, row in FIELDS.items():
+            value = getattr(self, name)
+            if isinstance(row.default, Duration) and not isinstance(value, Duration):
+                object.__setattr__(self, name, Duration(value))
 
     @property
     def agent_url(self) -> str:
@@ -26,10 +111,6 @@ class _SettingsBehaviour:
     @property
     def timeout_s(self) -> float:
         return self.consul_timeout_ms / 1000.0
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.scheme == "https"
 
     @property
     def http_check(self) -> bool:
@@ -49,30 +130,6 @@ class _SettingsBehaviour:
         """Everything a Consul client is built from: a change needs a new client."""
         return tuple(getattr(self, o.attribute) for o in ROWS if o.defines_client)
 
-    def __post_init__(self) -> None:
-        # Durations are parsed once: a plain string given by a caller becomes a Duration.
-        for name, row in FIELDS.items():
-            value = getattr(self, name)
-            if isinstance(row.default, Duration) and not isinstance(value, Duration):
-                object.__setattr__(self, name, Duration(value))
-
-
-def _make_settings_class() -> type:
-    fields: List[Any] = [
-        (name, type(row.default), dataclasses.field(default=row.default, repr=not row.secret))
-        for name, row in FIELDS.items()]
-    # option name -> where its value came from: "default", "res_discovery_consul.conf:12",
-    # "env CONSUL_HTTP_ADDR", "http.conf:4", ...  Left out of equality on purpose.
-    fields.append(("sources", Dict[str, str], dataclasses.field(
-        default_factory=dict, compare=False, hash=False, repr=False)))
-    cls = dataclasses.make_dataclass("Settings", fields, bases=(_SettingsBehaviour,), frozen=True)
-    cls.__module__ = __name__
-    cls.__doc__ = "The effective settings: one field per row of options.ROWS, and their sources."
-    return cls
-
-
-Settings = _make_settings_class()
-
 
 # ---------------------------------------------------------------------------------------
 # Report for 'discovery show settings'
@@ -91,7 +148,7 @@ def shown(row: Option, value: object) -> str:
     return str(value)
 
 
-def settings_report(settings) -> List[Tuple[str, str, str]]:
+def settings_report(settings: Settings) -> List[Tuple[str, str, str]]:
     """(option, shown value, source) rows, in the table's order."""
     rows: List[Tuple[str, str, str]] = []
     for name, row in FIELDS.items():

@@ -39,6 +39,7 @@ class Duration(str):
     .ns and .seconds are for code. Compares and prints as its text."""
 
     __slots__ = ("ns",)
+    ns: int   # nanoseconds
 
     def __new__(cls, text: str) -> "Duration":
         if isinstance(text, Duration):

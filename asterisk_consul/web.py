@@ -22,7 +22,7 @@ class HttpRequest:
         self.path = path
         self.params = params
         self._read_headers = read_headers
-        self._headers = None
+        self._headers: Optional[Pairs] = None
 
     @property
     def headers(self) -> Optional[Pairs]:

@@ -25,8 +25,9 @@ Phases (each on Asterisk processes of its own, one Consul agent for all but flee
     agentdown  Asterisk's CPU with the agent up (at rest), then stopped, over the same window
                (--agentdown-seconds, 30): http, https with ca_file, https with a ca_path of
                the system's certificates (each with an agent of its own)
-    restart    time to re-register after the Consul agent restarts (resync_interval 1s;
-               `python -m bench.lifecycle` also has it with the default 30s)
+    restart    time to re-register after the Consul agent restarts (resync_interval 1s)
+    lifecycle  the same with resync_interval at its default, 30s (--lifecycle-restarts, 3):
+               what a box left at the defaults sees
 
 It prints the figures of each phase, then a summary table (every figure with its goal,
 PASS/MISS; convergence and fleet figures without one), and writes the JSON to bench/results/
@@ -50,13 +51,14 @@ from typing import Callable, Dict
 
 from integration_tests.testbed import paths, runtime
 
-from . import (agentdown, converge, fleetscale, http, idle, memory, report, restart, states,
-               summary)
+from . import (agentdown, converge, fleetscale, http, idle, lifecycle, memory, report, restart,
+               states, summary)
 from .harness import Bed, log
 
-PHASES = ("http", "load", "memory", "idle", "agentdown", "fleetscale", "converge", "restart")
+PHASES = ("http", "load", "memory", "idle", "agentdown", "fleetscale", "converge", "restart",
+          "lifecycle")
 # These restart the bed's Consul agent: after the phases that use it undisturbed.
-AGENT_RESTARTS = ("converge", "restart")
+AGENT_RESTARTS = ("converge", "restart", "lifecycle")
 
 
 def _parse(argv):
@@ -77,6 +79,9 @@ def _parse(argv):
     parser.add_argument("--warm", type=int, help="warm loads per Consul state (7)")
     parser.add_argument("--cycles", type=int, help="memory: unload/load cycles (200)")
     parser.add_argument("--restarts", type=int, help="Consul agent restarts (4)")
+    parser.add_argument("--lifecycle-restarts", type=int,
+                        help="lifecycle: agent restarts at the default resync_interval (3; "
+                             "each waits up to 30 s)")
     parser.add_argument("--idle-seconds", type=float,
                         help="idle: the measured window, with and without the module (300)")
     parser.add_argument("--fleet-seconds", type=float,
@@ -92,6 +97,7 @@ def _parse(argv):
     defaults = {"rounds": 2 if quick else 4, "seconds": 2.0 if quick else 5.0,
                 "cold": 2 if quick else 5, "warm": 3 if quick else 7,
                 "cycles": 40 if quick else 200, "restarts": 2 if quick else 4,
+                "lifecycle_restarts": 2 if quick else 3,
                 "idle_seconds": 30.0 if quick else 300.0,
                 "fleet_seconds": 90.0 if quick else 600.0,
                 "converge_runs": 2 if quick else 5,
@@ -106,7 +112,8 @@ def _parse(argv):
     if args.profile and "profile" not in only:
         only.append("profile")
     # Whatever the order asked, the phases that restart the agent the others use go last.
-    args.only = sorted(only, key=lambda p: (p in AGENT_RESTARTS, p == "restart", p == "profile"))
+    args.only = sorted(only, key=lambda p: (p in AGENT_RESTARTS, p in ("restart", "lifecycle"),
+                                            p == "profile"))
     return args
 
 
@@ -134,7 +141,7 @@ def _commit() -> str:
 
 
 def _meta() -> Dict[str, object]:
-    """Facts about this run (bench.lifecycle records the same)."""
+    """Facts about this run."""
     ast_env = dict(os.environ, LD_LIBRARY_PATH=paths.ast16_library_path())
     return {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -163,6 +170,7 @@ def main(argv=None) -> int:
         "load": lambda bed: states.run(bed, cold=args.cold, warm=args.warm),
         "memory": lambda bed: memory.run(bed, cycles=args.cycles),
         "restart": lambda bed: restart.run(bed, samples=args.restarts),
+        "lifecycle": lambda bed: lifecycle.run(bed, samples=args.lifecycle_restarts),
         "idle": lambda bed: idle.run(bed, seconds=args.idle_seconds),
         "agentdown": lambda bed: agentdown.run(bed, seconds=args.agentdown_seconds),
         "fleetscale": lambda bed: fleetscale.run(bed, seconds=args.fleet_seconds,

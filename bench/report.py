@@ -106,6 +106,26 @@ def _row(label: str, value: str, goal: str = "", verdict: str = "") -> str:
     return ("  %-42s %-44s %-10s %s" % (label, value, goal, verdict)).rstrip()
 
 
+def _restart_rows(results: Dict) -> List[str]:
+    """Agent restart -> re-registered: the restart phase (resync 1s), the lifecycle phase
+    (resync at its default)."""
+    lines: List[str] = []
+    for phase in ("restart", "lifecycle"):
+        restart = results.get(phase)
+        if restart:
+            s = restart["reregister_after_agent_back"]
+            lines.append(_row("agent restart -> re-registered (resync %s)"
+                              % restart["resync_interval"], "median %s ms, max %s ms (n=%s)" % (
+                                  _ms(s), _ms(s, "max_ms"), s.get("n", 0))))
+        elif phase in results.get("errors", {}):
+            lines.append(_row("agent restart (%s): FAILED" % phase,
+                              results["errors"][phase].splitlines()[-1][:60]))
+    if lines:
+        lines.append("  (from the agent answering again: a lost registration is noticed at the "
+                     "next resync, so about U(0, resync_interval) plus the module's own time)")
+    return lines
+
+
 def table(results: Dict) -> str:
     meta = results.get("meta", {})
     lines = []
@@ -195,15 +215,7 @@ def table(results: Dict) -> str:
                               "median %s ms, max %s ms" % (_ms(passing), _ms(passing, "max_ms"))))
             lines.append("  %s" % ("(check_interval %s: Consul runs a new check's first probe after a "
                                    "random part of the interval)" % up.get("check_interval")))
-    restart = results.get("restart")
-    if restart:
-        s = restart["reregister_after_agent_back"]
-        lines.append(_row("agent restart -> re-registered", "median %s ms, max %s ms (n=%s)" % (
-            _ms(s), _ms(s, "max_ms"), s.get("n", 0))))
-        lines.append("  (from the agent answering again; resync_interval %s: a lost registration "
-                     "is noticed at the next resync)" % restart["resync_interval"])
-    elif "restart" in results.get("errors", {}):
-        lines.append(_row("agent restart: FAILED", results["errors"]["restart"].splitlines()[-1][:60]))
+    lines += _restart_rows(results)
 
     lines.append("-" * 100)
     lines.append("Asterisk memory (VmRSS; anon = heap and other private memory)")

@@ -1,4 +1,4 @@
-"""Helpers of the resilience tests (test_resilience_*.py) and of bench/lifecycle.py.
+"""Helpers of the resilience tests (test_resilience_*.py) and of the bench (bench/).
 
     registrar_threads(ast)                # our worker threads in the Asterisk process
     consul_threads(ast)                   # the registrar's threads (worker, watch)

@@ -99,3 +99,24 @@ def test_the_summary_lists_every_goal_with_its_verdict():
     assert rows["Asterisk RSS growth at the first load"].rstrip().endswith("MISS")
     assert "0.050 % of one core" in closing and closing.count("PASS") >= 4
     assert "goals: 4 PASS, 3 MISS" in closing
+
+
+def test_the_lifecycle_phase_is_asked_for_by_name_and_runs_with_the_agent_restarts():
+    from bench.__main__ import _parse
+
+    only = _parse(["--only", "lifecycle,http,restart"]).only
+    assert only[0] == "http" and set(only[1:]) == {"restart", "lifecycle"}  # restarts go last
+    assert _parse(["--only", "lifecycle", "--quick"]).lifecycle_restarts == 2
+
+
+def test_both_restart_figures_print_with_their_resync_interval():
+    def figure(resync, median):
+        return {"resync_interval": resync,
+                "reregister_after_agent_back": {"n": 3, "median_ms": median, "max_ms": median}}
+
+    text = "\n".join(report._restart_rows({"restart": figure("1s", 800.0),
+                                           "lifecycle": figure("30s", 14000.0)}))
+    assert "re-registered (resync 1s)" in text and "median 800.0 ms" in text
+    assert "re-registered (resync 30s)" in text and "median 14000.0 ms" in text
+    failed = report._restart_rows({"errors": {"lifecycle": "Traceback\nRuntimeError: lost"}})
+    assert "agent restart (lifecycle): FAILED" in failed[0] and "RuntimeError: lost" in failed[0]

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from asterisk_consul.config import ConfigError, Entry, parse_file, parse_text, read_regular_file
+from asterisk_consul.config import ConfigError, Entry, parse_file, read_regular_file
+from tests.configtext import last_values, parse_text, section_names
 
 
 def write(directory, name, text):
@@ -23,7 +24,7 @@ def entries(section):
 
 def test_sections_and_values_keep_order_file_and_line():
     config = parse_text("[one]\na = 1\nb=>2\n\n[two]\n  c   =  three words  \n", "x.conf")
-    assert config.names() == ["one", "two"]
+    assert section_names(config) == ["one", "two"]
     assert list(config.section("one")) == [Entry("a", "1", "x.conf", 2), Entry("b", "2", "x.conf", 3)]
     assert config.section("two").get("c") == Entry("c", "three words", "x.conf", 6)
     assert config.section("two").get("c").where == "x.conf:6"
@@ -36,7 +37,7 @@ def test_entries_are_plain_four_tuples():
 
 def test_object_arrow_and_equals_mean_the_same():
     config = parse_text("[s]\nx => 1\ny=>2\nz = >3\n")
-    assert config.section("s").last_values() == {"x": "1", "y": "2", "z": ">3"}
+    assert last_values(config.section("s")) == {"x": "1", "y": "2", "z": ">3"}
 
 
 def test_value_may_contain_equals_and_be_empty():
@@ -81,7 +82,7 @@ def test_form_feed_does_not_shift_line_numbers():
 
 def test_line_comments():
     config = parse_text("; top\n[s] ; comment\nk = v ; trailing\n;k = hidden\n")
-    assert config.section("s").last_values() == {"k": "v"}
+    assert last_values(config.section("s")) == {"k": "v"}
 
 
 def test_escaped_semicolon_is_literal():
@@ -96,8 +97,8 @@ def test_backslash_not_before_semicolon_is_kept():
 def test_block_comment_across_lines():
     text = "[s]\na = 1\n;--\nb = 2\n[t]\n--;\nc = 3\n"
     config = parse_text(text)
-    assert config.names() == ["s"]
-    assert config.section("s").last_values() == {"a": "1", "c": "3"}
+    assert section_names(config) == ["s"]
+    assert last_values(config.section("s")) == {"a": "1", "c": "3"}
     assert config.section("s").get("c").line == 7
 
 
@@ -108,7 +109,7 @@ def test_block_comment_inside_a_line():
 
 def test_block_comments_nest():
     text = "[s]\n;-- outer ;-- inner --; still comment\nx = 1\n--;\ny = 2\n"
-    assert parse_text(text).section("s").last_values() == {"y": "2"}
+    assert last_values(parse_text(text).section("s")) == {"y": "2"}
 
 
 def test_unclosed_block_comment_is_an_error_at_its_start():
@@ -168,10 +169,10 @@ def test_config_error_str_forms():
 def test_templates_are_not_sections_and_are_inherited():
     text = "[base](!)\na = 1\nb = 2\n[real](base)\nb = 3\nc = 4\n"
     config = parse_text(text, "t.conf")
-    assert config.names() == ["real"]
+    assert section_names(config) == ["real"]
     assert "base" in config.templates
     real = config.section("real")
-    assert real.last_values() == {"a": "1", "b": "3", "c": "4"}
+    assert last_values(real) == {"a": "1", "b": "3", "c": "4"}
     # inherited values keep the template's file and line
     assert real.get("a").where == "t.conf:2"
     assert [e.key for e in real.own_entries()] == ["b", "c"]
@@ -180,14 +181,14 @@ def test_templates_are_not_sections_and_are_inherited():
 
 def test_multiple_templates_apply_in_order():
     text = "[t1](!)\nx = 1\ny = 1\n[t2](!)\ny = 2\n[s](t1,t2)\n"
-    assert parse_text(text).section("s").last_values() == {"x": "1", "y": "2"}
+    assert last_values(parse_text(text).section("s")) == {"x": "1", "y": "2"}
 
 
 def test_template_inheriting_from_template():
     text = "[t1](!)\nx = 1\n[t2](!,t1)\ny = 2\n[s](t2)\n"
     config = parse_text(text)
-    assert config.names() == ["s"]
-    assert config.section("s").last_values() == {"x": "1", "y": "2"}
+    assert section_names(config) == ["s"]
+    assert last_values(config.section("s")) == {"x": "1", "y": "2"}
 
 
 def test_options_may_have_spaces():
@@ -203,14 +204,14 @@ def test_inherit_from_a_plain_section():
 def test_plus_appends_to_an_earlier_section():
     text = "[s]\na = 1\n[other]\nz = 0\n[s](+)\nb = 2\na = 3\n"
     config = parse_text(text)
-    assert config.names() == ["s", "other"]
-    assert config.section("s").last_values() == {"a": "3", "b": "2"}
+    assert section_names(config) == ["s", "other"]
+    assert last_values(config.section("s")) == {"a": "3", "b": "2"}
 
 
 def test_repeated_header_continues_the_section():
     config = parse_text("[s]\na = 1\n[s]\nb = 2\n")
-    assert config.names() == ["s"]
-    assert config.section("s").last_values() == {"a": "1", "b": "2"}
+    assert section_names(config) == ["s"]
+    assert last_values(config.section("s")) == {"a": "1", "b": "2"}
 
 
 def test_inheriting_from_itself_is_refused():
@@ -230,9 +231,9 @@ def test_include_quoted_and_bare_relative_to_config_dir(tmp_path):
     write(tmp_path, "sub/extra.conf", "b = 2\n")
     write(tmp_path, "more.conf", "[t]\nc = 3\n")
     config = parse_file(str(tmp_path / "main.conf"), str(tmp_path))
-    assert config.section("s").last_values() == {"a": "1", "b": "2"}
+    assert last_values(config.section("s")) == {"a": "1", "b": "2"}
     # the section of the included file carries on after it, as in Asterisk
-    assert config.section("t").last_values() == {"c": "3", "d": "4"}
+    assert last_values(config.section("t")) == {"c": "3", "d": "4"}
     assert config.section("s").get("b").where == os.path.join("sub", "extra.conf") + ":1"
     assert config.files == ["main.conf", os.path.join("sub", "extra.conf"), "more.conf"]
 

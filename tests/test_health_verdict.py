@@ -1,6 +1,8 @@
 """What the checks say of Asterisk (the verdict), busy_channels' hysteresis, and the EID
 endpoint's answers by verdict and instance token: pure, no Asterisk, no Consul."""
 
+import pytest
+
 from asterisk_consul.eidcheck import CHECK_PATH, INSTANCE_PARAM, PARAM, EidCheck
 from asterisk_consul.health import BUSY_DWELL_S, AsteriskState, BusyState, verdict
 from asterisk_consul.web import HttpRequest
@@ -24,6 +26,17 @@ def test_verdict_follows_asterisk_starting_idle_busy_and_stopping():
     assert "busy: 10 active channels or more" in busy.output
     stopping = verdict(state(shutting_down=True, channels=3), True, "22.1.0", EID, 10)
     assert (stopping.ttl_status, stopping.http_status) == ("critical", 503)
+
+
+@pytest.mark.parametrize("booted, shutting_down, expected", [
+    (False, False, ("warning", "Asterisk 22.1.0 is starting: not fully booted yet")),
+    (True, False, ("passing", f"Asterisk 22.1.0 is fully booted (EID {EID})")),
+    (True, True, ("critical", "Asterisk 22.1.0 is shutting down")),
+    (False, True, ("critical", "Asterisk 22.1.0 is shutting down")),  # a stop wins over booting
+])
+def test_the_ttl_check_reports_the_state_with_the_version_and_eid(booted, shutting_down, expected):
+    said = verdict(state(booted=booted, shutting_down=shutting_down), False, "22.1.0", EID, 0)
+    assert (said.ttl_status, said.output) == expected
 
 
 def test_busy_at_the_threshold_idle_below_ninety_percent_never_faster_than_the_dwell():

@@ -10,8 +10,7 @@ from asterisk_consul.config import ConfigError
 from asterisk_consul.kv import kv_entries, kv_prefix, session_name
 from asterisk_consul.registration import (CHECK_NAME, TTL_CHECK_NAME, HostFacts,
                                           check_definitions, check_drift, service_definition,
-                                          standalone_check, ttl_check_definition, ttl_check_id,
-                                          ttl_status)
+                                          standalone_check, ttl_check_definition, ttl_check_id)
 from asterisk_consul.loader import KV_MAX_KEYS
 from asterisk_consul.settings import Settings, settings_report
 from asterisk_consul.values import kv_template_problem, render_kv_template
@@ -486,16 +485,6 @@ def test_service_definition_follows_the_checks_override():
     assert [c["CheckID"] for c in forced_on["Checks"]] == ["check-asterisk-eid-pbx-1",
                                                            "check-asterisk-ttl-pbx-1"]
     assert "Checks" not in service_definition(definition(check=True), FACTS, checks_on=False)
-
-
-@pytest.mark.parametrize("booted, shutting_down, expected", [
-    (False, False, ("warning", "Asterisk 22.1.0 is starting: not fully booted yet")),
-    (True, False, ("passing", f"Asterisk 22.1.0 is fully booted (EID {FACTS.eid})")),
-    (True, True, ("critical", "Asterisk 22.1.0 is shutting down")),
-    (False, True, ("critical", "Asterisk 22.1.0 is shutting down")),
-])
-def test_ttl_status(booted, shutting_down, expected):
-    assert ttl_status(booted, shutting_down, FACTS) == expected
 
 
 def test_standalone_check_is_bound_to_the_service():

@@ -13,6 +13,7 @@ import pytest
 from asterisk_consul import config
 from asterisk_consul.config import ConfigError
 from asterisk_consul.values import parse_tags
+from tests.configtext import parse_text
 from tests.test_settings import CONF, consul, error_of, host, confdir, load, write  # noqa: F401
 
 LOOSE_S = 2.0
@@ -34,7 +35,7 @@ def test_a_270_kb_tags_line_parses_in_linear_time():
 
 def test_a_section_of_thousands_of_keys_is_read_in_linear_time():
     text = "[consul]\n" + "\n".join(f"k{i} = v" for i in range(8000)) + "\nk5 = again\n"
-    parsed, took = timed(config.parse_text, text)
+    parsed, took = timed(parse_text, text)
     section = parsed.section("consul")
     began = time.monotonic()
     values = {key: section.get(key).value for key in section.keys()}
@@ -70,7 +71,7 @@ def test_self_doubling_templates_are_refused_before_they_expand():
     lines = ["[t0](!)", "a = 1"] + [f"[t{i}](!,t{i - 1},t{i - 1})" for i in range(1, 22)]
     began = time.monotonic()
     with pytest.raises(ConfigError) as caught:
-        config.parse_text("\n".join(lines), "tpl.conf")
+        parse_text("\n".join(lines), "tpl.conf")
     assert time.monotonic() - began < LOOSE_S
     assert f"more than {config.MAX_SECTION_ENTRIES} options with what its templates give it" \
         in str(caught.value)
@@ -80,7 +81,7 @@ def test_self_doubling_templates_are_refused_before_they_expand():
 def test_a_line_over_the_limit_is_refused_with_its_file_and_line():
     text = "[consul]\nname = x\ntags = " + "a" * (config.MAX_LINE_CHARS + 1) + "\n"
     with pytest.raises(ConfigError) as caught:
-        config.parse_text(text, "big.conf")
+        parse_text(text, "big.conf")
     assert str(caught.value) == (f"big.conf:3: line longer than {config.MAX_LINE_CHARS} "
                                  f"characters")
 

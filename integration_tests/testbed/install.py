@@ -583,14 +583,15 @@ def verify_venv():
     py = paths.host_venv_python()
     if not py.exists():
         return None
-    code = ("import sys, cffi, requests, pytest, hypothesis; print(sys.version.split()[0], "
-            "cffi.__version__, requests.__version__, pytest.__version__, hypothesis.__version__)")
+    code = ("import sys, cffi, requests, pytest, hypothesis, mypy.version; "
+            "print(sys.version.split()[0], cffi.__version__, requests.__version__, "
+            "pytest.__version__, hypothesis.__version__, mypy.version.__version__)")
     proc = run([py, "-c", code], capture=True, check=False)
     if proc.returncode != 0:
         return None
     v = proc.stdout.split()
     return (f"host venv {paths.host_venv()}: Python {v[0]}, cffi {v[1]}, requests {v[2]}, "
-            f"pytest {v[3]}, hypothesis {v[4]}")
+            f"pytest {v[3]}, hypothesis {v[4]}, mypy {v[5]}")
 
 
 def install_venv():
