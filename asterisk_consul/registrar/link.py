@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 from ..clock import SYSTEM_CLOCK, Clock
 from ..consul import Consul, ConsulError, ConsulPermissionDenied, ConsulUnreachable, TlsConfig
 from ..registration import HostFacts
+from ..safetext import scrub
 from ..settings import Settings
 
 log = logging.getLogger("asterisk_consul.registrar")
@@ -142,8 +143,7 @@ class AgentLink:
             raise Stopping()
 
     def scrub(self, text: str) -> str:
-        token = self.settings.token
-        return text.replace(token, "<redacted>") if token else text
+        return scrub(text, [self.settings.token])
 
     def log(self, level: int, message: str, *args: Any) -> None:
         """Log in the name of the line that called this (not this helper's)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..consul import ConsulError, ConsulNotFound
+from ..safetext import short
 from ..registration import check_id, drain_check_id, drift, meta_problems, ttl_check_id
 from ..settings import Settings
 from .asterisk import AsteriskWatch, ReadState, VerdictSink
@@ -39,7 +40,7 @@ from .status import Result, StatusSnapshot
 from .wanted import checks_on, registration_body, unwanted_check_ids, wanted_checks, \
     wanted_definition
 
-OUTCOME_LIMIT = 160  # characters of a sync's outcome shown in the status
+OUTCOME_LIMIT = 158  # characters of a sync's outcome shown in the status (with "…" and ")")
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,6 @@ def _owned_checks(kind: str, service_id: str) -> Tuple[str, ...]:
     if kind == DRAIN:
         return (drain_check_id(service_id),)
     return ()
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= OUTCOME_LIMIT else text[:OUTCOME_LIMIT - 1] + "…"
 
 
 class Reconciler:
@@ -171,7 +168,7 @@ class Reconciler:
                 link.log(logging.WARNING, "Consul: service %s drifted (%s); re-registering",
                          service_id, "; ".join(differences))
                 service.mark_needs_register()
-                outcome = _short("ok, re-registered (" + "; ".join(differences)) + ")"
+                outcome = short("ok, re-registered (" + "; ".join(differences), OUTCOME_LIMIT) + ")"
             elif self.maintenance.lost(self.choices.maintenance):
                 link.log(logging.WARNING, "Consul: maintenance mode of %s was lost; "
                          "setting it again", service_id)

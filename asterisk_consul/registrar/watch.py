@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 from ..backoff import Backoff
@@ -36,7 +36,7 @@ class AgentWatch:
         self._link = link
         self._wake = wake
         self._thread: Optional[threading.Thread] = None
-        self._client = None  # the BlockingClient of the running query
+        self._client: Optional[Any] = None  # the BlockingClient of the running query
         self._stop = threading.Event()
         self._target: tuple = ()
         # start() runs on the worker, close() on the thread that unloads: one at a time, and
