@@ -57,9 +57,20 @@ class Watcher:
                 if service_id in h and h[service_id] != {"passing"}]
 
 
+# What the module logs once a reload is taken (unchanged, applied, disabled, started).
+RELOAD_TAKEN = (r"unchanged; nothing to do|Consul: settings reloaded|disabled by reload|"
+                r"Consul: registering service")
+
+
 def reload_ok(ast):
+    """A reload that worked: Asterisk 22 says so on the CLI; Asterisk 16 prints nothing, so the
+    module's own log line is what proves it (and no 'reload ... failed' line)."""
+    since = ast.log_offset()
     out = ast.rx(RELOAD)
+    assert "fail" not in out.lower() and "error" not in out.lower(), out
     assert "reloaded" in out.lower() or not out.strip(), out
+    ast.wait_log(RELOAD_TAKEN, timeout=5, since=since)
+    assert not re.search(rb"reload of .* failed", ast.messages_path.read_bytes()[since:]), out
     return out
 
 

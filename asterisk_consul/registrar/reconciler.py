@@ -107,6 +107,14 @@ class Reconciler:
     def wanted(self, settings: Optional[Settings] = None) -> Dict[str, Any]:
         return wanted_definition(settings or self.link.settings, self.link.facts, self.choices)
 
+    def failed(self, exc: BaseException, job: Optional[Job] = None) -> None:
+        """A job (or an operator's command: no job) raised. The service's sync schedules its
+        retry; another job's failure is noted (logged once per kind) without moving it."""
+        if job is None or job.own_retries:
+            self.service.failed(exc)
+        else:
+            self.link.note_error(exc)
+
     # -- Asterisk ---------------------------------------------------------------------------
 
     def look_at_asterisk(self) -> bool:

@@ -246,10 +246,7 @@ class Registrar:
             pass
         except Exception as exc:  # noqa: BLE001
             ok = False
-            if job is None or job.own_retries:
-                self.reconciler.service.failed(exc)
-            else:
-                self.link.note_error(exc)
+            self.reconciler.failed(exc, job)
             failure = Result(False, self.link.last_error)
         if changed:  # a job that says it changed nothing (a quiet look) leaves the status be
             self._publish()
