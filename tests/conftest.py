@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real-Consul test bed plus small helpers for registrar tests."""
+"""Shared test fixtures: the fake agent (tests/fakeagent), the real-Consul test bed (for
+tests that start no agent: broken peers, certificates) and small helpers for registrar tests."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from integration_tests.testbed.runtime import wait_until
 
-pytest_plugins = ["integration_tests.testbed.fixtures"]
+pytest_plugins = ["integration_tests.testbed.fixtures", "tests.fakeagent.fixtures"]
 
 
 class EventRecorder:
