@@ -1,5 +1,6 @@
-"""Shared test fixtures: the fake agent (tests/fakeagent), the real-Consul test bed (for
-tests that start no agent: broken peers, certificates) and small helpers for registrar tests."""
+"""Shared test fixtures: the fake agent (fake_agent, fake_factory: tests/fakeagent), the
+real-Consul test bed (consul_agent, consul_factory, broken peers) and small helpers for
+registrar tests."""
 
 from __future__ import annotations
 
