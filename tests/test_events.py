@@ -1,5 +1,5 @@
-"""Consul user events: fired by the registrar after Consul accepted a change (against the fake
-agent; a fire refused by an ACL policy is in integration_tests/test_event_fire_refused_by_acl.py)."""
+"""Consul user events: fired by the registrar after Consul accepted a change (against the
+fake agent; a fire an ACL policy refuses: integration_tests/test_event_fire_refused_by_acl.py)."""
 
 from __future__ import annotations
 
