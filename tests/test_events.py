@@ -1,10 +1,10 @@
-"""Consul user events: fired by the registrar after Consul accepted a change."""
+"""Consul user events: fired by the registrar after Consul accepted a change (against the
+fake agent; a fire an ACL policy refuses: integration_tests/test_event_fire_refused_by_acl.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 
 import pytest
@@ -30,93 +30,59 @@ def payload(maintenance=False, service_id="pbx-1", port=5060):
             "port": port, "version": FACTS.version, "maintenance": maintenance}
 
 
-def test_register_maintenance_and_deregister_fire_events(consul_agent, make_registrar, events,
+def test_register_maintenance_and_deregister_fire_events(fake_agent, make_registrar, events,
                                                          wait_until):
-    registrar = started(make_registrar(settings_for(consul_agent.http_port, events=True)))
+    registrar = started(make_registrar(settings_for(fake_agent.http_port, events=True)))
     events.wait_for("DiscoveryRegister")
-    [(body, event)] = wait_events(consul_agent, "asterisk-register", 1, wait_until)
+    [(body, event)] = wait_events(fake_agent, "asterisk-register", 1, wait_until)
     assert body == payload()
     assert event["Name"] == "asterisk-register"
 
     assert registrar.set_maintenance(True, "upgrade", timeout=2).ok
     assert registrar.set_maintenance(False, timeout=2).ok
-    fired = wait_events(consul_agent, "asterisk-maintenance", 2, wait_until)
+    fired = wait_events(fake_agent, "asterisk-maintenance", 2, wait_until)
     assert [b for b, _ in fired] == [payload(maintenance=True), payload(maintenance=False)]
 
     registrar.stop(deregister=True, timeout=2)
-    [(body, _)] = wait_events(consul_agent, "asterisk-deregister", 1, wait_until)
+    [(body, _)] = wait_events(fake_agent, "asterisk-deregister", 1, wait_until)
     assert body == payload()
     status = registrar.status()
     assert status.events and status.events_fired == 4 and status.events_failed == 0
     assert status.last_event.startswith("asterisk-deregister at ")
 
 
-def test_no_events_unless_enabled(consul_agent, make_registrar, events):
-    registrar = started(make_registrar(settings_for(consul_agent.http_port)))
+def test_no_events_unless_enabled(fake_agent, make_registrar, events):
+    registrar = started(make_registrar(settings_for(fake_agent.http_port)))
     events.wait_for("DiscoveryRegister")
     assert registrar.set_maintenance(True, "x", timeout=2).ok
     registrar.stop(deregister=True, timeout=2)
-    r = consul_agent.get("/v1/event/list")
+    r = fake_agent.get("/v1/event/list")
     assert r.json() in (None, [])
     assert not registrar.status().events
 
 
-def test_event_names_are_configurable(consul_agent, make_registrar, events, wait_until):
-    settings = settings_for(consul_agent.http_port, events=True, event_register="pbx-up",
+def test_event_names_are_configurable(fake_agent, make_registrar, events, wait_until):
+    settings = settings_for(fake_agent.http_port, events=True, event_register="pbx-up",
                             event_deregister="pbx-down", event_maintenance="pbx-maint")
     registrar = started(make_registrar(settings))
-    wait_events(consul_agent, "pbx-up", 1, wait_until)
+    wait_events(fake_agent, "pbx-up", 1, wait_until)
     assert registrar.set_maintenance(True, "x", timeout=2).ok
-    wait_events(consul_agent, "pbx-maint", 1, wait_until)
+    wait_events(fake_agent, "pbx-maint", 1, wait_until)
     registrar.stop(deregister=True, timeout=2)
-    wait_events(consul_agent, "pbx-down", 1, wait_until)
-    assert events_named(consul_agent, "asterisk-register") == []
+    wait_events(fake_agent, "pbx-down", 1, wait_until)
+    assert events_named(fake_agent, "asterisk-register") == []
 
 
-def test_no_event_for_a_change_consul_refused(consul_agent, make_registrar, events, wait_until):
-    registrar = started(make_registrar(settings_for(consul_agent.http_port, events=True)))
-    wait_events(consul_agent, "asterisk-register", 1, wait_until)
-    consul_agent.put("/v1/agent/service/deregister/pbx-1").raise_for_status()
-    consul_agent.stop()
+def test_no_event_for_a_change_consul_refused(fake_agent, make_registrar, events, wait_until):
+    registrar = started(make_registrar(settings_for(fake_agent.http_port, events=True)))
+    wait_events(fake_agent, "asterisk-register", 1, wait_until)
+    fake_agent.put("/v1/agent/service/deregister/pbx-1").raise_for_status()
+    fake_agent.stop()
     assert not registrar.set_maintenance(True, "x", timeout=2).ok  # the agent is down
-    consul_agent.start()
+    fake_agent.start()
     # Back (empty): re-registered under maintenance, one register event, then maintenance.
-    wait_events(consul_agent, "asterisk-maintenance", 1, wait_until)
-    assert [b["maintenance"] for b, _ in events_named(consul_agent, "asterisk-register")] == [True]
-
-
-def _scoped_token(agent_proc, rules):
-    policy = agent_proc.put("/v1/acl/policy", json={"Name": "p-%d" % time.monotonic_ns(),
-                                                      "Rules": rules})
-    policy.raise_for_status()
-    token = agent_proc.put("/v1/acl/token", json={"Policies": [{"ID": policy.json()["ID"]}]})
-    token.raise_for_status()
-    return token.json()["SecretID"]
-
-
-def test_a_refused_fire_is_logged_once_not_retried_and_registration_stands(
-        consul_factory, make_registrar, events, caplog, wait_until):
-    agent_proc = consul_factory(acl=True)
-    token = _scoped_token(agent_proc, 'service_prefix "" { policy = "write" }\n'
-                                      'node_prefix "" { policy = "read" }\n')
-    caplog.set_level(logging.DEBUG, logger="asterisk_consul.registrar")
-    registrar = started(make_registrar(settings_for(agent_proc.http_port, events=True,
-                                                    token=token)))
-    events.wait_for("DiscoveryRegister")
-    wait_until(lambda: registrar.status().events_failed == 1, what="one failed fire")
-    assert registrar.set_maintenance(True, "x", timeout=2).ok  # Consul took the change
-    wait_until(lambda: registrar.status().events_failed == 2, what="two failed fires")
-    time.sleep(1.0)  # several resyncs (300 ms): nothing is fired again
-    status = registrar.status()
-    assert status.registered and status.last_error == ""
-    assert status.events_failed == 2 and status.events_fired == 0
-    assert "permission denied" in status.last_event_error
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                and "not fired" in r.getMessage()]
-    assert len(warnings) == 2 and all("not retried" in w for w in warnings)
-    assert token not in caplog.text
-    assert "pbx-1" in agent_proc.services()
-    assert events_named(agent_proc, "asterisk-register") == []
+    wait_events(fake_agent, "asterisk-maintenance", 1, wait_until)
+    assert [b["maintenance"] for b, _ in events_named(fake_agent, "asterisk-register")] == [True]
 
 
 def test_unreachable_agent_drops_events_without_blocking_stop(make_registrar, refused_port):

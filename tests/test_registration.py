@@ -107,50 +107,50 @@ def test_ids():
     assert maintenance_check_id("x") == "_service_maintenance:x"
 
 
-# -- against what a real agent reports ---------------------------------------------------------
+# -- against what an agent reports (the fake agent, held to Consul 1.8.7) ---------------------
 
-def agent_view(consul_agent, service_id):
-    return consul_agent.services().get(service_id) and \
-        consul_agent.get(f"/v1/agent/service/{service_id}").json(), consul_agent.checks()
+def agent_view(fake_agent, service_id):
+    return fake_agent.services().get(service_id) and \
+        fake_agent.get(f"/v1/agent/service/{service_id}").json(), fake_agent.checks()
 
 
-def register(consul_agent, definition, replace_existing_checks=True):
-    Agent(Transport(consul_agent.url, "", 2.0)).service.register(definition,
+def register(fake_agent, definition, replace_existing_checks=True):
+    Agent(Transport(fake_agent.url, "", 2.0)).service.register(definition,
                                                                  replace_existing_checks)
 
 
-def test_registered_definition_is_in_sync(consul_agent):
+def test_registered_definition_is_in_sync(fake_agent):
     settings = make(check=True, metadata=(("group", "east"),))
     definition = service_definition(settings, FACTS)
-    register(consul_agent, definition)
-    service, checks = agent_view(consul_agent, "pbx-1")
+    register(fake_agent, definition)
+    service, checks = agent_view(fake_agent, "pbx-1")
     assert service["Tags"] == ["asterisk", "edge"]  # a list, one tag each
     assert service["Meta"]["eid"] == FACTS.eid
     assert checks["check-asterisk-eid-pbx-1"]["Name"] == CHECK_NAME
     assert drift(definition, service, checks) == []
 
 
-def test_drift_seen_when_changed_missing_or_check_stale(consul_agent):
+def test_drift_seen_when_changed_missing_or_check_stale(fake_agent):
     settings = make(check=True)
     definition = service_definition(settings, FACTS)
     assert drift(definition, None, {}) == ["service pbx-1 is not registered"]
 
-    register(consul_agent, dict(definition, Port=5070))
-    service, checks = agent_view(consul_agent, "pbx-1")
+    register(fake_agent, dict(definition, Port=5070))
+    service, checks = agent_view(fake_agent, "pbx-1")
     assert drift(definition, service, checks) == ["Port is 5070, expected 5060"]
 
     without_check = {k: v for k, v in definition.items() if k != "Checks"}
-    register(consul_agent, without_check, replace_existing_checks=False)  # the check stays
-    service, checks = agent_view(consul_agent, "pbx-1")
+    register(fake_agent, without_check, replace_existing_checks=False)  # the check stays
+    service, checks = agent_view(fake_agent, "pbx-1")
     assert "check" in drift(without_check, service, checks)[0]
 
-    consul_agent.put("/v1/agent/check/deregister/check-asterisk-eid-pbx-1")
-    service, checks = agent_view(consul_agent, "pbx-1")
+    fake_agent.put("/v1/agent/check/deregister/check-asterisk-eid-pbx-1")
+    service, checks = agent_view(fake_agent, "pbx-1")
     assert drift(definition, service, checks) == ["check check-asterisk-eid-pbx-1 is missing"]
 
 
-def test_empty_tags_and_meta_compare_equal(consul_agent):
+def test_empty_tags_and_meta_compare_equal(fake_agent):
     definition = dict(service_definition(make(tags=()), FACTS))
-    register(consul_agent, definition)
-    service, checks = agent_view(consul_agent, "pbx-1")
+    register(fake_agent, definition)
+    service, checks = agent_view(fake_agent, "pbx-1")
     assert drift(definition, service, checks) == []

@@ -1,6 +1,7 @@
 """Settings for HTTPS to Consul and for Consul events: options, fallbacks from
 Consul's environment variables, file checks at load, warnings, and the report."""
 
+import errno
 import os
 
 import pytest
@@ -139,10 +140,18 @@ def test_ca_path_without_certificates(host, pems):
     assert "holds no readable PEM certificate" in message and str(empty) in message
 
 
-def test_unreadable_file(host, pems):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
-    (pems / "ca.pem").chmod(0)
+def test_unreadable_file(host, pems, monkeypatch):
+    unreadable = pems / "ca.pem"
+    unreadable.chmod(0)
+    if os.geteuid() == 0:  # root reads it all the same: refused here as it is to anyone else
+        real_open = os.open
+
+        def refusing_open(path, *args, **kwargs):
+            if os.path.realpath(os.fspath(path)) == os.path.realpath(unreadable):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(unreadable))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
     assert "Permission denied" in error_of(host, pems, "ca_file = ca.pem")
 
 

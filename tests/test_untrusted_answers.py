@@ -137,12 +137,12 @@ def test_answers_of_the_wrong_shape_are_malformed(call, body):
 
 
 def test_malformed_kv_answers_neither_spin_the_worker_nor_hold_back_the_resync(
-        consul_agent, make_registrar, caplog, wait_until):
+        fake_agent, make_registrar, caplog, wait_until):
     """KV reads answered with a value that is not base64: the KV part retries with backoff
     (a handful of reads, not thousands), says so once, and the service's resync goes on."""
     caplog.set_level(logging.DEBUG, logger="asterisk_consul")
     malformed = '[{"Key": "asterisk/pbx-1/role", "Value": "abc", "Session": ""}]'
-    with StandInPeer(agent=consul_agent, override={"/v1/kv/": (200, malformed)}) as peer:
+    with StandInPeer(agent=fake_agent, override={"/v1/kv/": (200, malformed)}) as peer:
         settings = settings_for(peer.port, resync_interval="1s", kv_prefix="asterisk/${ID}",
                                 kv_session_ttl="10s", kv=(("role", "edge"),))
         registrar = started(make_registrar(settings))
@@ -233,7 +233,7 @@ def test_the_backoff_doubles_with_jitter_is_capped_and_starts_again_after_a_succ
 # -- a reload is all or nothing ----------------------------------------------------------------
 
 def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_again(
-        consul_agent, make_registrar, caplog, wait_until):
+        fake_agent, make_registrar, caplog, wait_until):
     """New settings whose client fails to build (here: a token the factory refuses, as a TLS
     file that cannot be loaded would): the running settings and registration stay whole, the
     error is said once, and the reload goes through once the client can be built."""
@@ -249,7 +249,7 @@ def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_agai
             raise ssl.SSLError("the client key is encrypted")
         return consul_client(settings)
 
-    old = settings_for(consul_agent.http_port)
+    old = settings_for(fake_agent.http_port)
     registrar = started(make_registrar(old, consul_factory=factory))
     wait_until(lambda: registrar.status(2.0).registered, what="registered")
     new = dataclasses.replace(old, token="new-token", tags=("asterisk", "reloaded"))
@@ -257,12 +257,12 @@ def test_a_reload_whose_client_cannot_be_built_changes_nothing_and_is_tried_agai
     wait_until(lambda: registrar.reconciler.pending_reload.settings == new, what="the reload pending")
     time.sleep(1.0)
     assert registrar.link.settings == old
-    assert consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"] == ["asterisk", "edge"]
+    assert fake_agent.get("/v1/agent/service/pbx-1").json()["Tags"] == ["asterisk", "edge"]
     errors = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()
               and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "the running ones stay in use" in errors[0]
     broken["on"] = False
-    wait_until(lambda: consul_agent.get("/v1/agent/service/pbx-1").json()["Tags"]
+    wait_until(lambda: fake_agent.get("/v1/agent/service/pbx-1").json()["Tags"]
                == ["asterisk", "reloaded"], timeout=40.0, what="the reload applied")
     assert registrar.link.settings == new and registrar.reconciler.pending_reload.settings is None
 
@@ -277,10 +277,10 @@ def test_wakes_from_the_watch_coalesce_into_one_queued_command(make_registrar, r
     assert registrar._wake_pending == ("the agent's view of the service changed", True)
 
 
-def test_an_event_too_large_for_consul_is_not_sent_and_said_once(consul_agent, make_registrar,
+def test_an_event_too_large_for_consul_is_not_sent_and_said_once(fake_agent, make_registrar,
                                                                   caplog, wait_until):
     caplog.set_level(logging.DEBUG, logger="asterisk_consul")
-    with StandInPeer(agent=consul_agent) as peer:
+    with StandInPeer(agent=fake_agent) as peer:
         settings = settings_for(peer.port, service_id="pbx-" + "x" * 300, events=True)
         registrar = started(make_registrar(settings))
         wait_until(lambda: registrar.status(2.0).registered, what="registered")

@@ -44,7 +44,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_POST = do_GET
 
     def _serve(self) -> None:
-        fake = self.server.fake
+        with self.server.busy:  # counted from the start: a stop waits for this answer
+            self.server.active += 1
+        try:
+            self._answer(self.server.fake)
+        finally:
+            with self.server.busy:
+                self.server.active -= 1
+                self.server.busy.notify_all()
+
+    def _answer(self, fake) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
@@ -53,26 +62,18 @@ class _Handler(BaseHTTPRequestHandler):
         bearer = self.headers.get("Authorization", "")
         if token is None and bearer.startswith("Bearer "):
             token = bearer[len("Bearer "):]
-        request = FakeRequest(time.monotonic(), self.command, unquote(parts.path), query,
-                              token, body)
         if self.server.closing:
             return self._drop()
+        request = FakeRequest(time.monotonic(), self.command, unquote(parts.path), query,
+                              token, body)
         fake._received(request)
-        mode = fake.mode
-        if mode == "hang":
+        if fake.mode == "hang":
             fake._released.wait()  # until heal() or stop(): then dropped, never answered
             return self._drop()
-        if mode == "500":
+        if fake.mode == "500":
             return self._send(Answer(500, b"No cluster leader", {}))
-        call = Call(request.method, request.path, query, body, Access(fake.acl_tokens, token or ""))
-        with self.server.busy:
-            self.server.active += 1
-        try:
-            self._send(route(fake._state, call))
-        finally:
-            with self.server.busy:
-                self.server.active -= 1
-                self.server.busy.notify_all()
+        access = Access(fake.acl_tokens, token or "")
+        self._send(route(fake._state, Call(request.method, request.path, query, body, access)))
 
     def _send(self, answer: Answer) -> None:
         self.send_response(answer.status)

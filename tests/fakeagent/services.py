@@ -41,8 +41,10 @@ class Services:
         values = fields(decode_json(body), SERVICE_FIELDS)
         name = typed(values, "Name", str, "")
         service = {"ID": typed(values, "ID", str, "") or name, "Service": name,
-                   "Tags": typed(values, "Tags", list, []), "Meta": typed(values, "Meta", dict, {}),
-                   "Port": typed(values, "Port", int, 0), "Address": typed(values, "Address", str, ""),
+                   "Tags": typed(values, "Tags", list, []),
+                   "Meta": typed(values, "Meta", dict, {}),
+                   "Port": typed(values, "Port", int, 0),
+                   "Address": typed(values, "Address", str, ""),
                    "TaggedAddresses": typed(values, "TaggedAddresses", dict, {}),
                    "Weights": typed(values, "Weights", dict, {}) or {"Passing": 1, "Warning": 1},
                    "EnableTagOverride": typed(values, "EnableTagOverride", bool, False)}
@@ -58,7 +60,8 @@ class Services:
         access.write(f"service:write on {name}")
         sid = service["ID"]
         for number, check in enumerate(checks, 1):
-            check.setdefault("CheckID", f"service:{sid}" + (f":{number}" if len(checks) > 1 else ""))
+            suffix = f":{number}" if len(checks) > 1 else ""  # 1.8.7 numbers them from 1
+            check.setdefault("CheckID", f"service:{sid}{suffix}")
             check["Name"] = check.get("Name") or f"Service '{name}' check"
         with self.core.lock:
             wanted = {check["CheckID"] for check in checks}
