@@ -11,8 +11,8 @@ import time
 
 from tests.conftest import events, no_registrar_threads_left  # noqa: F401 - fixtures
 from tests.conftest import wait_until_fixture  # noqa: F401 - the wait_until fixture
-from tests.test_registrar import settings_for, started
-from tests.test_registrar import make_registrar  # noqa: F401 - fixture
+from integration_tests.testbed.registrar_kit import settings_for, started
+
 
 
 def events_named(agent_proc, name):
