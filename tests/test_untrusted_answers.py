@@ -76,7 +76,7 @@ def test_a_dripping_answer_is_cut_at_the_total_deadline():
 def test_an_endless_body_is_refused_past_the_limit_without_reading_it_all():
     with StandInPeer(mode="endless") as peer:
         with pytest.raises(ConsulMalformed) as caught:
-            Agent(transport(peer.url, timeout_s=30.0)).service.list()
+            Agent(transport(peer.url, timeout_s=30.0)).check.list()
         time.sleep(0.2)
         written = peer.written
     assert f"longer than the {MAX_BODY_BYTES} bytes" in str(caught.value)
@@ -125,7 +125,7 @@ def test_a_malformed_kv_answer_is_an_error_of_its_own(body):
 
 
 @pytest.mark.parametrize("call,body", [
-    (lambda a: a.service.list(), "[1, 2]"),
+    (lambda a: a.self(), "[1, 2]"),
     (lambda a: a.check.list(), '"checks"'),
     (lambda a: a.version(), '{"Config": {"Version": 5}}'),
     (lambda a: a.health.service_by_id("pbx-1"), '{"Checks": "none"}'),

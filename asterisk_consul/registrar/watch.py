@@ -54,7 +54,7 @@ class AgentWatch:
         self._watch(settings, only_if_running=True)
 
     def _watch(self, settings: Settings, only_if_running: bool) -> None:
-        from ..consul.blocking import BlockingClient  # ssl, http.client: not at module load
+        from ..consul.blocking import BlockingClient  # requests: imported by the first client
 
         target = (settings.agent_url, settings.token, settings.service_id, tls_config(settings))
         with self._lock:
