@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError
 from .link import AgentLink
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .service import ServiceRegistration
 
 FIRST_LOOK_S = 0.5
-LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s later at most, then only on demand
+LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s apart at most (jittered), then on demand
 
 
 class Catalog:
@@ -30,14 +31,14 @@ class Catalog:
         self.since: Optional[float] = None   # time.time() it was first seen there
         self.error = ""
         self._due: Optional[float] = None
-        self._delay = FIRST_LOOK_S
+        self._backoff = Backoff(FIRST_LOOK_S, FIRST_LOOK_S * 2 ** (LOOKS - 1))
         self._looks_left = 0
 
     def after_register(self) -> None:
         self.present, self.since, self.error = None, None, ""
-        self._delay = FIRST_LOOK_S
+        self._backoff.reset()
         self._looks_left = LOOKS
-        self._due = time.monotonic() + FIRST_LOOK_S
+        self._due = time.monotonic() + self._backoff.next()
 
     def forget(self) -> None:
         """Not registered (any more), or registered elsewhere: nothing to look for now."""
@@ -55,8 +56,7 @@ class Catalog:
         if self.present or self.error:
             return  # found, or this token may not look: on demand only
         if self._looks_left > 0:
-            self._delay *= 2
-            self._due = time.monotonic() + self._delay
+            self._due = time.monotonic() + self._backoff.next()
         elif self.present is False:
             self._link.log(logging.WARNING, "Consul: service %s is registered with the agent "
                            "but not in Consul's catalog: the agent cannot sync it (its own ACL "

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from ..backoff import Backoff
+from ..backoff import Backoff, jittered
 from ..consul import ConsulError, ConsulNotFound, ConsulPermissionDenied, ConsulRequestError
 from ..registration import drift, our_check_ids
 from .link import AgentLink
@@ -151,7 +151,7 @@ class ServiceRegistration:
         permanent = isinstance(exc, (ConsulPermissionDenied, ConsulRequestError))
         if permanent:
             # A configuration problem: retrying fast cannot help and would flood the agent.
-            delay = self._slow_retry_s
+            delay = jittered(self._slow_retry_s)
         else:
             # Retries never wait longer than a resync would: an agent that is back is noticed
             # as soon as a healthy one would be. Jitter: a fleet must not retry in lockstep.

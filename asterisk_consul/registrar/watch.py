@@ -16,7 +16,7 @@ import threading
 from typing import Callable, Optional
 from urllib.parse import quote
 
-from ..backoff import Backoff
+from ..backoff import Backoff, jittered
 from ..consul import ConsulUnreachable
 from ..settings import Settings
 from ..threads import start_thread
@@ -121,4 +121,4 @@ class AgentWatch:
                 self._link.log(logging.DEBUG, "Consul watch: the agent answered %d; the resync "
                                "alone repairs for %g s", status, REFUSED_RETRY_S)
                 known_hash = ""
-                stop.wait(REFUSED_RETRY_S)
+                stop.wait(jittered(REFUSED_RETRY_S))
