@@ -108,8 +108,8 @@ def test_interrupt_ends_a_query_held_over_verified_tls_at_once(tmp_path):
     certs = make_test_certs(tmp_path)
     peer = TlsPeerThatHolds(certs)
     try:
-        client = BlockingClient(f"https://127.0.0.1:{peer.port}", SECRET, 2.0,
-                                TlsConfig(ca_file=str(certs["ca"]), server_name="server.dc1.consul"))
+        tls = TlsConfig(ca_file=str(certs["ca"]), server_name="server.dc1.consul")
+        client = BlockingClient(f"https://127.0.0.1:{peer.port}", SECRET, 2.0, tls)
         query = Query(client, params={"hash": "abc", "wait": "300s"})
         assert peer.received.wait(10), query.error  # verified, sent: now it waits
         took = interrupted_within(client, query)

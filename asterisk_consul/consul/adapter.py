@@ -26,10 +26,12 @@ class _Watched:
             return super()._new_conn()  # type: ignore[misc]
         # getaddrinfo has no timeout of its own: the name is looked up within the call's
         # connect timeout; the connection keeps the name for Host, SNI and the certificate.
+        budget = deadline.remaining()
+        connect_s = getattr(self, "timeout", None)  # urllib3 sets it to the connect timeout
+        if isinstance(connect_s, (int, float)):
+            budget = min(budget, connect_s)
         name = self._dns_host  # type: ignore[has-type]
-        connect_s = self.timeout if isinstance(self.timeout, (int, float)) else None  # type: ignore[attr-defined]
-        self._dns_host = resolve(name, self.port,  # type: ignore[attr-defined]
-                                 min(deadline.remaining(), connect_s or deadline.remaining()))
+        self._dns_host = resolve(name, self.port, budget)  # type: ignore[attr-defined]
         try:
             sock = super()._new_conn()  # type: ignore[misc]
         finally:
