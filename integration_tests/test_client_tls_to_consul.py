@@ -25,7 +25,7 @@ def service(service_id="svc-1", **extra):
 
 def test_https_with_the_agent_ca(consul_factory):
     agent_proc = consul_factory(tls=True)
-    transport = Transport(agent_proc.https_url, "", 2.0, verify=agent_proc.ca_file)
+    transport = Transport(agent_proc.https_url, "", 2.0, tls=TlsConfig(ca_file=agent_proc.ca_file))
     assert Agent(transport).version() == "1.8.7"
 
     untrusting = Agent(Transport(agent_proc.https_url, SECRET, 2.0))  # system CAs only

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from asterisk_consul.backoff import Backoff
 from asterisk_consul.consul import (Agent, ConsulMalformed, ConsulUnreachable, TlsConfig,
                                     Transport, tls_context)
 from asterisk_consul.consul.api import KV, Catalog
@@ -76,7 +75,7 @@ def test_a_dripping_answer_is_cut_at_the_total_deadline():
 def test_an_endless_body_is_refused_past_the_limit_without_reading_it_all():
     with StandInPeer(mode="endless") as peer:
         with pytest.raises(ConsulMalformed) as caught:
-            Agent(transport(peer.url, timeout_s=30.0)).service.list()
+            Agent(transport(peer.url, timeout_s=30.0)).check.list()
         time.sleep(0.2)
         written = peer.written
     assert f"longer than the {MAX_BODY_BYTES} bytes" in str(caught.value)
@@ -125,7 +124,7 @@ def test_a_malformed_kv_answer_is_an_error_of_its_own(body):
 
 
 @pytest.mark.parametrize("call,body", [
-    (lambda a: a.service.list(), "[1, 2]"),
+    (lambda a: a.self(), "[1, 2]"),
     (lambda a: a.check.list(), '"checks"'),
     (lambda a: a.version(), '{"Config": {"Version": 5}}'),
     (lambda a: a.health.service_by_id("pbx-1"), '{"Checks": "none"}'),
@@ -191,7 +190,7 @@ def test_an_agent_that_does_not_answer_is_asked_again_with_backoff_by_the_watch(
     assert wakes and wakes[0][1] is True and back_after < 2.5
 
 
-# -- one TLS context per settings, one backoff -------------------------------------------------
+# -- one TLS context per settings -------------------------------------------------------------
 
 def test_the_tls_context_is_built_once_per_settings_and_again_when_a_file_changes(tmp_path):
     from integration_tests.testbed.consul import make_test_certs
@@ -216,18 +215,6 @@ def test_an_encrypted_client_key_is_refused_without_a_prompt(tmp_path):
                    check=True, capture_output=True, stdin=subprocess.DEVNULL)
     with pytest.raises(ssl.SSLError):
         tls_context(TlsConfig(client_cert=str(cert), client_key=str(key)))
-
-
-def test_the_backoff_doubles_with_jitter_is_capped_and_starts_again_after_a_success():
-    backoff = Backoff(0.5, 4.0)
-    delays = [backoff.next() for _ in range(8)]
-    for step, delay in zip([0.5, 1, 2, 4, 4, 4, 4, 4], delays):
-        assert step / 2 <= delay <= step
-    assert backoff.next(cap_s=1.0) <= 1.0
-    backoff.reset()
-    assert backoff.next() <= 0.5
-    spread = {round(Backoff(1.0, 1.0).next(), 6) for _ in range(20)}
-    assert len(spread) > 10  # jittered: a fleet does not retry in lockstep
 
 
 # -- a reload is all or nothing ----------------------------------------------------------------

@@ -4,7 +4,7 @@
     consul.agent.service.register({...})
 
 It knows nothing of the module's settings: it is built from plain values (the registrar does
-that from Settings, in one place). Every failure is a ConsulError subclass (transport.py).
+that from Settings, in one place). Every failure is a ConsulError subclass (errors.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Optional
 from .api import (HEALTH_BY_STATUS_CODE, KV, Agent, AgentCheck, AgentHealth, AgentService,
                   Catalog, Event, Session)
 from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
-from .transport import (ConsulError, ConsulMalformed, ConsulNotFound, ConsulPermissionDenied,
-                        ConsulRequestError, ConsulServerError, ConsulUnreachable, Transport)
+from .errors import (ConsulError, ConsulMalformed, ConsulNotFound, ConsulPermissionDenied,
+                     ConsulRequestError, ConsulServerError, ConsulUnreachable)
+from .transport import Transport
 
 __all__ = [
     "Consul", "TlsConfig", "Transport", "ConsulError", "ConsulUnreachable", "ConsulServerError",

@@ -8,7 +8,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 from .deadline import MAX_KV_TREE_BYTES
-from .transport import ConsulMalformed, Transport
+from .errors import ConsulMalformed
+from .transport import Transport
 
 
 def _segment(value: str) -> str:
@@ -22,14 +23,13 @@ def _json(response: Any, where: str, shape: Optional[type] = None) -> Any:
         value = response.json()
     except ValueError:
         raise ConsulMalformed(
-            f"{where}: answer is not JSON (is this a Consul agent?)", response.status_code
+            f"{where}: answer is not JSON (is this a Consul agent?)", response.status
         ) from None
     if shape is not None and value is not None and not isinstance(value, shape):
         raise ConsulMalformed(f"{where}: answer is a JSON {type(value).__name__}, not the "
                               f"{shape.__name__} Consul sends (is this a Consul agent?)",
-                              response.status_code)
+                              response.status)
     return value
-
 
 
 class AgentService:
@@ -60,13 +60,9 @@ class AgentService:
         """The agent's view of one service, or None when it does not know it."""
         path = f"/v1/agent/service/{_segment(service_id)}"
         response = self._transport.get(path, accept=(404,), timeout_s=timeout_s)
-        if response.status_code == 404:
+        if response.status == 404:
             return None
         return _json(response, f"GET {path}", dict)
-
-    def list(self, timeout_s: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
-        path = "/v1/agent/services"
-        return _json(self._transport.get(path, timeout_s=timeout_s), f"GET {path}", dict) or {}
 
 
 class AgentCheck:
@@ -108,7 +104,7 @@ class AgentHealth:
         """(status, checks): status is passing, warning, critical or unknown (not registered)."""
         path = f"/v1/agent/health/service/id/{_segment(service_id)}"
         response = self._transport.get(path, accept=(404, 429, 503), timeout_s=timeout_s)
-        status = HEALTH_BY_STATUS_CODE.get(response.status_code, "unknown")
+        status = HEALTH_BY_STATUS_CODE.get(response.status, "unknown")
         if status == "unknown":
             return status, []
         body = _json(response, f"GET {path}", dict) or {}
@@ -129,12 +125,6 @@ class Event:
         path = f"/v1/event/fire/{_segment(name)}"
         response = self._transport.request("PUT", path, data=payload, timeout_s=timeout_s)
         return _json(response, f"PUT {path}", dict) or {}
-
-    def list(self, name: str = "", timeout_s: Optional[float] = None) -> List[Dict[str, Any]]:
-        path = "/v1/event/list"
-        params = {"name": name} if name else None
-        response = self._transport.get(path, params=params, timeout_s=timeout_s)
-        return list(_json(response, f"GET {path}", list) or [])
 
 
 class Session:
@@ -158,7 +148,7 @@ class Session:
         """False when Consul no longer knows the session (expired, destroyed, agent restarted)."""
         path = f"/v1/session/renew/{_segment(session_id)}"
         response = self._transport.put(path, accept=(404,), timeout_s=timeout_s)
-        return response.status_code != 404
+        return response.status != 404
 
     def destroy(self, session_id: str, timeout_s: Optional[float] = None) -> None:
         self._transport.put(f"/v1/session/destroy/{_segment(session_id)}", timeout_s=timeout_s)
@@ -205,7 +195,7 @@ class KV:
         path = _key_path(key)
         response = self._transport.get(path, params=params, accept=(404,), timeout_s=timeout_s,
                                        max_bytes=MAX_KV_TREE_BYTES)
-        if response.status_code == 404:
+        if response.status == 404:
             return {}
         entries = {}
         for item in _json(response, f"GET {path}", list) or []:

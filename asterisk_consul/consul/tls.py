@@ -1,7 +1,8 @@
 """TLS to the agent: the settings (TlsConfig) and the one place that turns them into an
-ssl.SSLContext. Both HTTP clients (transport.py, blocking.py) use `tls_context`, which builds a
-context once per settings and files: an agent that is down is retried without reading the CA
-files again (a ca_path of the system's certificates is some 150 files).
+ssl.SSLContext. Every connection to the agent (calls and blocking queries, adapter.py) uses
+`tls_context`, which builds a context once per settings and files: an agent that is down is
+retried without reading the CA files again (a ca_path of the system's certificates is some 150
+files).
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
+from ..backoff import Backoff
 from ..consul import ConsulError
 from .link import AgentLink
 
 FIRST_LOOK_S = 0.5
-LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s later at most, then only on demand
+LOOKS = 5  # after a registration: 0.5, 1, 2, 4 and 8 s apart at most (jittered), then on demand
 
 
 class Catalog:
@@ -25,14 +26,14 @@ class Catalog:
         self.since: Optional[float] = None   # time.time() it was first seen there
         self.error = ""
         self._due: Optional[float] = None
-        self._delay = FIRST_LOOK_S
+        self._backoff = Backoff(FIRST_LOOK_S, FIRST_LOOK_S * 2 ** (LOOKS - 1))
         self._looks_left = 0
 
     def after_register(self) -> None:
         self.present, self.since, self.error = None, None, ""
-        self._delay = FIRST_LOOK_S
+        self._backoff.reset()
         self._looks_left = LOOKS
-        self._due = self._link.clock.monotonic() + FIRST_LOOK_S
+        self._due = self._link.clock.monotonic() + self._backoff.next()
 
     def forget(self) -> None:
         """Not registered (any more), or registered elsewhere: nothing to look for now."""
@@ -50,8 +51,7 @@ class Catalog:
         if self.present or self.error:
             return  # found, or this token may not look: on demand only
         if self._looks_left > 0:
-            self._delay *= 2
-            self._due = self._link.clock.monotonic() + self._delay
+            self._due = self._link.clock.monotonic() + self._backoff.next()
         elif self.present is False:
             self._link.log(logging.WARNING, "Consul: service %s is registered with the agent "
                            "but not in Consul's catalog: the agent cannot sync it (its own ACL "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from ..backoff import Backoff
+from ..backoff import Backoff, jittered
 from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
 from ..kv import KvConflict, KvPublisher
 from ..settings import Settings
@@ -61,7 +61,7 @@ class KvSession:
             self._tell_conflicts()
             if isinstance(exc, (KvConflict, ConsulPermissionDenied, ConsulRequestError)):
                 # Waits for someone to act: no point hurrying.
-                delay = min(resync_s, publisher.renew_interval_s())
+                delay = jittered(min(resync_s, publisher.renew_interval_s()))
             else:
                 delay = self._backoff.next(cap_s=publisher.renew_interval_s())
             message = self._link.scrub(str(exc) if isinstance(exc, ConsulError) else

@@ -9,7 +9,7 @@ import enum
 import logging
 from typing import Any, Dict, Optional, Tuple
 
-from ..backoff import Backoff
+from ..backoff import Backoff, jittered
 from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
 from .link import AgentLink
 
@@ -135,7 +135,7 @@ class ServiceRegistration:
         permanent = isinstance(exc, (ConsulPermissionDenied, ConsulRequestError))
         if permanent:
             # A configuration problem: retrying fast cannot help and would flood the agent.
-            delay = self._slow_retry_s
+            delay = jittered(self._slow_retry_s)
         else:
             # Retries never wait longer than a resync would: an agent that is back is noticed
             # as soon as a healthy one would be.

@@ -16,7 +16,7 @@ import threading
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
-from ..backoff import Backoff
+from ..backoff import Backoff, jittered
 from ..consul import ConsulUnreachable
 from ..settings import Settings
 from ..threads import start_thread
@@ -54,7 +54,7 @@ class AgentWatch:
         self._watch(settings, only_if_running=True)
 
     def _watch(self, settings: Settings, only_if_running: bool) -> None:
-        from ..consul.blocking import BlockingClient  # ssl, http.client: not at module load
+        from ..consul.blocking import BlockingClient  # requests: imported by the first client
 
         target = (settings.agent_url, settings.token, settings.service_id, tls_config(settings))
         with self._lock:
@@ -121,4 +121,4 @@ class AgentWatch:
                 self._link.log(logging.DEBUG, "Consul watch: the agent answered %d; the resync "
                                "alone repairs for %g s", status, REFUSED_RETRY_S)
                 known_hash = ""
-                stop.wait(REFUSED_RETRY_S)
+                stop.wait(jittered(REFUSED_RETRY_S))

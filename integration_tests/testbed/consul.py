@@ -272,6 +272,12 @@ class ConsulAgent(runtime.ManagedProcess):
         r.raise_for_status()
         return r.json()
 
+    def events(self, name):
+        """GET /v1/event/list?name=<name> -> the user events of that name this agent saw."""
+        r = self.get("/v1/event/list", params={"name": name})
+        r.raise_for_status()
+        return r.json()
+
     def service_health(self, service_id):
         """GET /v1/agent/health/service/id/:id -> (status_code, body).
 
