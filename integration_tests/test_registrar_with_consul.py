@@ -11,9 +11,7 @@ import time
 import pytest
 
 from asterisk_consul.registrar import Registrar, Result, StatusSnapshot, consul_client
-from asterisk_consul.registration import HostFacts
-from asterisk_consul.settings import Settings
-from integration_tests.testbed.peers import BlackholePeer, RefusingPeer, StandInPeer
+from integration_tests.testbed.peers import BlackholePeer, StandInPeer
 from integration_tests.testbed.registrar_kit import FACTS, settings_for, started
 from tests.standin import StatusView
 

@@ -10,6 +10,7 @@ import pytest
 from asterisk_consul.consul import (Consul, ConsulPermissionDenied, ConsulServerError,
                                     ConsulUnreachable)
 from asterisk_consul.consul.blocking import BlockingClient
+from tests.contract_cases import services_of
 from tests.fakeagent import FakeAgent
 
 SERVICE = {"ID": "pbx-1", "Name": "Asterisk", "Port": 5060,
@@ -36,7 +37,7 @@ def test_refuse_closes_the_port_and_heal_opens_it_with_the_state_kept(fake, cons
     with pytest.raises(ConsulUnreachable, match="Connection refused"):
         consul.agent.self()
     fake.heal()
-    assert "pbx-1" in consul.agent.service.list()
+    assert "pbx-1" in services_of(consul)
 
 
 def test_hang_takes_requests_and_never_answers_until_healed(fake, consul):
@@ -95,9 +96,9 @@ def test_with_catalog_sync_off_the_catalog_keeps_its_old_view(fake, consul):
 def test_a_restart_keeps_the_state_only_when_asked(fake, consul):
     consul.agent.service.register(SERVICE)
     fake.restart(keep_state=True)
-    assert list(consul.agent.service.list()) == ["pbx-1"]
+    assert list(services_of(consul)) == ["pbx-1"]
     fake.restart()
-    assert consul.agent.service.list() == {}
+    assert services_of(consul) == {}
 
 
 def test_a_blocking_query_in_flight_answers_when_the_agent_stops(fake, consul):

@@ -20,6 +20,9 @@ class _Watched:
     handle on the socket while a call waits for its answer, and a socket timeout restarts at
     every byte (the total deadline, and interrupt() of a blocking query, need the socket)."""
 
+    _dns_host: str  # urllib3's connection sets it: the name looked up
+    port: int
+
     def _new_conn(self) -> Any:
         deadline = current_deadline()
         if deadline is None:
@@ -30,8 +33,8 @@ class _Watched:
         connect_s = getattr(self, "timeout", None)  # urllib3 sets it to the connect timeout
         if isinstance(connect_s, (int, float)):
             budget = min(budget, connect_s)
-        name = self._dns_host  # type: ignore[has-type]
-        self._dns_host = resolve(name, self.port, budget)  # type: ignore[attr-defined]
+        name = self._dns_host
+        self._dns_host = resolve(name, self.port, budget)
         try:
             sock = super()._new_conn()  # type: ignore[misc]
         finally:
