@@ -650,14 +650,14 @@ def an_unknown_token_firing_an_event_is_a_500(agent, consul):
 
 
 @case(acl=True)
-def with_acls_unknown_services_and_checks_are_500s(agent, consul):
-    refused(lambda: consul.agent.service.deregister("nope"), ConsulServerError, 500,
+def with_acls_unknown_services_and_checks_are_500s_read_as_not_found(agent, consul):
+    refused(lambda: consul.agent.service.deregister("nope"), ConsulNotFound, 500,
             'Unknown service {"nope" {}}')
-    refused(lambda: consul.agent.service.maintenance("nope", True), ConsulServerError, 500,
+    refused(lambda: consul.agent.service.maintenance("nope", True), ConsulNotFound, 500,
             'Unknown service {"nope" {}}')
-    refused(lambda: consul.agent.check.deregister("nope"), ConsulServerError, 500,
+    refused(lambda: consul.agent.check.deregister("nope"), ConsulNotFound, 500,
             'Unknown check "nope"')
-    refused(lambda: consul.agent.check.update("nope", "passing"), ConsulServerError, 500,
+    refused(lambda: consul.agent.check.update("nope", "passing"), ConsulNotFound, 500,
             'Unknown check "nope"')
 
 

@@ -5,6 +5,7 @@ the worker, no waiting on real time."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 
@@ -148,6 +149,38 @@ def test_a_ttl_report_that_finds_its_check_gone_registers_again_at_once(bench, a
     bench.turn(10.0)  # the report is due: a 500 "does not have associated TTL"
     bench.turn()
     assert SID in agent.services() and bench.registers() == 2
+
+
+def test_under_acls_an_agent_restarted_empty_gets_the_service_and_checks_back_at_once():
+    # With ACLs, Consul 1.8.7 answers a TTL report for a check it does not know with a 500
+    # "Unknown check" (not the 500 "does not have associated TTL" it says without ACLs).
+    with FakeAgent(acl=True, acl_tokens=["module-token"]) as agent:
+        bench = Bench(agent, token="module-token")
+        try:
+            bench.turn()
+            agent.restart()
+            bench.turn(10.0)
+            bench.turn()
+            assert SID in agent.services() and bench.registers() == 2
+            bench.rec.shutdown(deregister=True, deadline=bench.clock.monotonic() + 1.0)
+            agent.restart()
+        finally:
+            bench.close()
+
+
+def test_under_acls_an_unload_after_the_agent_forgot_the_service_says_so_without_a_warning(
+        caplog):
+    caplog.set_level(logging.INFO)
+    with FakeAgent(acl=True, acl_tokens=["module-token"]) as agent:
+        bench = Bench(agent, token="module-token")
+        try:
+            bench.turn()
+            agent.restart()
+            bench.rec.shutdown(deregister=True, deadline=bench.clock.monotonic() + 1.0)
+        finally:
+            bench.close()
+    assert "was no longer registered" in caplog.text and "could not deregister" not in caplog.text
+    assert "DiscoveryDeregister" not in bench.events.names()
 
 
 def test_a_resync_repairs_drift_in_place_and_leaves_a_faithful_agent_alone(bench, agent):

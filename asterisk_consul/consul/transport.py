@@ -43,6 +43,9 @@ def _import_requests() -> None:
         requests = adapter.requests
 
 
+_UNKNOWN_ID = ("Unknown service", "Unknown check")  # what a 500 says of an ID it does not know
+
+
 @dataclass(frozen=True)
 class Answer:
     """What the agent answered: the status, the headers (names in lower case) and the body,
@@ -170,7 +173,8 @@ class Transport:
             raise ConsulPermissionDenied(
                 f"{where}: permission denied: {detail} (check the ACL token and its policy)",
                 status)
-        if status == 404:
+        if status == 404 or (status == 500 and detail.startswith(_UNKNOWN_ID)):
+            # With ACLs on, Consul 1.8 says "no such service or check" with a 500.
             raise ConsulNotFound(f"{where}: not found: {detail}", status)
         if status >= 500:
             raise ConsulServerError(f"{where}: Consul server error {status}: {detail}", status)

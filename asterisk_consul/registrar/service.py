@@ -10,7 +10,7 @@ import logging
 from typing import Any, Dict, Optional, Tuple
 
 from ..backoff import Backoff, jittered
-from ..consul import ConsulError, ConsulPermissionDenied, ConsulRequestError
+from ..consul import ConsulError, ConsulNotFound, ConsulPermissionDenied, ConsulRequestError
 from .link import AgentLink
 
 
@@ -194,6 +194,10 @@ class ServiceRegistration:
             return False
         try:
             link.consul.agent.service.deregister(service_id, timeout_s=budget_s)
+        except ConsulNotFound:
+            link.log(logging.INFO, "Consul: service %s was no longer registered", service_id)
+            self.registered, self.since = False, None
+            return False
         except ConsulError as exc:
             link.log(logging.WARNING, "Consul: could not deregister service %s: %s",
                      service_id, link.scrub(str(exc)))
