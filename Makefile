@@ -20,7 +20,9 @@
 #                             BENCH_ARGS=--quick, BENCH_ARGS="--only idle,converge,fleetscale")
 #   make fleet / fleet-stop   Asterisk hosts + a Consul cluster + Kamailio + SIPp in network
 #                             namespaces, the failure scenarios live (a table, and
-#                             bench/results/fleet-*.json; FLEET_HOSTS=3, FLEET_ARGS=--only a,b)
+#                             bench/results/fleet-*.json; FLEET_HOSTS=3, FLEET_ARGS=--only a,b;
+#                             FLEET_ASTERISK=22: Asterisk 22 + PJSIP + sid's Kamailio, the
+#                             default; FLEET_ASTERISK=16: Asterisk 16 + chan_sip + Kamailio 5.6)
 
 PYTHON ?= python3
 ASTINCDIR ?= /usr/include
@@ -203,8 +205,11 @@ bench:
 FLEET_HOSTS ?= 3
 .PHONY: fleet fleet-stop
 
+FLEET_ASTERISK ?= 22
+export FLEET_ASTERISK
+
 fleet:
-	$(MAKE) -C integration_tests test-setup ONLY=consul,ast16,venv,fleet
+	$(MAKE) -C integration_tests test-setup ONLY=consul,$(if $(filter 16,$(FLEET_ASTERISK)),ast16,ast22),venv,fleet
 	$(TEST_PYTHON) -m integration_tests.fleet --hosts $(FLEET_HOSTS) $(FLEET_ARGS)
 
 fleet-stop:

@@ -25,7 +25,7 @@ from pathlib import Path
 from integration_tests.testbed import paths, runtime
 from integration_tests.testbed.asterisk import sweep_stale
 
-from . import net, report
+from . import net, profile, report
 from .fleet import Fleet
 from .host import MODULE_OPTIONS
 from .scenarios import SCENARIOS
@@ -43,12 +43,15 @@ def run(args):
         log(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
         return 2
     runtime.install_handlers()
-    meta = {"hosts": args.hosts, "rate": args.rate, "hold_ms": args.hold_ms,
+    stack = profile.current()
+    meta = {"hosts": args.hosts, "profile": stack.label, "asterisk": stack.asterisk,
+            "sip_check": stack.sip_check, "rate": args.rate, "hold_ms": args.hold_ms,
             "check_interval": MODULE_OPTIONS["check_interval"],
             "resync_interval": MODULE_OPTIONS["resync_interval"],
             "started": time.strftime("%F %T"), "machine": platform.node(),
             "cpus": os.cpu_count(), "commit": _commit()}
-    fleet = Fleet(hosts=args.hosts, kind="live", rate=args.rate, hold_ms=args.hold_ms, log=log)
+    fleet = Fleet(hosts=args.hosts, kind="live", rate=args.rate, hold_ms=args.hold_ms, log=log,
+                  profile=stack)
     results = []
     began = time.monotonic()
     try:
@@ -121,6 +124,7 @@ def stop(_args):
     time.sleep(0.5)
     net.sweep_abandoned()
     sweep_stale(Path("/tmp"))  # Asterisk instance dirs of runs that were killed
+    sweep_stale(paths.sid_root() / "tmp")
     left_ns = [n for n in net.ip("netns", "list", check=False).split()
                if n.startswith(net.NAME_PREFIX)]
     left_links = [line.split(":")[1].strip().split("@")[0] for line in

@@ -7,7 +7,8 @@
 `fleet` is one Fleet shared by the fleet tests (it takes ~20 s to start): each test gets it
 steady (whatever the previous one took away is brought back), and it is stopped after the
 last test that uses it, so the rest of the suite runs without it.
-Missing Kamailio, SIPp, Consul or Asterisk 16 skips the test, and fails it in CI.
+The stack is the profile's (FLEET_ASTERISK: 22, the default, or 16; profile.py). Missing
+Kamailio, SIPp, Consul or that Asterisk skips the test, and fails it in CI.
 """
 
 import os
@@ -18,16 +19,19 @@ import pytest
 from integration_tests.testbed import paths
 from integration_tests.testbed.fixtures import missing, require_asterisk, require_consul
 
+from . import profile as profiles
 from .fleet import Fleet
 
 _shared = {"fleet": None, "failed": False}
 
 
-def _require_tools():
+def _require_tools(profile):
     require_consul()
-    require_asterisk("16")
-    for what, path in (("Kamailio", paths.kamailio_binary()), ("kamcmd", paths.kamcmd_binary()),
-                       ("SIPp", paths.sipp_binary())):
+    require_asterisk(profile.asterisk)
+    kamailio = ([("Kamailio (sid chroot)", paths.sid_kamailio_binary())]
+                if profile.kamailio_from == "sid" else
+                [("Kamailio", paths.kamailio_binary()), ("kamcmd", paths.kamcmd_binary())])
+    for what, path in (*kamailio, ("SIPp", paths.sipp_binary())):
         if not path.exists():
             missing(f"{what} not found at {path}")
     if os.geteuid() != 0:
@@ -43,13 +47,14 @@ def _stop_shared():
 
 @pytest.fixture
 def fleet(request):
-    _require_tools()
+    profile = profiles.current()
+    _require_tools(profile)
     if _shared["failed"]:
         pytest.fail("the fleet did not start for an earlier test", pytrace=False)
     current = _shared["fleet"]
     if current is None:
         began = time.monotonic()
-        current = Fleet(hosts=3, log=lambda msg: None)
+        current = Fleet(hosts=3, log=lambda msg: None, profile=profile)
         try:
             current.start()
         except BaseException:
@@ -57,7 +62,7 @@ def fleet(request):
             current.stop()
             raise
         _shared["fleet"] = current
-        print(f"\n[fleet] started in {time.monotonic() - began:.1f}s")
+        print(f"\n[fleet] {profile.label}: started in {time.monotonic() - began:.1f}s")
     else:
         current.ensure_steady()
     yield current

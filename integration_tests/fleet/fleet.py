@@ -4,7 +4,10 @@
     srv1 srv2 srv3     Consul servers (.11-.13)
     proxy (.20)        Consul client + Kamailio + `consul watch` -> consul_dispatcher.py
     uac (.30)          SIPp
-    ast1..astN (.101-) Consul client + Asterisk 16 with res_discovery_consul (weight 1..N)
+    ast1..astN (.101-) Consul client + Asterisk with res_discovery_consul (weight 1..N)
+
+    The stack is the profile's (profile.py, FLEET_ASTERISK): Asterisk 22 + PJSIP + sid's
+    Kamailio by default, Asterisk 16 + chan_sip + bookworm's Kamailio 5.6 on demand.
 
     fleet = Fleet(hosts=3).start()      # every box passing in Consul and routed by Kamailio
     run = fleet.calls("steady").start(); ...; run.stop(); tally = fleet.tally(run)
@@ -16,8 +19,9 @@ import shutil
 import time
 from pathlib import Path
 
-from integration_tests.testbed import build, runtime
+from integration_tests.testbed import build, paths, runtime
 
+from . import profile as profiles
 from .calls import CallRun, Tally
 from .cluster import Cluster, FleetAgent
 from .host import SERVICE, AsteriskHost
@@ -32,7 +36,8 @@ FIRST_ASTERISK = 101
 
 class Fleet:
     def __init__(self, hosts=3, weights=None, kind="test", rate=10.0, hold_ms=2000,
-                 artifacts_dir=None, log=print):
+                 artifacts_dir=None, log=print, profile=None):
+        self.profile = profile or profiles.current()
         if hosts < 2:
             raise ValueError("a fleet needs at least 2 Asterisk hosts")
         self.host_count = hosts
@@ -52,12 +57,12 @@ class Fleet:
     # -- start / stop -------------------------------------------------------------------------
     def start(self, timeout=90.0):
         began = time.monotonic()
-        module_so = build.build_module("16")
+        module_so = build.build_module(self.profile.asterisk)
         self.net = Network(kind=self.kind)
         self.dir = self.net.make_dir()
         runtime.register_cleanup(("fleet", str(self.dir)), self.stop)
-        self.log(f"fleet {self.net.prefix}: subnet {self.net.subnet}, bridge {self.net.bridge}, "
-                 f"files {self.dir}")
+        self.log(f"fleet {self.net.prefix}: {self.profile.label}; subnet {self.net.subnet}, "
+                 f"bridge {self.net.bridge}, files {self.dir}")
         server_ns = [self.net.add_host(f"srv{i + 1}", n) for i, n in enumerate(SERVER_NUMBERS)]
         joins = [ns.address for ns in server_ns]
         self.cluster = Cluster(FleetAgent(self.net, ns, self.dir / ns.role, True, joins)
@@ -67,14 +72,19 @@ class Fleet:
 
         proxy_ns = self.net.add_host("proxy", PROXY_NUMBER)
         proxy_agent = FleetAgent(self.net, proxy_ns, self.dir / "proxy" / "consul", False, joins)
-        self.proxy = Proxy(self.net, proxy_ns, self.dir / "proxy", proxy_agent).start()
+        # sid's Kamailio reads its files inside the chroot: its dir is there.
+        proxy_dir = (self.net.make_dir(paths.sid_root() / "tmp")
+                     if self.profile.kamailio_from == "sid" else self.dir / "proxy")
+        self.proxy = Proxy(self.net, proxy_ns, proxy_dir, proxy_agent,
+                           profile=self.profile).start()
         self.uac = self.net.add_host("uac", UAC_NUMBER)
         for i in range(self.host_count):
             ns = self.net.add_host(f"ast{i + 1}", FIRST_ASTERISK + i)
             agent = FleetAgent(self.net, ns, self.dir / ns.role / "consul", False, joins)
             self.hosts.append(AsteriskHost(
                 ns, module_so, agent, self.proxy.address, weight=self.weights[i],
-                artifacts_dir=(self.artifacts_dir / ns.role if self.artifacts_dir else None)))
+                artifacts_dir=(self.artifacts_dir / ns.role if self.artifacts_dir else None),
+                profile=self.profile))
         for host in self.hosts:
             host.agent.launch()
         for host in self.hosts:
@@ -98,6 +108,9 @@ class Fleet:
         if self.artifacts_dir is not None and self.dir is not None and self.dir.exists():
             shutil.copytree(self.dir, self.artifacts_dir / "fleet", dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("data", "kamailio_ctl"))
+            if self.proxy is not None and not self.proxy.dir.is_relative_to(self.dir):
+                shutil.copytree(self.proxy.dir, self.artifacts_dir / "fleet" / "proxy",
+                                dirs_exist_ok=True, ignore=shutil.ignore_patterns("kamailio_ctl"))
         if self.net is not None:
             self.net.destroy()  # and self.dir
         self.hosts = []
@@ -147,6 +160,8 @@ class Fleet:
                 host.asterisk.start()
             elif self.status(host) == "maintenance":
                 host.set_maintenance(False)
+            if host.is_running() and not host.sip_stack_loaded():
+                host.sip_stack_back()
         self.wait_steady(timeout)
 
     def describe(self):
@@ -177,7 +192,7 @@ class Fleet:
     def calls(self, name, rate=None, hold_ms=None, max_seconds=300):
         return CallRun(self.net, self.uac, self.proxy.address, self.dir, name,
                        rate=rate or self.rate, hold_ms=hold_ms or self.hold_ms,
-                       max_seconds=max_seconds)
+                       max_seconds=max_seconds, transports=self.profile.transports)
 
     def answers(self):
         return [a for h in self.hosts for a in h.answered()]

@@ -1,7 +1,8 @@
-"""One Asterisk host of the fleet: its namespace, its Consul client agent, and Asterisk 16
-with res_discovery_consul, answering SIP (chan_sip) from the proxy.
+"""One Asterisk host of the fleet: its namespace, its Consul client agent, and Asterisk
+with res_discovery_consul, answering SIP from the proxy: Asterisk 22 (the sid chroot entered
+inside the namespace) with PJSIP, or Asterisk 16 with chan_sip (profile.py).
 
-    host = AsteriskHost(fleet_net, ns, workdir, module_so, agent, proxy_address, weight=2)
+    host = AsteriskHost(ns, module_so, agent, proxy_address, weight=2, profile=profile)
     host.start()                     # agent + Asterisk; the module registers the box
     host.set_maintenance(True)       # `discovery set maintenance on`
     host.replace_asterisk()          # a new Asterisk (another EID) on this address
@@ -20,13 +21,26 @@ from pathlib import Path
 
 from integration_tests.testbed.asterisk import AsteriskInstance, random_eid
 
+from . import profile as profiles
+
 SERVICE = "Asterisk"
 SIP_PORT = 5060
-# chan_sip and what it needs for an answered call; the module last.
-MODULES = ["res_sorcery_config.so", "res_pjproject.so", "res_rtp_asterisk.so", "chan_sip.so",
-           "pbx_config.so", "app_verbose.so", "func_strings.so", "res_discovery_consul.so",
-           # the wrong-box guard (contrib/kamailio/wrong-box-guard.conf): GoSub, CHANNEL()
-           "app_stack.so", "func_channel.so"]
+# The dialplan's modules, and the wrong-box guard's (contrib/kamailio/wrong-box-guard.conf):
+# GoSub, CHANNEL(); the module last.
+_DIALPLAN = ["pbx_config.so", "app_verbose.so", "func_strings.so", "app_stack.so",
+             "func_channel.so", "res_discovery_consul.so"]
+# chan_sip (16) and what it needs for an answered call.
+CHAN_SIP_MODULES = ["res_sorcery_config.so", "res_pjproject.so", "res_rtp_asterisk.so",
+                    "chan_sip.so", *_DIALPLAN]
+# PJSIP (22): what chan_pjsip needs when nothing is autoloaded, the endpoint identified by
+# the proxy's address, SDP/RTP for an answered call, PJSIP_HEADER() for the guard.
+PJSIP_MODULES = ["res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
+                 "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so",
+                 "res_pjsip_pubsub.so", "res_pjsip_endpoint_identifier_ip.so",
+                 "res_rtp_asterisk.so", "res_pjsip_sdp_rtp.so", "res_pjsip_header_funcs.so",
+                 "chan_pjsip.so", *_DIALPLAN]
+MODULES = CHAN_SIP_MODULES  # the 16 profile's (kept for callers of the first fleet)
+SIP_DRIVER = {"pjsip": "chan_pjsip.so", "chan_sip": "chan_sip.so"}
 # What the module is told (check every second: detection bounds are in seconds).
 MODULE_OPTIONS = {"check_interval": "1s", "check_timeout": "1s",
                   "check_deregister_after": "1m", "resync_interval": "5s"}
@@ -57,13 +71,16 @@ def _epoch(stamp):
         float("0." + (frac or "0"))
 
 
-def module_conf(options, weight, kv_prefix="fleet"):
+def module_conf(options, weight, kv_prefix="fleet", sip_check=False):
     lines = ["[general]", "enabled = yes", "", "[consul]",
              "host = 127.0.0.1", "port = 8500", "id = asterisk", f"name = {SERVICE}",
              "tags = asterisk, fleet", "discovery_ip = auto", "discovery_interface = eth0",
              f"discovery_port = {SIP_PORT}", "metadata_profile = fleet", "check = yes",
              "check_type = http", "consul_timeout_ms = 1000",
              f"kv_prefix = {kv_prefix}/${{ID}}"]
+    if sip_check:
+        # SIP-aware health (issue 21): a box whose SIP stack is gone leaves rotation.
+        lines.append("sip_check = yes")
     lines += [f"{k} = {v}" for k, v in options.items()]
     lines += ["", "[metadata_fleet]", f"weight = {weight}", "",
               "[kv]", f"{KV_KEY} = sip:${{ADDRESS}}:${{PORT}}", ""]
@@ -79,16 +96,32 @@ def sip_conf(address, proxy_address):
         "context = fleet", "disallow = all", "allow = ulaw", ""])
 
 
+def pjsip_conf(address, proxy_address):
+    """PJSIP on this host's address, UDP and TCP; one endpoint, the proxy, identified by its
+    address, its calls into [fleet]; anything else is not identified and refused."""
+    return "\n".join([
+        "[transport-udp]", "type = transport", "protocol = udp", f"bind = {address}:{SIP_PORT}",
+        "",
+        "[transport-tcp]", "type = transport", "protocol = tcp", f"bind = {address}:{SIP_PORT}",
+        "",
+        "[proxy]", "type = endpoint", "context = fleet", "disallow = all", "allow = ulaw",
+        "direct_media = no", "",
+        "[proxy-by-address]", "type = identify", "endpoint = proxy",
+        f"match = {proxy_address}", ""])
+
+
 # A call routed as another registration (an INVITE retransmitted to an address a new box
 # took over) is refused with 503 by the operator's guard, contrib/kamailio/wrong-box-guard.conf,
 # so the proxy fails it over (a hangup handler logs it as refused); any other is answered,
 # logged (routed as what, answered by whom) and held until the caller hangs up (at most a
 # minute).
 GUARD = (Path(__file__).resolve().parents[2] / "contrib/kamailio/wrong-box-guard.conf").read_text()
-EXTENSIONS = GUARD + """
+# How the dialplan reads a header of the INVITE, per SIP stack.
+_HEADER = {"chan_sip": "SIP_HEADER({})", "pjsip": "PJSIP_HEADER(read,{})"}
+_FLEET_CONTEXT = """
 [fleet]
-exten => _X.,1,Set(ROUTED_AS=${SIP_HEADER(X-Consul-Service)})
- same => n,Set(LOGGED=callid=${SIP_HEADER(Call-ID)} service=${ROUTED_AS} eid=${ENTITYID})
+exten => _X.,1,Set(ROUTED_AS=${X_CONSUL_SERVICE})
+ same => n,Set(LOGGED=callid=${CALL_ID} service=${ROUTED_AS} eid=${ENTITYID})
  same => n,Set(CHANNEL(hangup_handler_push)=fleet-refused,s,1)
  same => n,GoSub(consul-wrong-box-guard,s,1)
  same => n,Set(CHANNEL(hangup_handler_pop)=)
@@ -103,9 +136,20 @@ exten => s,1,Log(NOTICE,FLEET-REFUSED ${LOGGED})
 """
 
 
+def extensions(sip_stack):
+    header = _HEADER[sip_stack]
+    return GUARD + _FLEET_CONTEXT.replace(
+        "${X_CONSUL_SERVICE}", "${%s}" % header.format("X-Consul-Service")).replace(
+        "${CALL_ID}", "${%s}" % header.format("Call-ID"))
+
+
+EXTENSIONS = extensions("chan_sip")
+
+
 class AsteriskHost:
     def __init__(self, ns, module_so, agent, proxy_address, weight=1, options=None,
-                 artifacts_dir=None):
+                 artifacts_dir=None, profile=None):
+        self.profile = profile or profiles.current()
         self.ns = ns
         self.module_so = module_so
         self.agent = agent
@@ -127,17 +171,20 @@ class AsteriskHost:
 
     def _new_asterisk(self, eid=None):
         number = len(self.instances)
+        pjsip = self.profile.sip_stack == "pjsip"
         ast = AsteriskInstance(
-            "16", modules=MODULES, netns=self.ns.name, bind_address=self.ns.address,
+            self.profile.asterisk, modules=PJSIP_MODULES if pjsip else CHAN_SIP_MODULES,
+            netns=self.ns.name, bind_address=self.ns.address,
             eid=eid or random_eid(), asterisk_conf_options={"verbose": "1", "debug": "0"},
             artifacts_dir=(self.artifacts_dir / f"asterisk-{number}"
                            if self.artifacts_dir else None))
         ast.install_module(self.module_so)
-        ast.write_config("sip.conf", sip_conf(self.ns.address, self.proxy_address))
-        ast.write_config("extensions.conf", EXTENSIONS)
-        ast.write_config("res_discovery_consul.conf",
-                         module_conf(dict(self.options, check_http_port=ast.http_port),
-                                     self.weight))
+        if pjsip:
+            ast.write_config("pjsip.conf", pjsip_conf(self.ns.address, self.proxy_address))
+        else:
+            ast.write_config("sip.conf", sip_conf(self.ns.address, self.proxy_address))
+        ast.write_config("extensions.conf", extensions(self.profile.sip_stack))
+        ast.write_config("res_discovery_consul.conf", self._module_conf(ast))
         self.instances.append(ast)
         self.asterisk = ast
         return ast
@@ -184,12 +231,30 @@ class AsteriskHost:
         threading.Thread(target=self.asterisk._rx_raw, args=("core restart gracefully", 120),
                          daemon=True).start()
 
+    def _module_conf(self, ast):
+        return module_conf(dict(self.options, check_http_port=ast.http_port), self.weight,
+                           sip_check=self.profile.sip_check)
+
     def set_options(self, **options):
         """New module options, applied by `module reload`."""
         self.options.update(options)
-        self.asterisk.write_config("res_discovery_consul.conf", module_conf(
-            dict(self.options, check_http_port=self.asterisk.http_port), self.weight))
+        self.asterisk.write_config("res_discovery_consul.conf", self._module_conf(self.asterisk))
         return self.asterisk.rx("module reload res_discovery_consul.so")
+
+    @property
+    def sip_driver(self):
+        return SIP_DRIVER[self.profile.sip_stack]
+
+    def sip_stack_away(self):
+        """`module unload` of the SIP channel driver: the box takes no call."""
+        return self.asterisk.rx(f"module unload {self.sip_driver}")
+
+    def sip_stack_back(self):
+        return self.asterisk.rx(f"module load {self.sip_driver}")
+
+    def sip_stack_loaded(self):
+        driver = self.sip_driver
+        return driver in self.asterisk.rx(f"module show like {driver[:-3]}").split()
 
     def reload_module(self):
         """`module unload` + `module load`: deregisters and registers again."""

@@ -138,9 +138,11 @@ class Network:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_path)
 
-    def make_dir(self):
-        """A short private directory for the run's files (removed with the network)."""
-        path = Path(tempfile.mkdtemp(prefix=self.prefix + "-", dir="/tmp"))
+    def make_dir(self, base="/tmp"):
+        """A short private directory for the run's files (removed with the network), in base
+        (the sid chroot's /tmp for what runs inside the chroot)."""
+        Path(base).mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=self.prefix + "-", dir=str(base)))
         self.dirs.append(path)
         self._save()
         return path

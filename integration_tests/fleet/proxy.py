@@ -2,7 +2,11 @@
 `consul watch -type service` running the sample handler contrib/kamailio/consul_dispatcher.py
 on every change of the service's health, exactly as an operator would run them.
 
-    proxy = Proxy(net, ns, workdir, agent)     # agent: the proxy host's Consul client
+Kamailio listens on UDP and TCP. Which Kamailio (profile.py): sid's, inside the sid chroot
+(the fleet on Asterisk 22: workdir must then be inside the chroot, its files are read there),
+or bookworm's 5.6 dpkg -x'ed (the Asterisk 16 profile).
+
+    proxy = Proxy(net, ns, workdir, agent, profile)  # agent: the proxy host's Consul client
     proxy.start()
     proxy.destinations()  -> {service_id: flags}   (kamcmd dispatcher.list)
     proxy.routes()        -> [Route(time, call_id, service)]   (Kamailio's dispatch log)
@@ -16,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from integration_tests.testbed import paths, runtime
+from integration_tests.testbed.asterisk import sid_command
 
+from . import profile as profiles
 from .host import SERVICE
 
 CONTRIB = paths.repo_root() / "contrib" / "kamailio"
@@ -49,7 +55,9 @@ def handler_python():
 
 
 class Proxy:
-    def __init__(self, net, ns, workdir, agent, service=SERVICE):
+    def __init__(self, net, ns, workdir, agent, service=SERVICE, profile=None):
+        self.profile = profile or profiles.current()
+        self.in_sid = self.profile.kamailio_from == "sid"
         self.net = net
         self.ns = ns
         self.dir = Path(workdir)
@@ -67,7 +75,17 @@ class Proxy:
     def address(self):
         return self.ns.address
 
+    def _seen(self, path):
+        """A path as Kamailio sees it (inside the chroot for sid's)."""
+        path = Path(path)
+        if not self.in_sid:
+            return path
+        return Path("/") / path.relative_to(paths.sid_root())
+
     def kamcmd_command(self):
+        if self.in_sid:
+            return (f"chroot {shlex.quote(str(paths.sid_root()))} {paths.SID_KAMCMD} "
+                    f"-s unix:{self._seen(self.ctl)}")
         return f"{paths.kamcmd_binary()} -s unix:{self.ctl}"
 
     def kamcmd(self, *args, timeout=10):
@@ -84,16 +102,29 @@ class Proxy:
             self.agent.start()
         if not self.list_path.exists():
             self.list_path.write_text("# no destination until Consul's watch renders them\n")
-        argv = [paths.kamailio_binary(), "-f", KAMAILIO_CFG, "-L", paths.kamailio_module_dir(),
-                "-DD", "-E", "-l", f"udp:{self.ns.address}:{SIP_PORT}",
-                "-A", f'DISPATCHER_LIST="{self.list_path}"',
-                "-A", f'CTL_SOCKET="unix:{self.ctl}"',
-                "-Y", self.dir, "-P", self.dir / "kamailio.pid", "-m", "64", "-M", "8"]
+        # The operator's copy of the sample config, beside the list (in the chroot for sid).
+        cfg = self.dir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO_CFG.read_text())
+        seen = self._seen
+        binary, modules = ((paths.SID_KAMAILIO, paths.SID_KAMAILIO_MODULES) if self.in_sid
+                           else (paths.kamailio_binary(), paths.kamailio_module_dir()))
+        argv = [binary, "-f", seen(cfg), "-L", modules, "-DD", "-E",
+                "-l", f"udp:{self.ns.address}:{SIP_PORT}",
+                "-l", f"tcp:{self.ns.address}:{SIP_PORT}",
+                "-A", f'DISPATCHER_LIST="{seen(self.list_path)}"',
+                "-A", f'CTL_SOCKET="unix:{seen(self.ctl)}"',
+                "-Y", seen(self.dir), "-P", seen(self.dir / "kamailio.pid"),
+                "-m", "64", "-M", "8"]
+        if self.in_sid:
+            argv = sid_command(argv, cwd=seen(self.dir))
         # Kamailio forks its workers; in a PID namespace of their own they all die with the
         # main process (and it with us: unshare kills it when it dies itself).
         argv = ["unshare", "--pid", "--fork", "--kill-child", *argv]
+        env = tool_env()
+        if self.in_sid:
+            env.pop("LD_LIBRARY_PATH")
         self.kamailio = runtime.spawn(self.net.wrap(self.ns, argv), log_path=self.kamailio_log,
-                                      env=tool_env(), cwd=str(self.dir))
+                                      env=env, cwd=str(self.dir))
         runtime.wait_until(lambda: self._alive("kamailio") and self.kamcmd("core.uptime"),
                            timeout=20, what="Kamailio's ctl socket")
         self.start_watch()

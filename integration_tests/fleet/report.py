@@ -10,7 +10,8 @@ RESULTS_DIR = paths.repo_root() / "bench" / "results"
 
 
 def table(results, meta):
-    lines = [f"fleet: {meta.get('hosts')} Asterisk 16 hosts + 3 Consul servers + Kamailio, "
+    lines = [f"fleet: {meta.get('hosts')} hosts, {meta.get('profile', 'Asterisk 16')}; "
+             "3 Consul servers; "
              f"SIPp {meta.get('rate')} calls/s held {meta.get('hold_ms')} ms; "
              f"check_interval {meta.get('check_interval')}, resync_interval "
              f"{meta.get('resync_interval')}",

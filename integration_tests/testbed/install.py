@@ -66,7 +66,11 @@ SID_PACKAGES = ["asterisk", "asterisk-modules", "asterisk-config", "asterisk-dev
                 # write extended state status"), sid's can, and it serves Asterisk 16 too
                 "gdb",
                 # the package's lintian check (test_deb.py: lintian --fail-on error,warning)
-                "lintian"]
+                "lintian",
+                # the fleet's proxy on Asterisk 22 (integration_tests/fleet/proxy.py): Kamailio
+                # from the same Debian release as the boxes (dispatcher, ctl and kamcmd are in
+                # the main package), run inside the chroot
+                "kamailio"]
 AST22_VERSION_PREFIX = "22."
 BENCH_SUITE = "bookworm"
 BENCH_PACKAGES = ["wrk"]

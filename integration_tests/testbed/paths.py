@@ -110,6 +110,17 @@ def kamailio_module_dir() -> Path:
     return fleet_prefix() / "usr" / "lib" / "x86_64-linux-gnu" / "kamailio" / "modules"
 
 
+# Kamailio in the sid chroot (SID_PACKAGES): chroot paths, run with chroot.
+SID_KAMAILIO = "/usr/sbin/kamailio"
+SID_KAMCMD = "/usr/sbin/kamcmd"
+SID_KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+
+
+def sid_kamailio_binary() -> Path:
+    """Host path of the sid chroot's kamailio (may not exist if not installed)."""
+    return sid_root() / SID_KAMAILIO.lstrip("/")
+
+
 def sipp_binary() -> Path:
     return fleet_prefix() / "usr" / "bin" / "sipp"
 
