@@ -23,6 +23,9 @@
 #                             bench/results/fleet-*.json; FLEET_HOSTS=3, FLEET_ARGS=--only a,b;
 #                             FLEET_ASTERISK=22: Asterisk 22 + PJSIP + sid's Kamailio, the
 #                             default; FLEET_ASTERISK=16: Asterisk 16 + chan_sip + Kamailio 5.6)
+#   make chaos                the fleet under a seeded fault storm (overlapping faults while SIPp
+#                             calls), invariants checked over the run; CHAOS_SEED=1,
+#                             CHAOS_MINUTES=3 (the same seed gives the same schedule)
 
 PYTHON ?= python3
 ASTINCDIR ?= /usr/include
@@ -214,6 +217,14 @@ fleet:
 
 fleet-stop:
 	$(TEST_PYTHON) -m integration_tests.fleet stop
+
+CHAOS_SEED ?= 1
+CHAOS_MINUTES ?= 3
+.PHONY: chaos
+
+chaos:
+	$(MAKE) -C integration_tests test-setup ONLY=consul,$(if $(filter 16,$(FLEET_ASTERISK)),ast16,ast22),venv,fleet
+	$(TEST_PYTHON) -m integration_tests.fleet.chaos --seed $(CHAOS_SEED) --minutes $(CHAOS_MINUTES) --hosts $(FLEET_HOSTS)
 
 clean:
 	rm -rf $(BUILD) $(MODULE) $(dir $(GATE))

@@ -1,0 +1,593 @@
+"""`make chaos`: a seeded fault storm on the fleet, its invariants checked over the whole run.
+
+    python -m integration_tests.fleet.chaos --seed 7 --minutes 3 [--hosts 3]
+
+SIPp places calls through Kamailio for the whole run (UDP and TCP) while a schedule drawn
+from the seed injects faults, overlapping: kill -9 of an Asterisk and its restart, `core
+restart gracefully`, drain on/off, maintenance on/off, `module unload`/`load` and `module
+reload` of this module, a client agent restarted with and without its data dir, a Consul
+follower and the leader killed and restarted, a box's link to the Consul cluster cut and
+healed (FIB rules inside its namespace prohibit Consul's ports 8300-8302: SIP still flows),
+its SIP stack taken away and back (`module unload`/`load` of the SIP channel driver). Each
+fault is logged with its times (faults.log in the run's directory, and on stdout).
+
+The schedule depends on the seed, the minutes and the number of hosts only (schedule()), so
+the same seed gives the same schedule. It never takes more than hosts - 1 boxes out at once
+(calls need somewhere to go), never touches a box twice at once, and never takes down more
+than one Consul server at once (quorum).
+
+Invariants, checked after the run from SIPp's call log, Kamailio's dispatch log, the boxes'
+call logs and Consul's catalog (check_invariants()):
+  wrong-box     no call answered by a box other than the registration Kamailio routed it as
+  out-routing   no new call routed to a box more than its kind's bound (OUT_BOUND_S) after it
+                was drained, maintained, killed, deregistered, its agent stopped, its link cut,
+                (with sip_check) its SIP stack taken away; plus the leader election's seconds
+                when a leader kill overlaps (nothing reaches the catalog without a leader)
+  failures      no call failed except one routed to a box killed or whose SIP stack was taken
+                away while the call was set up or held
+  back          every box back in rotation (passing in the catalog and routed) within its
+                kind's bound (BACK_BOUND_S) after its fault ended
+  end-state     at the end every box registered once (no duplicate, no orphan) and passing,
+                its KV key held; Asterisk's threads and memory (per process, over at least a
+                minute of its life) grew by at most THREAD_GROWTH and RSS_GROWTH_KB
+A violation prints the seed, the faults around it and the calls involved.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from integration_tests.testbed import runtime
+
+from . import profile as profiles
+from .fleet import Fleet
+from .host import KV_KEY, SERVICE
+from .measure import CHECK_INTERVAL_S, CHECK_TIMEOUT_S, RESYNC_INTERVAL_S, routed
+
+# kind -> (weight in the draw, target: "box" / "server", takes the box out of rotation)
+KINDS = {
+    "kill9": (3, "box", True),
+    "graceful": (2, "box", True),
+    "drain": (3, "box", True),
+    "maintenance": (3, "box", True),
+    "module_cycle": (2, "box", True),
+    "module_reload": (2, "box", False),
+    "agent_restart": (2, "box", True),
+    "agent_wipe": (1, "box", True),
+    "cut": (2, "box", True),
+    "sip_away": (2, "box", True),
+    "follower": (1, "server", False),
+    "leader": (1, "server", False),
+}
+# Seconds after a fault begins by which no new call may be routed to the box: the fleet
+# table's bounds (drain/maintenance 1 s; a kill: check interval + timeout); a module unload
+# and an agent's SIGTERM deregister at once; a cut link: serf's failure detection (probe
+# interval and suspicion timeout of Consul's LAN pool, a few seconds); a SIP stack taken away:
+# sip_check's bound (one check interval plus a second).
+OUT_BOUND_S = {"kill9": CHECK_INTERVAL_S + CHECK_TIMEOUT_S, "graceful": 1.0, "drain": 1.0,
+               "maintenance": 1.0, "module_cycle": 1.0, "agent_restart": 1.0,
+               "agent_wipe": 1.0, "cut": 15.0, "sip_away": CHECK_INTERVAL_S + 1.0}
+# Seconds after a fault ends by which the box is back in rotation: a restarted Asterisk boots
+# and passes its check; an agent that lost its data is re-registered at the next resync; a
+# healed link rejoins the LAN pool on serf's reconnect (every 30 s).
+BACK_BOUND_S = {"kill9": 20.0, "graceful": 30.0, "drain": 5.0, "maintenance": 5.0,
+                "module_cycle": 10.0, "module_reload": 10.0, "agent_restart": 10.0,
+                "agent_wipe": RESYNC_INTERVAL_S + 10.0, "cut": 45.0, "sip_away": 10.0}
+HOLD_S = (3.0, 10.0)        # how long a fault lasts (drawn)
+GAP_MEAN_S = 5.0            # mean gap between fault starts (exponential)
+SETTLE_S = 20.0             # what the schedule leaves a box after a fault before the next
+THREAD_GROWTH = 8           # Asterisk threads a process may gain over the run
+RSS_GROWTH_KB = 40 * 1024   # and resident memory
+CONSUL_PORTS = "8300-8302"
+
+
+@dataclass
+class Fault:
+    number: int
+    at: float               # seconds after the storm began
+    kind: str
+    target: str             # ast1.. / "server"
+    hold: float             # seconds between its start and its end
+    # filled in by the run (epoch seconds)
+    began: Optional[float] = None
+    ended: Optional[float] = None
+    back: Optional[float] = None
+    server: Optional[str] = None
+    note: str = ""
+    error: str = ""
+
+    def line(self):
+        t = (lambda v: time.strftime("%H:%M:%S", time.localtime(v)) + f".{int(v % 1 * 1000):03d}"
+             if v else "-")
+        return (f"#{self.number:<3} +{self.at:6.1f}s {self.kind:<13} {self.target:<6} "
+                f"hold {self.hold:4.1f}s began {t(self.began)} ended {t(self.ended)} "
+                f"back {t(self.back)} {self.server or ''} {self.note} {self.error}").rstrip()
+
+
+def schedule(seed, minutes, hosts, sip_stack_faults=True):
+    """The faults of a storm: a pure function of its arguments."""
+    rng = random.Random(f"asterisk-consul chaos {seed}")
+    boxes = [f"ast{i + 1}" for i in range(hosts)]
+    busy_until = {b: 0.0 for b in boxes}
+    server_busy_until = 0.0
+    out_windows = []        # (from, to) of faults that take a box out
+    kinds = [k for k in KINDS if sip_stack_faults or k != "sip_away"]
+    weights = [KINDS[k][0] for k in kinds]
+    faults = []
+    at = 10.0               # calls flowing first
+    end = minutes * 60.0 - 30.0   # the last faults end and their boxes come back
+    while True:
+        at += rng.expovariate(1.0 / GAP_MEAN_S)
+        if at >= end:
+            break
+        kind = rng.choices(kinds, weights)[0]
+        hold = round(rng.uniform(*HOLD_S), 1)
+        _weight, target_type, takes_out = KINDS[kind]
+        if target_type == "server":
+            if at < server_busy_until:
+                continue
+            server_busy_until = at + hold + SETTLE_S
+            faults.append(Fault(len(faults) + 1, round(at, 1), kind, "server", hold))
+            continue
+        free = [b for b in boxes if busy_until[b] <= at]
+        if takes_out:
+            out_now = len([w for w in out_windows if w[0] <= at < w[1]])
+            if out_now >= hosts - 1:
+                continue
+        if not free:
+            continue
+        box = rng.choice(free)
+        until = at + hold + BACK_BOUND_S[kind]
+        busy_until[box] = at + hold + max(SETTLE_S, BACK_BOUND_S[kind])
+        if takes_out:
+            out_windows.append((at, until))
+        faults.append(Fault(len(faults) + 1, round(at, 1), kind, box, hold))
+    return faults
+
+
+# -- injecting ---------------------------------------------------------------------------------
+class Storm:
+    def __init__(self, fleet, seed, minutes, log=print):
+        self.fleet = fleet
+        self.seed = seed
+        self.minutes = minutes
+        self.log = log
+        self.faults = schedule(seed, minutes, len(fleet.hosts))
+        self.dir = fleet.dir / f"chaos-{seed}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.faults_log = self.dir / "faults.log"
+        self.began = None
+        self.samples = {}   # pid -> [(epoch, threads, rss_kb)]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def record(self, fault, what):
+        line = f"{time.strftime('%H:%M:%S')} {what}: {fault.line()}"
+        with self._lock:
+            with open(self.faults_log, "a") as fh:
+                fh.write(line + "\n")
+        self.log(line)
+
+    # each fault: on, hold, off, then wait until the box is back (measured, bounded)
+    def _run_fault(self, fault):
+        delay = self.began + fault.at - time.time()
+        if delay > 0 and self._stop.wait(delay):
+            return
+        try:
+            if fault.target == "server":
+                self._server_fault(fault)
+            else:
+                self._box_fault(fault, self.fleet.host(fault.target))
+        except Exception as exc:  # noqa: BLE001 - recorded, reported as a violation
+            fault.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.record(fault, "error")
+            traceback.print_exc()
+
+    def _server_fault(self, fault):
+        cluster = self.fleet.cluster
+        leader = cluster.leader()
+        if fault.kind == "leader":
+            server = leader
+        else:
+            server = next((s for s in cluster.servers if s is not leader and s.is_running()),
+                          None)
+        if server is None:
+            fault.note = "no such server now (election under way): skipped"
+            self.record(fault, "skip")
+            return
+        fault.server = server.node
+        fault.began = time.time()
+        server.kill()
+        self.record(fault, "on")
+        if fault.kind == "leader":
+            cluster.wait_leader(30, other_than=server)
+            fault.note = f"new leader after {time.time() - fault.began:.2f}s"
+        self._stop.wait(max(0.0, fault.began + fault.hold - time.time()))
+        server.launch()
+        fault.ended = time.time()
+        self.record(fault, "off")
+        fault.back = runtime.wait_until(
+            lambda: cluster.leader() is not None
+            and cluster.members().get(server.node) == "alive" and time.time(),
+            timeout=60, interval=0.2, what=f"{server.node} back in the cluster")
+        self.record(fault, "back")
+
+    def _box_fault(self, fault, host):
+        self._sample(host)
+        fault.began = time.time()
+        getattr(self, "_on_" + fault.kind)(host, fault)
+        self.record(fault, "on")
+        self._stop.wait(max(0.0, fault.began + fault.hold - time.time()))
+        getattr(self, "_off_" + fault.kind, lambda h, f: None)(host, fault)
+        fault.ended = time.time()
+        self.record(fault, "off")
+        bound = BACK_BOUND_S[fault.kind]
+        deadline = time.monotonic() + bound + 60.0   # measured past the bound, then judged
+        while time.monotonic() < deadline:
+            try:
+                if host.is_running() and self.fleet.status(host) == "passing" \
+                        and routed(self.fleet, host):
+                    fault.back = time.time()
+                    break
+            except Exception:  # noqa: BLE001 - no leader, agent restarting: ask again
+                pass
+            time.sleep(0.1)
+        self.record(fault, "back")
+        self._sample(host)
+
+    def _on_kill9(self, host, fault):
+        host.kill_asterisk()
+
+    def _off_kill9(self, host, fault):
+        host.asterisk.start()
+
+    def _on_graceful(self, host, fault):
+        host.restart_gracefully()
+
+    def _off_graceful(self, host, fault):
+        # Asterisk restarts in place once its calls ended: wait for it to answer again.
+        host.asterisk._wait_booted(60)
+
+    def _on_drain(self, host, fault):
+        host.set_drain(True, "chaos")
+
+    def _off_drain(self, host, fault):
+        host.set_drain(False, "chaos")
+
+    def _on_maintenance(self, host, fault):
+        host.set_maintenance(True, "chaos")
+
+    def _off_maintenance(self, host, fault):
+        host.set_maintenance(False, "chaos")
+
+    def _on_module_cycle(self, host, fault):
+        host.asterisk.rx("module unload res_discovery_consul.so")
+
+    def _off_module_cycle(self, host, fault):
+        host.asterisk.rx("module load res_discovery_consul.so")
+
+    def _on_module_reload(self, host, fault):
+        host.asterisk.rx("module reload res_discovery_consul.so")
+
+    def _on_agent_restart(self, host, fault):
+        host.agent.stop()
+
+    def _off_agent_restart(self, host, fault):
+        host.agent.start()
+
+    def _on_agent_wipe(self, host, fault):
+        host.agent.stop()
+        host.agent.wipe_data()
+
+    _off_agent_wipe = _off_agent_restart
+
+    def _cut_rules(self, host, verb):
+        for selector in ("dport", "sport"):
+            runtime_ip(host, "rule", verb, selector, CONSUL_PORTS, "prohibit")
+
+    def _on_cut(self, host, fault):
+        self._cut_rules(host, "add")
+
+    def _off_cut(self, host, fault):
+        self._cut_rules(host, "del")
+
+    def _on_sip_away(self, host, fault):
+        # Refused while calls hold the driver: they are hung up (the calls a box whose SIP
+        # stack goes away loses), then the unload is asked again.
+        deadline = time.monotonic() + 10
+        while host.sip_stack_loaded():
+            out = host.sip_stack_away()
+            if not host.sip_stack_loaded():
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{host.sip_driver} would not unload: {out.strip()}")
+            host.asterisk.rx("channel request hangup all")
+            fault.note = "calls hung up to unload"
+
+    def _off_sip_away(self, host, fault):
+        host.sip_stack_back()
+
+    def _sample(self, host):
+        try:
+            pid = host.asterisk.pid
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (OSError, AttributeError, TypeError):
+            return
+        threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+        rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
+        with self._lock:
+            self.samples.setdefault((host.name, pid), []).append((time.time(), threads, rss))
+
+    def run(self):
+        self.log(f"chaos seed {self.seed}, {self.minutes} min, {len(self.faults)} faults: "
+                 + ", ".join(f"{k} {n}" for k, n in sorted(self.kind_counts().items())))
+        run = self.fleet.calls(f"chaos-{self.seed}", max_seconds=self.minutes * 60 + 30)
+        run.start()
+        self.began = time.time()
+        for host in self.fleet.hosts:
+            self._sample(host)
+        threads = [threading.Thread(target=self._run_fault, args=(f,), daemon=True)
+                   for f in self.faults]
+        for t in threads:
+            t.start()
+        try:
+            end = self.began + self.minutes * 60.0
+            while time.time() < end:
+                for host in self.fleet.hosts:
+                    if host.is_running():
+                        self._sample(host)
+                time.sleep(5.0)     # the storm's own pace: a sample of each box every 5 s
+            for t in threads:
+                t.join(timeout=max(1.0, 120.0))
+        finally:
+            self._stop.set()
+            run.stop()
+        self.ended = time.time()
+        for host in self.fleet.hosts:
+            self._sample(host)
+        return run
+
+    def kind_counts(self):
+        counts = {}
+        for f in self.faults:
+            counts[f.kind] = counts.get(f.kind, 0) + 1
+        return counts
+
+
+def runtime_ip(host, *args):
+    from .net import ip
+    return ip("-n", host.ns.name, *args)
+
+
+# -- the invariants ----------------------------------------------------------------------------
+@dataclass
+class Violation:
+    invariant: str
+    what: str
+    when: float
+    calls: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    checks: dict
+    violations: List[Violation]
+    figures: dict
+
+
+def check_invariants(storm, run, hold_ms):
+    fleet = storm.fleet
+    tally = fleet.tally(run)
+    routes = tally.routes
+    checks = {k: 0 for k in ("wrong-box", "out-routing", "failures", "back", "end-state")}
+    violations = []
+    ids = {h.name: h.service_id for h in fleet.hosts}
+    sip_check = fleet.profile.sip_check
+
+    # wrong-box: every answered call
+    for answer in tally.answers:
+        checks["wrong-box"] += 1
+        if answer.wrong_box:
+            violations.append(Violation("wrong-box", f"call routed as {answer.service} answered "
+                                        f"by {answer.eid}", answer.time, [answer.call_id]))
+
+    # election delays: a leader kill holds every catalog write until a new leader
+    elections = [(f.began, f.began + float(re.search(r"after ([\d.]+)s", f.note).group(1)))
+                 for f in storm.faults if f.kind == "leader" and f.began
+                 and "new leader after" in f.note]
+
+    def slack(t0, t1):
+        return sum(e1 - e0 + 1.0 for e0, e1 in elections if e0 <= t1 and e1 >= t0 - 1.0)
+
+    # out-routing: each route to a box while it was out, later than the bound
+    for f in storm.faults:
+        if f.target == "server" or f.began is None or f.kind not in OUT_BOUND_S:
+            continue
+        if f.kind == "sip_away" and not sip_check:
+            continue   # without sip_check the module cannot know: Kamailio fails over
+        bound = OUT_BOUND_S[f.kind]
+        until = f.ended or storm.ended
+        allowed_from = f.began + bound + slack(f.began, f.began + bound)
+        checks["out-routing"] += 1
+        late = [r for r in routes if r.service == ids[f.target] and allowed_from < r.time < until]
+        if late:
+            violations.append(Violation(
+                "out-routing", f"{len(late)} call(s) routed to {f.target} more than {bound}s "
+                f"after {f.kind} #{f.number} began", late[0].time, [r.call_id for r in late]))
+
+    # failures: each failed call was routed to a box killed / SIP-dead during it
+    deadly = [f for f in storm.faults if f.kind in ("kill9", "sip_away") and f.began]
+    hold = hold_ms / 1000.0
+    routes_of = {}
+    for r in routes:
+        routes_of.setdefault(r.call_id, []).append(r)
+    for call_id in sorted(tally.failed_ids):
+        checks["failures"] += 1
+        excused = any(f.target in ids and r.service == ids[f.target]
+                      and r.time - 1.0 <= f.began <= r.time + hold + 25.0
+                      for r in routes_of.get(call_id, []) for f in deadly)
+        if not excused:
+            first = min((r.time for r in routes_of.get(call_id, [])), default=0.0)
+            violations.append(Violation(
+                "failures", "call failed, routed to " + (", ".join(
+                    f"{_name(ids, r.service)}@{_clock(r.time)}" for r in routes_of.get(call_id, []))
+                    or "nowhere (Kamailio routed it to no box)"), first, [call_id]))
+
+    # back: every box fault ended with the box back in rotation within its bound
+    for f in storm.faults:
+        if f.target == "server" or f.began is None:
+            continue
+        checks["back"] += 1
+        if f.error:
+            violations.append(Violation("back", f"{f.kind} #{f.number} on {f.target} failed: "
+                                        f"{f.error}", f.began))
+            continue
+        bound = BACK_BOUND_S[f.kind] + slack(f.ended or 0, (f.ended or 0) + BACK_BOUND_S[f.kind])
+        if f.back is None or f.back - f.ended > bound:
+            took = "never" if f.back is None else f"after {f.back - f.ended:.1f}s"
+            violations.append(Violation("back", f"{f.target} back in rotation {took} (bound "
+                                        f"{bound:.1f}s) after {f.kind} #{f.number}",
+                                        f.ended or f.began))
+
+    # end-state
+    entries = fleet.cluster.health(SERVICE)
+    registered = [e["Service"]["ID"] for e in entries]
+    checks["end-state"] += 1
+    if sorted(registered) != sorted(ids.values()):
+        violations.append(Violation("end-state", f"registered {registered}, expected one each "
+                                    f"of {sorted(ids.values())}", time.time()))
+    for host in fleet.hosts:
+        checks["end-state"] += 2
+        if fleet.status(host) != "passing":
+            violations.append(Violation("end-state", f"{host.name} {fleet.status(host)} at the "
+                                        "end", time.time()))
+        if fleet.cluster.kv(f"fleet/{host.service_id}/{KV_KEY}")[0] is None:
+            violations.append(Violation("end-state", f"{host.name}: KV key fleet/"
+                                        f"{host.service_id}/{KV_KEY} missing at the end",
+                                        time.time()))
+    growth = {}
+    for (name, pid), samples in storm.samples.items():
+        first, last = samples[0], samples[-1]
+        if last[0] - first[0] < 60.0:
+            continue
+        checks["end-state"] += 1
+        growth[f"{name}/{pid}"] = {"seconds": round(last[0] - first[0]),
+                                   "threads": last[1] - first[1],
+                                   "rss_kb": last[2] - first[2]}
+        if last[1] - first[1] > THREAD_GROWTH or last[2] - first[2] > RSS_GROWTH_KB:
+            violations.append(Violation("end-state", f"{name} (pid {pid}) grew by "
+                                        f"{last[1] - first[1]} threads, {last[2] - first[2]} kB "
+                                        f"over {last[0] - first[0]:.0f}s", last[0]))
+
+    failed_why = {}
+    for call_id in tally.failed_ids:
+        boxes = [f.kind for r in routes_of.get(call_id, []) for f in deadly
+                 if r.service == ids.get(f.target) and r.time - 1.0 <= f.began <= r.time + hold + 25]
+        why = boxes[0] if boxes else "unexplained"
+        failed_why[why] = failed_why.get(why, 0) + 1
+    figures = {"seed": storm.seed, "minutes": storm.minutes, "profile": fleet.profile.label,
+               "sip_check": sip_check, "calls_attempted": tally.attempted,
+               "calls_failed": tally.failed, "failed_why": failed_why,
+               "by_transport": tally.by_transport,
+               "answered_by": {_name(ids, k): v for k, v in tally.answered_by().items()},
+               "refused_as_other_box": len(tally.refused),
+               "faults": storm.kind_counts(), "fault_errors": len([f for f in storm.faults
+                                                                   if f.error]),
+               "checks": checks, "violations": len(violations), "growth": growth}
+    return Verdict(checks, violations, figures)
+
+
+def _name(ids, service_id):
+    return next((n for n, s in ids.items() if s == service_id), service_id)
+
+
+def _clock(t):
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+def explain(storm, violation, window=20.0):
+    """The seed, the faults around a violation and its calls."""
+    around = [f for f in storm.faults if f.began and
+              f.began - window <= violation.when <= (f.back or f.ended or f.began) + window]
+    lines = [f"VIOLATION {violation.invariant}: {violation.what} at {_clock(violation.when)}",
+             f"  seed {storm.seed} (CHAOS_SEED={storm.seed} CHAOS_MINUTES={storm.minutes} "
+             "make chaos reproduces the schedule)",
+             "  faults around it:"] + [f"    {f.line()}" for f in around]
+    if violation.calls:
+        lines.append("  calls: " + ", ".join(violation.calls[:10])
+                     + (f" (+{len(violation.calls) - 10})" if len(violation.calls) > 10 else ""))
+    return "\n".join(lines)
+
+
+def table(verdict):
+    fig = verdict.figures
+    lines = [f"chaos: seed {fig['seed']}, {fig['minutes']} min, {fig['profile']}, sip_check "
+             f"{'on' if fig['sip_check'] else 'absent'}",
+             f"calls attempted {fig['calls_attempted']}, failed {fig['calls_failed']} "
+             f"{fig['failed_why']}; by transport (started, ended) {fig['by_transport']}",
+             f"answered by {fig['answered_by']}; refused as another box (failed over) "
+             f"{fig['refused_as_other_box']}",
+             "faults: " + ", ".join(f"{k} {v}" for k, v in sorted(fig["faults"].items()))
+             + f" ({sum(fig['faults'].values())})",
+             "invariant checks: " + ", ".join(f"{k} {v}" for k, v in verdict.checks.items()),
+             f"violations: {fig['violations']}"]
+    return "\n".join(lines)
+
+
+def run_storm(seed, minutes, hosts=3, log=print, fleet=None, rate=10.0):
+    own = fleet is None
+    if own:
+        fleet = Fleet(hosts=hosts, kind="live", rate=rate, log=log).start()
+    try:
+        storm = Storm(fleet, seed, minutes, log=log)
+        run = storm.run()
+        fleet.wait_steady(90)
+        verdict = check_invariants(storm, run, fleet.hold_ms)
+        (storm.dir / "verdict.json").write_text(json.dumps(
+            {"figures": verdict.figures, "violations": [asdict(v) for v in verdict.violations],
+             "faults": [asdict(f) for f in storm.faults]}, indent=2, default=str))
+        return storm, verdict
+    finally:
+        if own:
+            fleet.stop()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m integration_tests.fleet.chaos",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED") or 1))
+    parser.add_argument("--minutes", type=float,
+                        default=float(os.environ.get("CHAOS_MINUTES") or 3))
+    parser.add_argument("--hosts", type=int, default=int(os.environ.get("FLEET_HOSTS", 3)))
+    parser.add_argument("--schedule-only", action="store_true",
+                        help="print the seed's schedule and exit")
+    args = parser.parse_args(argv)
+    if args.schedule_only:
+        for f in schedule(args.seed, args.minutes, args.hosts):
+            print(f.line())
+        return 0
+    runtime.install_handlers()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    log = lambda msg: print(f"[chaos] {msg}", flush=True)  # noqa: E731
+    log(f"{profiles.current().label}")
+    storm, verdict = run_storm(args.seed, args.minutes, args.hosts, log=log)
+    print()
+    for violation in verdict.violations:
+        print(explain(storm, violation))
+    print(table(verdict))
+    print(f"faults log: {storm.faults_log} (removed with the fleet)")
+    return 1 if verdict.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

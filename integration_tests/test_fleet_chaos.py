@@ -1,0 +1,40 @@
+"""The fleet under a seeded fault storm (integration_tests/fleet/chaos.py): overlapping faults
+while SIPp calls through Kamailio, the invariants checked over the whole run."""
+
+import os
+
+from integration_tests.fleet import chaos
+
+# The CI storm: a fixed seed, at least 5 minutes.
+SEED = 22
+MINUTES = float(os.environ.get("CHAOS_CI_MINUTES", "5"))
+
+
+def test_the_same_seed_draws_the_same_overlapping_schedule_and_another_seed_another():
+    first = chaos.schedule(SEED, MINUTES, 3)
+    assert [(f.at, f.kind, f.target, f.hold) for f in first] == \
+        [(f.at, f.kind, f.target, f.hold) for f in chaos.schedule(SEED, MINUTES, 3)]
+    assert [(f.kind, f.target) for f in first] != \
+        [(f.kind, f.target) for f in chaos.schedule(SEED + 1, MINUTES, 3)]
+    # Faults overlap: some begins before the previous one's box is back.
+    assert any(b.at < a.at + a.hold for a, b in zip(first, first[1:])), first
+    # Never all boxes out at once, never one box twice at once, one server down at most.
+    for f in first:
+        concurrent = [g for g in first if g is not f and g.at <= f.at < g.at + g.hold
+                      + chaos.BACK_BOUND_S.get(g.kind, 0)]
+        assert f.target == "server" or f.target not in {g.target for g in concurrent}
+        if f.target == "server":
+            assert not any(g.target == "server" for g in concurrent)
+
+
+def test_fleet_storm_keeps_every_invariant(fleet, capsys):
+    storm = chaos.Storm(fleet, SEED, MINUTES, log=lambda msg: None)
+    run = storm.run()
+    fleet.wait_steady(90)
+    verdict = chaos.check_invariants(storm, run, fleet.hold_ms)
+    with capsys.disabled():
+        print("\n" + chaos.table(verdict))
+    assert set(verdict.figures["faults"]) >= {"kill9", "drain", "maintenance"}, verdict.figures
+    assert all(verdict.checks.values()), verdict.checks
+    assert not verdict.violations, "\n".join(chaos.explain(storm, v)
+                                             for v in verdict.violations)
