@@ -31,6 +31,7 @@ def test_fleet_storm_keeps_every_invariant(fleet, capsys):
     storm = chaos.Storm(fleet, SEED, MINUTES, log=lambda msg: None)
     run = storm.run()
     fleet.wait_steady(90)
+    storm.sample_idle_end()
     verdict = chaos.check_invariants(storm, run, fleet.hold_ms)
     with capsys.disabled():
         print("\n" + chaos.table(verdict))

@@ -34,6 +34,7 @@ A violation prints the seed, the faults around it and the calls involved.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import random
@@ -83,12 +84,23 @@ OUT_BOUND_S = {"kill9": CHECK_INTERVAL_S + CHECK_TIMEOUT_S, "graceful": 1.0, "dr
 BACK_BOUND_S = {"kill9": 20.0, "graceful": 30.0, "drain": 5.0, "maintenance": 5.0,
                 "module_cycle": 10.0, "module_reload": 10.0, "agent_restart": 10.0,
                 "agent_wipe": RESYNC_INTERVAL_S + 10.0, "cut": 45.0, "sip_away": 10.0}
+# Faults whose end is not timed: the box comes back by itself (a graceful restart ends when
+# Asterisk is up again); a module reload is one command.
+UNTIMED = {"graceful", "module_reload"}
 HOLD_S = (3.0, 10.0)        # how long a fault lasts (drawn)
 GAP_MEAN_S = 5.0            # mean gap between fault starts (exponential)
 SETTLE_S = 20.0             # what the schedule leaves a box after a fault before the next
 THREAD_GROWTH = 8           # Asterisk threads a process may gain over the run
 RSS_GROWTH_KB = 40 * 1024   # and resident memory
 CONSUL_PORTS = "8300-8302"
+# The test bed's children die with the thread that started them (PR_SET_PDEATHSIG follows the
+# parent thread): whatever a fault starts again (Asterisk, an agent, a server) is started by
+# these threads, which live as long as the process.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaos-spawn")
+
+
+def _spawned(function, *args):
+    return _SPAWNER.submit(function, *args).result()
 
 
 @dataclass
@@ -100,6 +112,7 @@ class Fault:
     hold: float             # seconds between its start and its end
     # filled in by the run (epoch seconds)
     began: Optional[float] = None
+    off_at: Optional[float] = None   # when the fault's end began (the box restarting ...)
     ended: Optional[float] = None
     back: Optional[float] = None
     server: Optional[str] = None
@@ -213,7 +226,7 @@ class Storm:
             cluster.wait_leader(30, other_than=server)
             fault.note = f"new leader after {time.time() - fault.began:.2f}s"
         self._stop.wait(max(0.0, fault.began + fault.hold - time.time()))
-        server.launch()
+        _spawned(server.launch)
         fault.ended = time.time()
         self.record(fault, "off")
         fault.back = runtime.wait_until(
@@ -223,11 +236,12 @@ class Storm:
         self.record(fault, "back")
 
     def _box_fault(self, fault, host):
-        self._sample(host)
         fault.began = time.time()
         getattr(self, "_on_" + fault.kind)(host, fault)
         self.record(fault, "on")
-        self._stop.wait(max(0.0, fault.began + fault.hold - time.time()))
+        if fault.kind not in UNTIMED:
+            self._stop.wait(max(0.0, fault.began + fault.hold - time.time()))
+        fault.off_at = time.time()
         getattr(self, "_off_" + fault.kind, lambda h, f: None)(host, fault)
         fault.ended = time.time()
         self.record(fault, "off")
@@ -243,19 +257,20 @@ class Storm:
                 pass
             time.sleep(0.1)
         self.record(fault, "back")
-        self._sample(host)
 
     def _on_kill9(self, host, fault):
         host.kill_asterisk()
 
     def _off_kill9(self, host, fault):
-        host.asterisk.start()
+        _spawned(host.asterisk.start)
 
     def _on_graceful(self, host, fault):
+        fault.log_from = host.asterisk.log_offset()
         host.restart_gracefully()
 
     def _off_graceful(self, host, fault):
-        # Asterisk restarts in place once its calls ended: wait for it to answer again.
+        # Asterisk restarts in place once its calls ended: until it is ready again.
+        host.asterisk.wait_log(r"Asterisk Ready", timeout=60, since=fault.log_from)
         host.asterisk._wait_booted(60)
 
     def _on_drain(self, host, fault):
@@ -283,7 +298,7 @@ class Storm:
         host.agent.stop()
 
     def _off_agent_restart(self, host, fault):
-        host.agent.start()
+        _spawned(host.agent.start)
 
     def _on_agent_wipe(self, host, fault):
         host.agent.stop()
@@ -302,22 +317,31 @@ class Storm:
         self._cut_rules(host, "del")
 
     def _on_sip_away(self, host, fault):
-        # Refused while calls hold the driver: they are hung up (the calls a box whose SIP
-        # stack goes away loses), then the unload is asked again.
-        deadline = time.monotonic() + 10
-        while host.sip_stack_loaded():
-            out = host.sip_stack_away()
-            if not host.sip_stack_loaded():
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{host.sip_driver} would not unload: {out.strip()}")
-            host.asterisk.rx("channel request hangup all")
-            fault.note = "calls hung up to unload"
+        """`module unload` of the SIP channel driver. Asterisk 22's chan_pjsip keeps a use
+        count far above its live channels once it has taken calls (hundreds after a few
+        hundred calls, seen with 22.10), so the unload is refused for the life of the process:
+        then the SIP port is taken away instead (FIB rules in the box's namespace prohibit
+        port 5060 both ways, its own traffic included: the local table is looked up after
+        them), which is what a dead SIP stack looks like from outside and to sip_check."""
+        out = host.sip_stack_away()
+        if not host.sip_stack_loaded():
+            fault.note = f"{host.sip_driver} unloaded"
+            return
+        fault.note = f"{host.sip_driver} refused ({_use_count(out)}): SIP port prohibited"
+        fault.port_rules = True
+        runtime_ip(host, "rule", "add", "pref", "100", "lookup", "local")
+        runtime_ip(host, "rule", "del", "pref", "0")
+        for pref, selector in (("10", "dport"), ("11", "sport")):
+            runtime_ip(host, "rule", "add", "pref", pref, selector, "5060", "prohibit")
 
     def _off_sip_away(self, host, fault):
-        host.sip_stack_back()
+        if getattr(fault, "port_rules", False):
+            for pref in ("10", "11"):
+                runtime_ip(host, "rule", "del", "pref", pref)
+        else:
+            host.sip_stack_back()
 
-    def _sample(self, host):
+    def _sample(self, host, where):
         try:
             pid = host.asterisk.pid
             status = Path(f"/proc/{pid}/status").read_text()
@@ -325,43 +349,45 @@ class Storm:
             return
         threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
         rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
-        with self._lock:
-            self.samples.setdefault((host.name, pid), []).append((time.time(), threads, rss))
+        self.samples.setdefault(where, {})[(host.name, pid)] = (time.time(), threads, rss)
 
     def run(self):
         self.log(f"chaos seed {self.seed}, {self.minutes} min, {len(self.faults)} faults: "
                  + ", ".join(f"{k} {n}" for k, n in sorted(self.kind_counts().items())))
         run = self.fleet.calls(f"chaos-{self.seed}", max_seconds=self.minutes * 60 + 30)
+        for host in self.fleet.hosts:
+            self._sample(host, "idle before")
         run.start()
         self.began = time.time()
-        for host in self.fleet.hosts:
-            self._sample(host)
         threads = [threading.Thread(target=self._run_fault, args=(f,), daemon=True)
                    for f in self.faults]
         for t in threads:
             t.start()
         try:
-            end = self.began + self.minutes * 60.0
-            while time.time() < end:
-                for host in self.fleet.hosts:
-                    if host.is_running():
-                        self._sample(host)
-                time.sleep(5.0)     # the storm's own pace: a sample of each box every 5 s
+            self._stop.wait(self.minutes * 60.0)    # the storm's length
             for t in threads:
-                t.join(timeout=max(1.0, 120.0))
+                t.join(timeout=120.0)
         finally:
             self._stop.set()
             run.stop()
         self.ended = time.time()
-        for host in self.fleet.hosts:
-            self._sample(host)
         return run
+
+    def sample_idle_end(self):
+        """After the calls ended and the fleet is steady: each Asterisk's threads and memory."""
+        for host in self.fleet.hosts:
+            self._sample(host, "idle after")
 
     def kind_counts(self):
         counts = {}
         for f in self.faults:
             counts[f.kind] = counts.get(f.kind, 0) + 1
         return counts
+
+
+def _use_count(cli_output):
+    m = re.search(r"use count (\d+)", cli_output)
+    return f"use count {m.group(1)}" if m else cli_output.strip().splitlines()[-1:]
 
 
 def runtime_ip(host, *args):
@@ -416,7 +442,7 @@ def check_invariants(storm, run, hold_ms):
         if f.kind == "sip_away" and not sip_check:
             continue   # without sip_check the module cannot know: Kamailio fails over
         bound = OUT_BOUND_S[f.kind]
-        until = f.ended or storm.ended
+        until = f.off_at or storm.ended
         allowed_from = f.began + bound + slack(f.began, f.began + bound)
         checks["out-routing"] += 1
         late = [r for r in routes if r.service == ids[f.target] and allowed_from < r.time < until]
@@ -433,13 +459,12 @@ def check_invariants(storm, run, hold_ms):
         routes_of.setdefault(r.call_id, []).append(r)
     for call_id in sorted(tally.failed_ids):
         checks["failures"] += 1
-        excused = any(f.target in ids and r.service == ids[f.target]
-                      and r.time - 1.0 <= f.began <= r.time + hold + 25.0
-                      for r in routes_of.get(call_id, []) for f in deadly)
+        excused = any(_killed_it(f, r, ids, hold, storm) for r in routes_of.get(call_id, [])
+                      for f in deadly)
         if not excused:
             first = min((r.time for r in routes_of.get(call_id, [])), default=0.0)
             violations.append(Violation(
-                "failures", "call failed, routed to " + (", ".join(
+                "failures", _sipp_error(run, call_id) + "call failed, routed to " + (", ".join(
                     f"{_name(ids, r.service)}@{_clock(r.time)}" for r in routes_of.get(call_id, []))
                     or "nowhere (Kamailio routed it to no box)"), first, [call_id]))
 
@@ -476,23 +501,22 @@ def check_invariants(storm, run, hold_ms):
                                         f"{host.service_id}/{KV_KEY} missing at the end",
                                         time.time()))
     growth = {}
-    for (name, pid), samples in storm.samples.items():
-        first, last = samples[0], samples[-1]
-        if last[0] - first[0] < 60.0:
-            continue
+    before, after = storm.samples.get("idle before", {}), storm.samples.get("idle after", {})
+    for key in sorted(set(before) & set(after)):
+        (t0, threads0, rss0), (t1, threads1, rss1) = before[key], after[key]
         checks["end-state"] += 1
-        growth[f"{name}/{pid}"] = {"seconds": round(last[0] - first[0]),
-                                   "threads": last[1] - first[1],
-                                   "rss_kb": last[2] - first[2]}
-        if last[1] - first[1] > THREAD_GROWTH or last[2] - first[2] > RSS_GROWTH_KB:
-            violations.append(Violation("end-state", f"{name} (pid {pid}) grew by "
-                                        f"{last[1] - first[1]} threads, {last[2] - first[2]} kB "
-                                        f"over {last[0] - first[0]:.0f}s", last[0]))
+        growth[f"{key[0]}/{key[1]}"] = {"seconds": round(t1 - t0), "threads": threads1 - threads0,
+                                        "rss_kb": rss1 - rss0}
+        if threads1 - threads0 > THREAD_GROWTH or rss1 - rss0 > RSS_GROWTH_KB:
+            violations.append(Violation("end-state", f"{key[0]} (pid {key[1]}) grew by "
+                                        f"{threads1 - threads0} threads, {rss1 - rss0} kB over "
+                                        f"{t1 - t0:.0f}s (idle before and after)", t1))
+    growth["restarted, not compared"] = sorted(n for n, _pid in set(after) - set(before))
 
     failed_why = {}
     for call_id in tally.failed_ids:
         boxes = [f.kind for r in routes_of.get(call_id, []) for f in deadly
-                 if r.service == ids.get(f.target) and r.time - 1.0 <= f.began <= r.time + hold + 25]
+                 if _killed_it(f, r, ids, hold, storm)]
         why = boxes[0] if boxes else "unexplained"
         failed_why[why] = failed_why.get(why, 0) + 1
     figures = {"seed": storm.seed, "minutes": storm.minutes, "profile": fleet.profile.label,
@@ -505,6 +529,28 @@ def check_invariants(storm, run, hold_ms):
                                                                    if f.error]),
                "checks": checks, "violations": len(violations), "growth": growth}
     return Verdict(checks, violations, figures)
+
+
+def _killed_it(fault, route, ids, hold, storm):
+    """The call routed by route was on (or sent to) the box while fault made it unable to
+    carry it: its life (setup, hold, SIPp's 20 s receive timeout) overlaps the fault."""
+    return (route.service == ids.get(fault.target)
+            and route.time <= (fault.ended or storm.ended) + 1.0
+            and route.time + hold + 25.0 >= fault.began)
+
+
+def _sipp_error(run, call_id):
+    """What SIPp's error log says about a call (its line naming the call), '' if nothing."""
+    for sipp in run.sipps:
+        try:
+            text = (sipp.dir / "errors.log").read_text(errors="replace")
+        except OSError:
+            continue
+        for block in text.split("\n\n"):
+            if call_id in block:
+                first = next((ln for ln in block.splitlines() if ln.strip()), "")
+                return f"[SIPp {sipp.transport}: {first.strip()[:160]}] "
+    return ""
 
 
 def _name(ids, service_id):
@@ -544,14 +590,16 @@ def table(verdict):
     return "\n".join(lines)
 
 
-def run_storm(seed, minutes, hosts=3, log=print, fleet=None, rate=10.0):
+def run_storm(seed, minutes, hosts=3, log=print, fleet=None, rate=10.0, artifacts_dir=None):
     own = fleet is None
     if own:
-        fleet = Fleet(hosts=hosts, kind="live", rate=rate, log=log).start()
+        fleet = Fleet(hosts=hosts, kind="live", rate=rate, log=log,
+                      artifacts_dir=artifacts_dir).start()
     try:
         storm = Storm(fleet, seed, minutes, log=log)
         run = storm.run()
         fleet.wait_steady(90)
+        storm.sample_idle_end()
         verdict = check_invariants(storm, run, fleet.hold_ms)
         (storm.dir / "verdict.json").write_text(json.dumps(
             {"figures": verdict.figures, "violations": [asdict(v) for v in verdict.violations],
@@ -569,6 +617,7 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float,
                         default=float(os.environ.get("CHAOS_MINUTES") or 3))
     parser.add_argument("--hosts", type=int, default=int(os.environ.get("FLEET_HOSTS", 3)))
+    parser.add_argument("--artifacts", help="keep the fleet's files (logs, configs) here")
     parser.add_argument("--schedule-only", action="store_true",
                         help="print the seed's schedule and exit")
     args = parser.parse_args(argv)
@@ -580,12 +629,14 @@ def main(argv=None):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     log = lambda msg: print(f"[chaos] {msg}", flush=True)  # noqa: E731
     log(f"{profiles.current().label}")
-    storm, verdict = run_storm(args.seed, args.minutes, args.hosts, log=log)
+    storm, verdict = run_storm(args.seed, args.minutes, args.hosts, log=log,
+                               artifacts_dir=args.artifacts)
     print()
     for violation in verdict.violations:
         print(explain(storm, violation))
     print(table(verdict))
-    print(f"faults log: {storm.faults_log} (removed with the fleet)")
+    print(f"faults log: {storm.faults_log} "
+          + (f"(kept in {args.artifacts})" if args.artifacts else "(removed with the fleet)"))
     return 1 if verdict.violations else 0
 
 
