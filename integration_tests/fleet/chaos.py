@@ -329,8 +329,11 @@ class Storm:
             return
         fault.note = f"{host.sip_driver} refused ({_use_count(out)}): SIP port prohibited"
         fault.port_rules = True
-        runtime_ip(host, "rule", "add", "pref", "100", "lookup", "local")
-        runtime_ip(host, "rule", "del", "pref", "0")
+        rules = runtime_ip(host, "rule", "show")
+        if not re.search(r"^100:", rules, re.M):     # the first time on this box only
+            runtime_ip(host, "rule", "add", "pref", "100", "lookup", "local")
+        if re.search(r"^0:", rules, re.M):
+            runtime_ip(host, "rule", "del", "pref", "0")
         for pref, selector in (("10", "dport"), ("11", "sport")):
             runtime_ip(host, "rule", "add", "pref", pref, selector, "5060", "prohibit")
 
@@ -463,10 +466,13 @@ def check_invariants(storm, run, hold_ms):
                       for f in deadly)
         if not excused:
             first = min((r.time for r in routes_of.get(call_id, [])), default=0.0)
+            answered = [f"{_name(ids, a.eid)}@{_clock(a.time)}" for a in tally.answers
+                        if a.call_id == call_id]
             violations.append(Violation(
                 "failures", _sipp_error(run, call_id) + "call failed, routed to " + (", ".join(
                     f"{_name(ids, r.service)}@{_clock(r.time)}" for r in routes_of.get(call_id, []))
-                    or "nowhere (Kamailio routed it to no box)"), first, [call_id]))
+                    or "nowhere (Kamailio routed it to no box)")
+                + f"; answered by {', '.join(answered) or 'no box'}", first, [call_id]))
 
     # back: every box fault ended with the box back in rotation within its bound
     for f in storm.faults:
