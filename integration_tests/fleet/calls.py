@@ -50,6 +50,10 @@ class _Sipp:
             "-i", run.ns.address, "-p", "5060",
             "-s", EXTENSION, "-r", self.rate, "-d", run.hold_ms, "-m", max_calls,
             "-timeout", f"{run.max_seconds + 60}s", "-recv_timeout", "20000",
+            # A provisional response relayed after the final one (Kamailio's workers can
+            # forward Asterisk 22's 100 Trying after its 200 OK) arrives while the call is
+            # held: RFC 3261 has the UAC ignore it, SIPp would abort the call.
+            "-pause_msg_ign",
             "-nostdin", "-trace_logs", "-log_file", self.calls_log,
             "-trace_err", "-error_file", self.dir / "errors.log",
             "-trace_stat", "-stf", self.dir / "stat.csv",

@@ -112,6 +112,7 @@ class Fault:
     hold: float             # seconds between its start and its end
     # filled in by the run (epoch seconds)
     began: Optional[float] = None
+    in_effect: Optional[float] = None   # when its start completed (an agent has left ...)
     off_at: Optional[float] = None   # when the fault's end began (the box restarting ...)
     ended: Optional[float] = None
     back: Optional[float] = None
@@ -238,6 +239,7 @@ class Storm:
     def _box_fault(self, fault, host):
         fault.began = time.time()
         getattr(self, "_on_" + fault.kind)(host, fault)
+        fault.in_effect = time.time()
         self.record(fault, "on")
         if fault.kind not in UNTIMED:
             self._stop.wait(max(0.0, fault.began + fault.hold - time.time()))
@@ -445,8 +447,11 @@ def check_invariants(storm, run, hold_ms):
         if f.kind == "sip_away" and not sip_check:
             continue   # without sip_check the module cannot know: Kamailio fails over
         bound = OUT_BOUND_S[f.kind]
+        # From when the fault is in effect: a client agent asked to stop leaves the cluster
+        # first (seconds), and serves its box's registration until it has left.
+        start = f.in_effect or f.began
         until = f.off_at or storm.ended
-        allowed_from = f.began + bound + slack(f.began, f.began + bound)
+        allowed_from = start + bound + slack(start, start + bound)
         checks["out-routing"] += 1
         late = [r for r in routes if r.service == ids[f.target] and allowed_from < r.time < until]
         if late:
