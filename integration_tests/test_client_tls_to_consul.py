@@ -13,7 +13,6 @@ from integration_tests.testbed.consul import make_test_certs
 from tests.test_consul import SECRET, service
 
 
-
 # -- TLS ---------------------------------------------------------------------------------------
 
 def test_https_with_the_agent_ca(consul_factory):
