@@ -4,7 +4,7 @@ endpoint's answers by verdict and instance token: pure, no Asterisk, no Consul."
 import pytest
 
 from asterisk_consul.eidcheck import CHECK_PATH, INSTANCE_PARAM, PARAM, EidCheck
-from asterisk_consul.health import BUSY_DWELL_S, AsteriskState, BusyState, verdict
+from asterisk_consul.health import BUSY_DWELL_S, AsteriskState, BusyState, Verdict, verdict
 from asterisk_consul.web import HttpRequest
 
 EID = "02:42:ac:11:00:02"
@@ -64,12 +64,12 @@ def test_the_eid_endpoint_answers_the_verdict_to_this_start_and_404_to_another()
     assert poll(check, instance="0000").body == "instance mismatch\n"
     assert poll(check, eid="02:42:ac:11:00:09", instance="a1b2").status == 404  # another box
     assert poll(check).status == 200                          # no token: the EID decides
-    check.show(429, "Too Many Requests", "EID match, busy")
+    check.show(Verdict("warning", "busy", 429, "Too Many Requests", "EID match, busy"))
     assert poll(check, instance="a1b2").status == 429
     assert poll(check, instance="0000").status == 404         # a busy box still rejects others
-    check.show(503, "Service Unavailable", "Asterisk is starting")
+    check.show(Verdict("warning", "starting", 503, "Service Unavailable", "Asterisk is starting"))
     assert poll(check, instance="a1b2", method="HEAD").status == 503
-    check.show(200, "OK", "EID match")
+    check.show(Verdict("passing", "booted", 200, "OK", "EID match"))
     assert poll(check, instance="a1b2").status == 200
 
 
