@@ -10,7 +10,7 @@ followed). Each call is bounded in time and size (deadline.py); TLS comes from t
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from .deadline import MAX_BODY_BYTES, Deadline, current as current_deadline, resolve
 from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
@@ -182,6 +182,11 @@ class ConsulPermissionDenied(ConsulError):
     """403: the ACL token is missing, unknown or lacks the needed policy."""
 
 
+class ConsulAclNotFound(ConsulPermissionDenied):
+    """403 "ACL not found": the agent does not know the token at all (deleted, expired,
+    mistyped), as opposed to a known token without the policy for this call."""
+
+
 class ConsulNotFound(ConsulError):
     """404: no such service, check or endpoint."""
 
@@ -211,6 +216,8 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self._token = token or ""
+        # Told the status of every answer and its body (worker thread): how the token fares.
+        self.on_answer: Optional[Callable[[int, str], None]] = None
         _import_requests()
         self._session = requests.Session()
         https = self.base_url.startswith("https:")
@@ -294,6 +301,8 @@ class Transport:
                                         f"{self.scrub(_short(str(exc)))}") from None
 
         status = response.status_code
+        if self.on_answer is not None:
+            self.on_answer(status, response.text if status == 403 else "")
         if 300 <= status < 400:
             target = self.scrub(_short(response.headers.get("Location", "") or "?"))
             raise ConsulMalformed(
@@ -304,7 +313,8 @@ class Transport:
             return response
         detail = self.scrub(_short(response.text)) or response.reason or ""
         if status == 403:
-            raise ConsulPermissionDenied(
+            kind = ConsulAclNotFound if "ACL not found" in detail else ConsulPermissionDenied
+            raise kind(
                 f"{where}: permission denied: {detail} (check the ACL token and its policy)",
                 status)
         if status == 404:
