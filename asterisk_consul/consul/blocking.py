@@ -28,11 +28,12 @@ class _Https(http.client.HTTPSConnection):
     def __init__(self, host: str, port: Optional[int], timeout: float, context: ssl.SSLContext,
                  server_name: str):
         super().__init__(host, port, timeout=timeout, context=context)
+        self._tls_context = context  # our own name: http.client's attribute is private
         self._server_name = server_name or host
 
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
+        self.sock = self._tls_context.wrap_socket(self.sock, server_hostname=self._server_name)
 
 
 class BlockingClient:

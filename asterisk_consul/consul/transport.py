@@ -63,13 +63,15 @@ def _make_adapter_class(base: Any) -> Any:
     class _Watched:
         """A connection whose socket the running call's Deadline may shut down."""
 
+        _dns_host: str  # urllib3's, declared for the type checker (set by its __init__)
+
         def _new_conn(self) -> Any:
             # The name looked up within the call's deadline; the connection keeps its name
             # for the Host header, SNI and the certificate check.
             deadline = current_deadline()
             if deadline is None:
                 return super()._new_conn()  # type: ignore[misc]
-            name = self._dns_host  # type: ignore[has-type]
+            name = self._dns_host
             self._dns_host = resolve(name, self.port,  # type: ignore[attr-defined]
                                      deadline.remaining())
             try:
