@@ -201,3 +201,21 @@ def test_two_rotations_in_a_row_keep_both_old_tokens_masked(bench, agent, token_
     assert registers_with(agent) == [OLD, NEW, NEWER]
     masked = bench.link.scrub(f"{OLD} {NEW} {NEWER}")
     assert masked == "<redacted> <redacted> <redacted>"
+
+
+def test_answers_from_an_agents_acl_cache_do_not_flap_the_rejection(bench, agent):
+    agent.acl_tokens.discard(OLD)
+    bench.turn(10.0)  # the TTL report: 403 ACL not found
+    bench.turn()
+    agent.acl_tokens.add(OLD)  # a client agent still answering from its cache
+    bench.turn(10.0)
+    bench.turn(10.0)
+    agent.acl_tokens.discard(OLD)
+    bench.turn(10.0)
+    bench.turn()
+    assert bench.events.names().count("DiscoveryTokenRejected") == 1
+    assert bench.rec.snapshot(True).token_standing == "ACL not found"
+    agent.acl_tokens.add(OLD)  # really back (re-created with the same secret)
+    for _ in range(7):
+        bench.turn(10.0)
+    assert bench.rec.snapshot(True).token_standing == "accepted"

@@ -40,6 +40,9 @@ ConsulFactory = Callable[[Settings], Consul]
 # What Consul makes of the token in use (`discovery show status`).
 TOKEN_ACCEPTED, TOKEN_NOT_FOUND, TOKEN_DENIED = "accepted", "ACL not found", "Permission denied"
 _SECRETS_KEPT = 16  # tokens replaced by a rotation stay masked: a late line may still name one
+# A client agent answers from its ACL cache for a while after a token is deleted: successes
+# this soon after an "ACL not found" do not mean the token is back (no flapping of the status).
+NOT_FOUND_HOLD_S = 60.0
 
 
 class AgentLink:
@@ -61,6 +64,7 @@ class AgentLink:
         # transport's answers (worker thread) and from failed jobs.
         self.token_standing = ""
         self.token_rejections = 0  # "ACL not found" answers to the token in use, counted
+        self._not_found_at = 0.0  # monotonic time of the last one
         self._secrets = [settings.token] if settings.token else []
 
     # -- the client ------------------------------------------------------------------------
@@ -94,12 +98,16 @@ class AgentLink:
         if consul is not self._consul:
             return
         if 200 <= status < 300:
-            if self.token_standing != TOKEN_DENIED:
+            if self.token_standing not in (TOKEN_DENIED, TOKEN_NOT_FOUND) or self._held_long():
                 self.token_standing = TOKEN_ACCEPTED
         elif status == 403 and "ACL not found" in body:
             if self.token_standing != TOKEN_NOT_FOUND:
                 self.token_rejections += 1
             self.token_standing = TOKEN_NOT_FOUND
+            self._not_found_at = self.clock.monotonic()
+
+    def _held_long(self) -> bool:
+        return self.clock.monotonic() - self._not_found_at >= NOT_FOUND_HOLD_S
 
     def reload(self, settings: Settings, client: Optional[Consul], keep_old: bool) -> None:
         """Reloaded settings; with a client (another agent or token, made beforehand with
@@ -144,7 +152,8 @@ class AgentLink:
 
     def answered(self) -> None:
         """A job succeeded: the agent answers (and takes the token)."""
-        if self._consul is not None:
+        if self._consul is not None and (self.token_standing != TOKEN_NOT_FOUND
+                                         or self._held_long()):
             self.token_standing = TOKEN_ACCEPTED
         if self.last_error:
             self.log(logging.INFO, "Consul: the agent at %s answers again", self.settings.agent_url)
