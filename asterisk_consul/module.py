@@ -71,7 +71,8 @@ class Application:
         self.registrar = Registrar(settings, self.facts, self._on_event,
                                    host_state=self._asterisk_state,
                                    on_verdict=self.eid_check.show,
-                                   forget_stop=self.host.forget_stop_request)
+                                   forget_stop=self.host.forget_stop_request,
+                                   on_secret=set_secrets)
         self.registrar.start()
 
     def vouches(self) -> bool:

@@ -64,6 +64,10 @@ def _channels(text: str) -> int:
     return parse_int(text, 0, 1000000)
 
 
+def _polls(text: str) -> int:
+    return parse_int(text, 0, 100)
+
+
 def _weight(text: str) -> int:
     return parse_int(text, 1, 65535)
 
@@ -81,8 +85,9 @@ ROWS: Tuple[Option, ...] = (
     _o("token", "", check_token, "ACL token, sent only as X-Consul-Token, never shown", AGENT,
        env="CONSUL_HTTP_TOKEN", secret=True, resolved=True, defines_client=True,
        unset_text="(not set)"),
-    _o("token_file", "", str, "file holding the token, read at load and reload", AGENT,
-       field="", env="CONSUL_HTTP_TOKEN_FILE", resolved=True),
+    _o("token_file", "", str, "file holding the token: read at load and reload, and watched "
+       "(a new token is used within about a second, no reload needed)", AGENT,
+       env="CONSUL_HTTP_TOKEN_FILE", resolved=True),
     _o("consul_timeout_ms", 2000, _timeout_ms,
        "timeout of each Consul call in ms (1-60000); CLI and AMI answer within it", AGENT,
        defines_client=True),
@@ -146,6 +151,12 @@ ROWS: Tuple[Option, ...] = (
     _o("check_deregister_after", Duration("1m"), parse_duration,
        "Consul removes the service after this long critical (Consul's minimum: 1m)", CHECKS,
        defines_check=True),
+    _o("check_success_before_passing", 0, _polls,
+       "the EID check turns passing only after this many passing polls in a row (0: at "
+       "once; Consul 1.8.1+, left out for an older agent)", CHECKS, defines_check=True),
+    _o("check_failures_before_critical", 0, _polls,
+       "the EID check turns critical only after this many failed polls in a row (0: at "
+       "once; Consul 1.8.1+, left out for an older agent)", CHECKS, defines_check=True),
     # -- facts read from http.conf (Asterisk's HTTP server)
     _o("http_prefix", "", None, "http.conf prefix, in the check URL", HTTP, section=HTTP),
     _o("ari_scheme", "http", None, "http.conf tlsenable, sent as Meta ari_scheme", HTTP,

@@ -77,8 +77,10 @@ def check_url(settings: Settings, facts: HostFacts) -> str:
     return url + (f"&instance={facts.instance}" if facts.instance else "")
 
 
-def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
-    """The HTTP EID check, as it goes into the service's Checks."""
+def check_definition(settings: Settings, facts: HostFacts, thresholds: bool = True
+                     ) -> Dict[str, Any]:
+    """The HTTP EID check, as it goes into the service's Checks; `thresholds`: with the
+    polls in a row it takes to change status (for an agent that knows the fields)."""
     definition: Dict[str, Any] = {
         "CheckID": check_id(settings.service_id),
         "Name": CHECK_NAME,
@@ -94,6 +96,13 @@ def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
             definition["TLSSkipVerify"] = True
         if settings.check_tls_server_name:
             definition["TLSServerName"] = settings.check_tls_server_name
+    if thresholds:
+        # Sent only when set: the TTL check ignores them (1.8.7: a report sets the status at
+        # once), and the drain and maintenance checks must act at once.
+        if settings.check_success_before_passing:
+            definition["SuccessBeforePassing"] = settings.check_success_before_passing
+        if settings.check_failures_before_critical:
+            definition["FailuresBeforeCritical"] = settings.check_failures_before_critical
     return definition
 
 
@@ -115,11 +124,12 @@ def ttl_check_definition(settings: Settings) -> Dict[str, Any]:
     }
 
 
-def check_definitions(settings: Settings, facts: HostFacts) -> List[Dict[str, Any]]:
+def check_definitions(settings: Settings, facts: HostFacts, thresholds: bool = True
+                      ) -> List[Dict[str, Any]]:
     """The checks of check_type, in the order they are registered."""
     checks = []
     if settings.http_check:
-        checks.append(check_definition(settings, facts))
+        checks.append(check_definition(settings, facts, thresholds))
     if settings.ttl_check:
         checks.append(ttl_check_definition(settings))
     return checks
@@ -176,7 +186,8 @@ def _build_meta(settings: Settings, facts: HostFacts) -> Tuple[Dict[str, str], L
 
 
 def service_definition(settings: Settings, facts: HostFacts, checks_on: Optional[bool] = None,
-                       drain_notes: Optional[str] = None) -> Dict[str, Any]:
+                       drain_notes: Optional[str] = None, thresholds: bool = True
+                       ) -> Dict[str, Any]:
     """The body of PUT /v1/agent/service/register for these settings; `checks_on` overrides
     the config's `check` (discovery set check on|off); `drain_notes` adds the drain check."""
     definition: Dict[str, Any] = {
@@ -188,7 +199,7 @@ def service_definition(settings: Settings, facts: HostFacts, checks_on: Optional
         "Meta": meta(settings, facts),
         "Weights": {"Passing": settings.weight_passing, "Warning": settings.weight_warning},
     }
-    checks = check_definitions(settings, facts) if (
+    checks = check_definitions(settings, facts, thresholds) if (
         settings.check if checks_on is None else checks_on) else []
     if drain_notes is not None:
         checks.append(drain_check_definition(settings.service_id, drain_notes))
@@ -259,11 +270,19 @@ def check_drift(definition: Mapping[str, Any],
                 differences.append(f"check {our_check_id} is missing")
             elif (present.get("ServiceID") != service_id
                   or present.get("Name") != wanted_check["Name"]
-                  or present.get("Type", kind) != kind):
+                  or present.get("Type", kind) != kind
+                  or _thresholds_differ(wanted_check, present.get("Definition") or {})):
                 differences.append(f"check {our_check_id} differs")
         elif present is not None and present.get("ServiceID") == service_id:
             differences.append(f"check {our_check_id} is registered but switched off")
     return differences
+
+
+def _thresholds_differ(wanted: Mapping[str, Any], reported: Mapping[str, Any]) -> bool:
+    """The polls-in-a-row thresholds, compared only where the agent reports them (1.8.7
+    reports an empty Definition: nothing to compare)."""
+    return any(name in reported and (reported[name] or 0) != wanted.get(name, 0)
+               for name in ("SuccessBeforePassing", "FailuresBeforeCritical"))
 
 
 # -- the Consul user events' payload ------------------------------------------------------------

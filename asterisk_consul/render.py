@@ -68,6 +68,7 @@ def show_status_text(app) -> str:
     rows = [
         ("Version", versions_text(app)),
         ("Agent", agent),
+        ("Token", _token_text(s)),
         ("Service", "%s (name %s) at %s:%s" % (s.service_id, s.service_name, s.address, s.port)),
         ("Instance", s.instance or "(none)"),
         ("Registered", _registered_text(s)),
@@ -148,6 +149,36 @@ def _events_text(s) -> str:
     text = "on: %d fired, %d failed" % (s.events_fired, s.events_failed)
     if s.last_event:
         text += "; last: %s" % s.last_event
+    return text
+
+
+_TOKEN_STANDING = {"": "not used yet", "accepted": "accepted",
+                   "ACL not found": "REJECTED: ACL not found (deleted or expired)",
+                   "Permission denied": "Permission denied (the token lacks the policy: "
+                                        "docs/operations.md)"}
+
+
+def _clock_ms(timestamp: float) -> str:
+    return "%s.%03d" % (time.strftime("%H:%M:%S", time.localtime(timestamp)),
+                        int(timestamp * 1000) % 1000)
+
+
+def _token_text(s) -> str:
+    """Where the token came from, when it was read, what Consul makes of it; never the token."""
+    if not s.token_from:
+        return "none (no ACL token is sent)"
+    text = "from %s" % s.token_from
+    if s.token_read_at:
+        text += ", read %s" % _when(s.token_read_at)
+    text += "; Consul: %s" % _TOKEN_STANDING.get(s.token_standing, s.token_standing)
+    if s.token_problem:
+        text += "; the file gives no token now (%s): the one in use stays" % s.token_problem
+    seen, in_use, registered = (tuple(s.token_rotation) + (None, None, None))[:3]
+    if seen and in_use:
+        text += "; last rotation: read %s, in use +%d ms" % (_clock_ms(seen),
+                                                            (in_use - seen) * 1000)
+        text += (", re-registered +%d ms" % ((registered - seen) * 1000) if registered
+                 else ", not re-registered yet")
     return text
 
 

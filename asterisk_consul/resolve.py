@@ -27,6 +27,32 @@ TOKEN_FILE_MAX_BYTES = 64 * 1024
 _DNS_SERVICE_NAME = re.compile(r"[A-Za-z0-9-]+")   # what Consul can serve over DNS
 
 
+class TokenFileProblem(Exception):
+    """Why a token file gives no token; the text never names the file (it may be a token)."""
+
+
+def token_of_file(path: str) -> str:
+    """The whitespace-stripped token a token file holds ("" when empty), read now: at load,
+    at reload, and by the registrar's watch of the file."""
+    try:
+        data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
+        raise TokenFileProblem(f"cannot read the token file it names: {reason} (the name is "
+                               f"not shown: it may be a token)") from None
+    if len(data) > TOKEN_FILE_MAX_BYTES:
+        raise TokenFileProblem(f"the token file is larger than {TOKEN_FILE_MAX_BYTES} bytes: "
+                               f"not a token")
+    try:
+        token = data.decode("utf-8").strip()
+        check_token(token)
+    except UnicodeDecodeError:
+        raise TokenFileProblem("the token file is not UTF-8 text") from None
+    except InvalidValue as exc:
+        raise TokenFileProblem(f"the token in the file {exc}") from None
+    return token
+
+
 class Resolution:
     """The resolve steps of the Loader (values, sources, warnings, environ, host, set())."""
 
@@ -126,6 +152,7 @@ class Resolution:
             # One that was read is a file: `discovery show settings` names it.
             token = self.read_token_file(path, f"{file_entry.where}: [consul] token_file")
             self.set("token", token, f"{file_entry.where} (token_file {path})")
+            self.set("token_file", path, file_entry.where)  # watched by the registrar
             return
         # Consul's own clients: a token file (when it holds a token) wins over the token.
         token_file = self.environ.get(option("token_file").env, "").strip()
@@ -133,6 +160,7 @@ class Resolution:
             token = self.read_token_file(token_file, "env CONSUL_HTTP_TOKEN_FILE")
             if token:
                 self.set("token", token, f"env CONSUL_HTTP_TOKEN_FILE ({token_file})")
+                self.set("token_file", token_file, "env CONSUL_HTTP_TOKEN_FILE")
                 return
         env_token = self.environ.get(option("token").env, "").strip()
         if env_token:
@@ -159,21 +187,9 @@ class Resolution:
         """The token of a token file. Its name is a secret too (a token pasted in its place):
         no message names it."""
         try:
-            data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
-            raise ConfigError(f"{where}: cannot read the token file it names: {reason} "
-                              f"(the name is not shown: it may be a token)") from None
-        if len(data) > TOKEN_FILE_MAX_BYTES:
-            raise ConfigError(f"{where}: the token file is larger than {TOKEN_FILE_MAX_BYTES} "
-                              f"bytes: not a token")
-        try:
-            token = data.decode("utf-8").strip()
-            check_token(token)
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}: the token file is not UTF-8 text") from None
-        except InvalidValue as exc:
-            raise ConfigError(f"{where}: the token in the file {exc}") from None
+            token = token_of_file(path)
+        except TokenFileProblem as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         if not token:
             self.warnings.append(f"{where}: the token file is empty: no token is sent")
         return token

@@ -42,6 +42,7 @@ class Settings:
     host: str = _default("host")
     port: int = _default("port")
     token: str = _default("token")
+    token_file: str = _default("token_file")
     consul_timeout_ms: int = _default("consul_timeout_ms")
     # TLS to the agent
     ca_file: str = _default("ca_file")
@@ -70,6 +71,8 @@ class Settings:
     check_timeout: Duration = _default("check_timeout")
     check_ttl: Duration = _default("check_ttl")
     check_deregister_after: Duration = _default("check_deregister_after")
+    check_success_before_passing: int = _default("check_success_before_passing")
+    check_failures_before_critical: int = _default("check_failures_before_critical")
     # facts read from http.conf
     http_prefix: str = _default("http_prefix")
     ari_scheme: str = _default("ari_scheme")

@@ -68,11 +68,13 @@ class Bench:
                               self.clock)
         self.notify = Notifications(self.link, self.events)
         self.registered_with = []
+        self.secrets = []  # what the reconciler gave the log's scrubber
         self.rec = Reconciler(self.link, self.notify, self.host, lambda verdict: None,
                               backoff_initial_s=0.5, backoff_max_s=30.0, slow_retry_s=60.0,
                               forget_stop=self.host.forget_stop,
                               on_registered=self.registered_with.append,
-                              on_reloaded=lambda settings: None)
+                              on_reloaded=lambda settings: None,
+                              on_secret=self.secrets.append)
 
     def turn(self, seconds=0.0):
         """Move the clock, then run each job that is due, as one turn of the worker."""

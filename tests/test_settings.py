@@ -647,7 +647,8 @@ def test_report_order_and_token_display(host, confdir):
                          "metadata_profile = p", "[metadata_p]", "group = g")
     rows = settings_report(settings)
     options = [row[0] for row in rows]
-    assert options[:6] == ["enabled", "scheme", "host", "port", "token", "consul_timeout_ms"]
+    assert options[:7] == ["enabled", "scheme", "host", "port", "token", "token_file",
+                           "consul_timeout_ms"]
     assert options.index("id") < options.index("discovery_ip") < options.index("check")
     assert options.index("metadata group") == options.index("metadata_profile") + 1
     shown = {row[0]: (row[1], row[2]) for row in rows}

@@ -70,4 +70,10 @@ class StatusSnapshot:
     busy: bool = False
     busy_since: Optional[float] = None
     verdict: str = ""  # what the checks say of Asterisk now
+    token_from: str = ""  # where the token in use came from ("": no token)
+    token_read_at: Optional[float] = None  # when the token file was read for it
+    token_standing: str = ""  # "", "accepted", "ACL not found", "Permission denied"
+    token_problem: str = ""  # why the token file gives no token now (the token in use stays)
+    # The last rotation: (new token first read, in use, service registered with it), or ().
+    token_rotation: Tuple[Optional[float], ...] = ()
     stale: bool = False  # True: the worker did not answer in time; this is the cached view
