@@ -74,7 +74,8 @@ class Application:
         self.registrar = Registrar(settings, self.facts, self._on_event,
                                    host_state=self._asterisk_state,
                                    on_verdict=self._show_verdict,
-                                   forget_stop=self.host.forget_stop_request)
+                                   forget_stop=self.host.forget_stop_request,
+                                   sip_techs=self.host.channel_tech)
         self.registrar.start()
 
     def vouches(self) -> bool:
