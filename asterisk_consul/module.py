@@ -72,7 +72,7 @@ class Application:
                                    host_state=self._asterisk_state,
                                    on_verdict=self.eid_check.show,
                                    forget_stop=self.host.forget_stop_request,
-                                   on_secret=set_secrets)
+                                   on_secret=set_secrets, sip_techs=self.host.channel_tech)
         self.registrar.start()
 
     def vouches(self) -> bool:

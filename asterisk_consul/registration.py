@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
 from .settings import Settings
+from .siptransports import tagged_addresses
 
 CHECK_NAME = "Asterisk Instance EID Verification"
 TTL_CHECK_NAME = "Asterisk Instance Liveness"
@@ -23,6 +24,7 @@ META_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # whole key: use fullmat
 META_MAX_PAIRS = 64
 META_MAX_VALUE_CHARS = 512
 META_RESERVED_PREFIX = "consul-"
+TAGGED_PREFIX = "sip_"  # our TaggedAddresses keys; Consul adds lan, wan... of its own
 _CONSUL_WEIGHTS = {"Passing": 1, "Warning": 1}  # what Consul stores when none are given
 
 
@@ -199,6 +201,10 @@ def service_definition(settings: Settings, facts: HostFacts, checks_on: Optional
         "Meta": meta(settings, facts),
         "Weights": {"Passing": settings.weight_passing, "Warning": settings.weight_warning},
     }
+    tagged = tagged_addresses(settings.sip_transports, settings.discovery_port,
+                              settings.discovery_ip)
+    if tagged:
+        definition["TaggedAddresses"] = tagged
     checks = check_definitions(settings, facts, thresholds) if (
         settings.check if checks_on is None else checks_on) else []
     if drain_notes is not None:
@@ -224,8 +230,8 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
 
     `agent_service` is GET /v1/agent/service/<id> (None when absent), `agent_checks` is
     GET /v1/agent/checks. Only fields we set are compared: Consul adds its own
-    (TaggedAddresses, ContentHash…), and 1.8.7 reports no check definition, so a check is
-    compared by ID, name, owner and type.
+    (ContentHash…, TaggedAddresses lan/wan: of those only our sip_* keys count), and 1.8.7
+    reports no check definition, so a check is compared by ID, name, owner and type.
     """
     service_id = definition["ID"]
     if agent_service is None:
@@ -238,6 +244,7 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         "Port": definition.get("Port", 0),
         "Meta": dict(definition.get("Meta") or {}),
         "Weights": dict(definition.get("Weights") or _CONSUL_WEIGHTS),
+        "TaggedAddresses": _ours(definition.get("TaggedAddresses")),
     }
     actual = {
         "Service": agent_service.get("Service"),
@@ -246,6 +253,7 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         "Port": agent_service.get("Port", 0),
         "Meta": dict(agent_service.get("Meta") or {}),
         "Weights": dict(agent_service.get("Weights") or _CONSUL_WEIGHTS),
+        "TaggedAddresses": _ours(agent_service.get("TaggedAddresses")),
     }
     for field_name, want in expected.items():
         if actual[field_name] != want:
@@ -253,6 +261,13 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
 
     differences += check_drift(definition, agent_checks)
     return differences
+
+
+def _ours(tagged: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """The TaggedAddresses this module sets (sip_*), as {"Address", "Port"}."""
+    return {key: {"Address": value.get("Address", ""), "Port": value.get("Port", 0)}
+            for key, value in (tagged or {}).items()
+            if key.startswith(TAGGED_PREFIX) and isinstance(value, Mapping)}
 
 
 def check_drift(definition: Mapping[str, Any],

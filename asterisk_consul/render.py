@@ -75,6 +75,7 @@ def show_status_text(app) -> str:
         ("In catalog", _catalog_text(s)),
         ("Health", s.health or "unknown"),
         ("Asterisk", s.verdict or "unknown"),
+        ("SIP", _sip_text(s)),
         ("Load", _load_text(s)),
         ("Maintenance", _maintenance_text(s)),
         ("Drain", _drain_text(s)),
@@ -201,6 +202,19 @@ def _catalog_text(s) -> str:
         return ("NO: the agent holds the service but has not synced it to the servers (its own "
                 "ACL token may lack node write), or the module's token lacks node:read to see it")
     return "not known yet" + (" (%s)" % s.catalog_error if s.catalog_error else "")
+
+
+def _sip_text(s) -> str:
+    if s.sip_check == "no":
+        return "not checked (sip_check = no)"
+    if not s.sip_on:
+        return "not checked yet (sip_check = auto: no SIP channel driver seen loaded)"
+    text = "%s since %s: %s" % (s.sip_status.upper() or "NOT PROBED YET", _when(s.sip_since),
+                                s.sip_reason or "-")
+    if s.sip_last:
+        rtt = " (round trip %.1f ms)" % (s.sip_rtt_s * 1000) if s.sip_rtt_s is not None else ""
+        text += "; last probe at %s%s: %s" % (_when(s.sip_probed_at), rtt, s.sip_last)
+    return text
 
 
 def _load_text(s) -> str:

@@ -36,6 +36,7 @@ from .notify import Notifications
 from .pending import PendingReload
 from .retired import Retired
 from .service import ServiceRegistration
+from .sip import HasTech, SipWatch
 from .status import Result, StatusSnapshot
 from .tokenfile import TokenFile
 from .wanted import checks_on, registration_body, unwanted_check_ids, wanted_checks, \
@@ -94,7 +95,8 @@ class Reconciler:
                  slow_retry_s: float, forget_stop: Callable[[], None],
                  on_registered: Callable[[Settings], None],
                  on_reloaded: Callable[[Settings], None],
-                 on_secret: Callable[[str], None] = lambda token: None):
+                 on_secret: Callable[[str], None] = lambda token: None,
+                 sip_techs: HasTech = lambda tech: False):
         self.link, self.notify = link, notify
         self.choices = Choices()
         self.stop_seen = StopSeen()
@@ -109,6 +111,7 @@ class Reconciler:
         # The last rotation, wall-clock: (first read, in use, registered again with it).
         self.rotation: Tuple[Optional[float], ...] = ()
         self.asterisk = AsteriskWatch(link, read_state, on_verdict)
+        self.sip = SipWatch(link, sip_techs)
         self.maintenance = Maintenance(link, notify)
         self.retired = Retired(link, notify)
         self.checks = Checks(link)
@@ -121,6 +124,8 @@ class Reconciler:
         service = self.service
         self.jobs = (
             Job("asterisk", self.asterisk.due, self.look_at_asterisk),
+            # Before the service: the first registration already carries the SIP verdict.
+            Job("sip", self.sip.due, self.look_at_sip),
             Job("service", service.due, self.sync, own_retries=True),
             Job("checks", self.checks.due, self.tell_checks),
             Job("catalog", self.catalog.due,
@@ -160,6 +165,15 @@ class Reconciler:
             self.change(Change(DRAIN, True, SHUTDOWN_REASON, BY_SHUTDOWN))
         self._note_channels(look.state.channels)
         return self._seen() != before
+
+    def look_at_sip(self) -> bool:
+        """When due (about once a second): the SIP stack; its health is one more input of the
+        verdict. Not on any Asterisk thread: the probe may wait up to its timeout."""
+        if not self.sip.look():
+            return False
+        if self.asterisk.rejudge(self.sip.health):
+            self.checks.verdict_changed(self.asterisk.verdict)
+        return True
 
     def _seen(self) -> tuple:
         asterisk = self.asterisk
@@ -461,6 +475,9 @@ class Reconciler:
                              service.definition["Address"], service.definition["Port"])
         link.reload(settings, client, keep_old=self.retired.holds(link.consul))
         self._on_reloaded(settings)
+        if (settings.sip_check, settings.sip_transports, settings.discovery_port) != \
+                (old.sip_check, old.sip_transports, old.discovery_port):
+            self.sip.reloaded()
         if moved:
             service.moved()
             self.maintenance.forget_agent_view()
@@ -581,8 +598,17 @@ class Reconciler:
             verdict=asterisk.verdict.output,
             token_from=_token_from(settings), token_read_at=self.token_file.read_at,
             token_standing=link.token_standing, token_problem=self.token_file.problem,
-            token_rotation=self.rotation,
+            token_rotation=self.rotation, **self._sip_shown(),
         )
+
+    def _sip_shown(self) -> Dict[str, Any]:
+        sip, last = self.sip, self.sip.last
+        return dict(sip_check=self.link.settings.sip_check, sip_on=sip.on,
+                    sip_status=sip.health.status if sip.health else "",
+                    sip_reason=sip.health.reason if sip.health else "",
+                    sip_last=last.reason if last else "",
+                    sip_rtt_s=last.rtt_s if last else None, sip_probed_at=sip.probed_at,
+                    sip_since=sip.since, sip_drivers=sip.drivers)
 
 
 def _token_from(settings: Settings) -> str:
