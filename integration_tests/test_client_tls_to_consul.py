@@ -10,7 +10,7 @@ from asterisk_consul.consul import Agent, Consul, ConsulUnreachable, TlsConfig, 
 from asterisk_consul.registrar import consul_client
 from asterisk_consul.settings import Settings
 from integration_tests.testbed.consul import make_test_certs
-from tests.test_consul import SECRET, service
+from tests.test_consul import SECRET, service, version_with
 
 
 # -- TLS ---------------------------------------------------------------------------------------
@@ -44,14 +44,6 @@ def tls_settings(agent_proc, **overrides):
                 ca_file=agent_proc.ca_file)
     base.update(overrides)
     return Settings(**base)
-
-
-def version_with(settings):
-    consul = consul_client(settings)
-    try:
-        return consul.agent.version()
-    finally:
-        consul.close()
 
 
 def test_tls_settings_verify_the_agent_with_the_ca_file(consul_factory):
