@@ -144,10 +144,10 @@ def test_sip_check_no_keeps_a_box_without_sip_passing(asterisk_factory, ast_vers
         squatter.close()
 
 
+# chan_sip is gone from Asterisk 21 on: this one runs on 16 only.
+@pytest.mark.parametrize("ast_version", ["16"], ids=["ast16"], indirect=True)
 def test_chan_sip_on_16_gives_the_port_and_its_unload_leaves_the_healthy_set(
         asterisk_factory, ast_version, module_so, consul_agent):
-    if ast_version != "16":
-        pytest.skip("chan_sip is gone from Asterisk 21 on")
     port = runtime.free_port(udp=True)
     ast = sip_asterisk(asterisk_factory, ast_version, module_so, consul_agent,
                        sip="[general]\nudpbindaddr = 127.0.0.1\nbindport = %d\n" % port,
