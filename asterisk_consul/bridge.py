@@ -127,6 +127,11 @@ class CffiHost(hostapi.Host):
         with self._lock:
             return int(self._lib.rdc_host_active_channels()) if self._lib is not None else 0
 
+    def channel_tech(self, name: str) -> bool:
+        with self._lock:
+            return self._lib is not None and bool(
+                self._lib.rdc_host_channel_tech(name.encode("utf-8")))
+
     def db_get(self, family: str, key: str) -> Optional[str]:
         with self._lock:
             if self._lib is None:

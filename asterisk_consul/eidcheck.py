@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from .health import Verdict
 from .web import HttpRequest, HttpResponse, plain
 
 URI = "res_discovery_consul"
@@ -60,8 +61,10 @@ class EidCheck:
         self._match = _MATCH      # replaced whole by show(): one reference, read lock-free
         self.on_change = lambda: None  # set by the bridge: the shim replays declared()
 
-    def show(self, status: int, reason: str, body: str) -> None:
-        """The answer to a match from now on (the worker's verdict)."""
+    def show(self, verdict: Verdict) -> None:
+        """The answer to a match from now on: the worker's verdict (the registrar calls this
+        directly, on its own thread)."""
+        status, reason, body = verdict.http_status, verdict.http_reason, verdict.http_body
         if (status, reason, body + "\n") != (_MATCH.status, _MATCH.reason, _MATCH.body):
             self._match = plain(status, reason, body)
         else:

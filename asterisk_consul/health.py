@@ -9,6 +9,7 @@ it has a check of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 HOST_POLL_S = 0.5  # how often the worker looks at Asterisk's state (a few flag reads)...
 # ...while anything may change soon (calls up, booting, stopping, draining, busy). At rest
@@ -28,6 +29,15 @@ class AsteriskState:
 
 
 @dataclass(frozen=True)
+class SipHealth:
+    """What the SIP probe makes of the SIP stack (sip_probe.py, registrar/sip.py). The reason is
+    stable while the state is (no round-trip time in it): each change is a Consul write."""
+
+    status: str  # passing, warning (503: overloaded), critical
+    reason: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     ttl_status: str   # what the TTL check reports: passing, warning, critical
     output: str       # and its output
@@ -44,13 +54,20 @@ class Verdict:
 
 
 def verdict(state: AsteriskState, busy: bool, version: str, eid: str,
-            busy_channels: int) -> Verdict:
+            busy_channels: int, sip: Optional[SipHealth] = None) -> Verdict:
+    """`sip`: the SIP stack's health while sip_check is on, None while it is off."""
     if state.shutting_down:
         return Verdict("critical", f"Asterisk {version} is shutting down",
                        503, "Service Unavailable", "Asterisk is shutting down")
     if not state.booted:
         return Verdict("warning", f"Asterisk {version} is starting: not fully booted yet",
                        503, "Service Unavailable", "Asterisk is starting")
+    if sip is not None and sip.status == "critical":
+        return Verdict("critical", f"Asterisk {version} takes no SIP calls: {sip.reason}",
+                       503, "Service Unavailable", sip.reason)
+    if sip is not None and sip.status == "warning":
+        return Verdict("warning", f"Asterisk {version} is overloaded: {sip.reason}",
+                       429, "Too Many Requests", sip.reason)
     if busy:
         # No live count in the output: Consul hears of busy once, not at every call.
         return Verdict("warning", f"Asterisk {version} is busy: {busy_channels} active channels "

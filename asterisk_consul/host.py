@@ -58,6 +58,10 @@ class Host:
     def active_channels(self) -> int:
         raise NotImplementedError
 
+    def channel_tech(self, name: str) -> bool:
+        """Whether a loaded channel driver has registered the technology `name` ("PJSIP")."""
+        raise NotImplementedError
+
     def db_get(self, family: str, key: str) -> Optional[str]:
         """Asterisk's internal database (astdb); None when the key is absent."""
         raise NotImplementedError

@@ -93,6 +93,7 @@ class Loader(Resolution):
         self.read_metadata(config, entries)
         self.read_kv(config)
         self.read_http_conf()
+        self.resolve_sip(entries)
         self.resolve_check_port(entries)
         self.resolve_check_type(entries)
         self.cross_checks(entries)

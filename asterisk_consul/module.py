@@ -16,7 +16,7 @@ from typing import Optional
 from . import __version__, commands
 from .config import ConfigError
 from .eidcheck import EidCheck
-from .health import AsteriskState, Verdict
+from .health import AsteriskState
 from .loader import CONFIG_FILE, load_settings
 from .logbridge import set_secrets
 from .registrar import Registrar
@@ -62,9 +62,6 @@ class Application:
                              stop_requested=host.is_stop_requested(),
                              channels=host.active_channels())
 
-    def _show_verdict(self, verdict: Verdict) -> None:
-        self.eid_check.show(verdict.http_status, verdict.http_reason, verdict.http_body)
-
     def _on_event(self, name, headers) -> None:
         self.host.manager_event(name, headers)
 
@@ -73,8 +70,9 @@ class Application:
         self.settings = settings
         self.registrar = Registrar(settings, self.facts, self._on_event,
                                    host_state=self._asterisk_state,
-                                   on_verdict=self._show_verdict,
-                                   forget_stop=self.host.forget_stop_request)
+                                   on_verdict=self.eid_check.show,
+                                   forget_stop=self.host.forget_stop_request,
+                                   on_secret=set_secrets, sip_techs=self.host.channel_tech)
         self.registrar.start()
 
     def vouches(self) -> bool:

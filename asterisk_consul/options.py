@@ -22,7 +22,8 @@ from .values import (Duration, check_token, parse_address, parse_bool, parse_che
                      parse_check_type, parse_duration, parse_event_name, parse_int,
                      parse_interface, parse_kv_prefix, parse_metadata_profile, parse_port,
                      parse_scheme, parse_service_id, parse_service_name, parse_session_ttl,
-                     parse_tags, parse_tls_server_name)
+                     parse_sip_check, parse_sip_port, parse_sip_transport, parse_tags,
+                     parse_tls_server_name)
 
 # Groups, in the order `discovery show settings`, the sample and the README present them.
 GENERAL, AGENT, TLS, SERVICE, CHECKS, LOAD, HOUSEKEEPING, EVENTS, KV, HTTP = (
@@ -64,6 +65,10 @@ def _channels(text: str) -> int:
     return parse_int(text, 0, 1000000)
 
 
+def _polls(text: str) -> int:
+    return parse_int(text, 0, 100)
+
+
 def _weight(text: str) -> int:
     return parse_int(text, 1, 65535)
 
@@ -81,8 +86,9 @@ ROWS: Tuple[Option, ...] = (
     _o("token", "", check_token, "ACL token, sent only as X-Consul-Token, never shown", AGENT,
        env="CONSUL_HTTP_TOKEN", secret=True, resolved=True, defines_client=True,
        unset_text="(not set)"),
-    _o("token_file", "", str, "file holding the token, read at load and reload", AGENT,
-       field="", env="CONSUL_HTTP_TOKEN_FILE", resolved=True),
+    _o("token_file", "", str, "file holding the token: read at load and reload, and watched "
+       "(a new token is used within about a second, no reload needed)", AGENT,
+       env="CONSUL_HTTP_TOKEN_FILE", resolved=True),
     _o("consul_timeout_ms", 2000, _timeout_ms,
        "timeout of each Consul call in ms (1-60000); CLI and AMI answer within it", AGENT,
        defines_client=True),
@@ -111,7 +117,15 @@ ROWS: Tuple[Option, ...] = (
        empty_is_value=True),
     _o("discovery_ip", "127.0.0.1", str,
        "advertised address; auto = the address of discovery_interface", SERVICE, resolved=True),
-    _o("discovery_port", 5060, parse_port, "advertised (SIP) port", SERVICE),
+    _o("discovery_port", 5060, parse_sip_port,
+       "advertised SIP port; auto = the SIP stack's (PJSIP: the first UDP transport or "
+       "sip_transport; chan_sip: its bindport), read again at reload", SERVICE, resolved=True),
+    _o("sip_transport", "", parse_sip_transport,
+       "the pjsip.conf transport whose port discovery_port = auto takes", SERVICE,
+       unset_text="(none: the first UDP transport)"),
+    _o("sip_transports", (), None, "the SIP transports pjsip.conf or sip.conf declare "
+       "(TaggedAddresses sip_udp, sip_tcp, sip_tls, sip_ws, sip_wss)", SERVICE,
+       section="pjsip.conf"),
     _o("discovery_interface", "eth0", parse_interface, "interface for discovery_ip = auto",
        SERVICE),
     _o("metadata_profile", "", parse_metadata_profile,
@@ -146,6 +160,16 @@ ROWS: Tuple[Option, ...] = (
     _o("check_deregister_after", Duration("1m"), parse_duration,
        "Consul removes the service after this long critical (Consul's minimum: 1m)", CHECKS,
        defines_check=True),
+    _o("check_success_before_passing", 0, _polls,
+       "the EID check turns passing only after this many passing polls in a row (0: at "
+       "once; Consul 1.8.1+, left out for an older agent)", CHECKS, defines_check=True),
+    _o("check_failures_before_critical", 0, _polls,
+       "the EID check turns critical only after this many failed polls in a row (0: at "
+       "once; Consul 1.8.1+, left out for an older agent)", CHECKS, defines_check=True),
+    _o("sip_check", "auto", parse_sip_check,
+       "yes: healthy only with a SIP channel driver loaded and the listener on the service "
+       "Port answering SIP OPTIONS; auto: yes once chan_pjsip or chan_sip is loaded; no: not "
+       "asked", CHECKS, defines_check=True),
     # -- facts read from http.conf (Asterisk's HTTP server)
     _o("http_prefix", "", None, "http.conf prefix, in the check URL", HTTP, section=HTTP),
     _o("ari_scheme", "http", None, "http.conf tlsenable, sent as Meta ari_scheme", HTTP,

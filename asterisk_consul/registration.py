@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
 from .settings import Settings
+from .siptransports import tagged_addresses
 
 CHECK_NAME = "Asterisk Instance EID Verification"
 TTL_CHECK_NAME = "Asterisk Instance Liveness"
@@ -23,6 +24,7 @@ META_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # whole key: use fullmat
 META_MAX_PAIRS = 64
 META_MAX_VALUE_CHARS = 512
 META_RESERVED_PREFIX = "consul-"
+TAGGED_PREFIX = "sip_"  # our TaggedAddresses keys; Consul adds lan, wan... of its own
 _CONSUL_WEIGHTS = {"Passing": 1, "Warning": 1}  # what Consul stores when none are given
 
 
@@ -77,8 +79,10 @@ def check_url(settings: Settings, facts: HostFacts) -> str:
     return url + (f"&instance={facts.instance}" if facts.instance else "")
 
 
-def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
-    """The HTTP EID check, as it goes into the service's Checks."""
+def check_definition(settings: Settings, facts: HostFacts, thresholds: bool = True
+                     ) -> Dict[str, Any]:
+    """The HTTP EID check, as it goes into the service's Checks; `thresholds`: with the
+    polls in a row it takes to change status (for an agent that knows the fields)."""
     definition: Dict[str, Any] = {
         "CheckID": check_id(settings.service_id),
         "Name": CHECK_NAME,
@@ -94,6 +98,13 @@ def check_definition(settings: Settings, facts: HostFacts) -> Dict[str, Any]:
             definition["TLSSkipVerify"] = True
         if settings.check_tls_server_name:
             definition["TLSServerName"] = settings.check_tls_server_name
+    if thresholds:
+        # Sent only when set: the TTL check ignores them (1.8.7: a report sets the status at
+        # once), and the drain and maintenance checks must act at once.
+        if settings.check_success_before_passing:
+            definition["SuccessBeforePassing"] = settings.check_success_before_passing
+        if settings.check_failures_before_critical:
+            definition["FailuresBeforeCritical"] = settings.check_failures_before_critical
     return definition
 
 
@@ -115,11 +126,12 @@ def ttl_check_definition(settings: Settings) -> Dict[str, Any]:
     }
 
 
-def check_definitions(settings: Settings, facts: HostFacts) -> List[Dict[str, Any]]:
+def check_definitions(settings: Settings, facts: HostFacts, thresholds: bool = True
+                      ) -> List[Dict[str, Any]]:
     """The checks of check_type, in the order they are registered."""
     checks = []
     if settings.http_check:
-        checks.append(check_definition(settings, facts))
+        checks.append(check_definition(settings, facts, thresholds))
     if settings.ttl_check:
         checks.append(ttl_check_definition(settings))
     return checks
@@ -176,7 +188,8 @@ def _build_meta(settings: Settings, facts: HostFacts) -> Tuple[Dict[str, str], L
 
 
 def service_definition(settings: Settings, facts: HostFacts, checks_on: Optional[bool] = None,
-                       drain_notes: Optional[str] = None) -> Dict[str, Any]:
+                       drain_notes: Optional[str] = None, thresholds: bool = True
+                       ) -> Dict[str, Any]:
     """The body of PUT /v1/agent/service/register for these settings; `checks_on` overrides
     the config's `check` (discovery set check on|off); `drain_notes` adds the drain check."""
     definition: Dict[str, Any] = {
@@ -188,7 +201,11 @@ def service_definition(settings: Settings, facts: HostFacts, checks_on: Optional
         "Meta": meta(settings, facts),
         "Weights": {"Passing": settings.weight_passing, "Warning": settings.weight_warning},
     }
-    checks = check_definitions(settings, facts) if (
+    tagged = tagged_addresses(settings.sip_transports, settings.discovery_port,
+                              settings.discovery_ip)
+    if tagged:
+        definition["TaggedAddresses"] = tagged
+    checks = check_definitions(settings, facts, thresholds) if (
         settings.check if checks_on is None else checks_on) else []
     if drain_notes is not None:
         checks.append(drain_check_definition(settings.service_id, drain_notes))
@@ -213,8 +230,8 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
 
     `agent_service` is GET /v1/agent/service/<id> (None when absent), `agent_checks` is
     GET /v1/agent/checks. Only fields we set are compared: Consul adds its own
-    (TaggedAddresses, ContentHash…), and 1.8.7 reports no check definition, so a check is
-    compared by ID, name, owner and type.
+    (ContentHash…, TaggedAddresses lan/wan: of those only our sip_* keys count), and 1.8.7
+    reports no check definition, so a check is compared by ID, name, owner and type.
     """
     service_id = definition["ID"]
     if agent_service is None:
@@ -227,6 +244,7 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         "Port": definition.get("Port", 0),
         "Meta": dict(definition.get("Meta") or {}),
         "Weights": dict(definition.get("Weights") or _CONSUL_WEIGHTS),
+        "TaggedAddresses": _ours(definition.get("TaggedAddresses")),
     }
     actual = {
         "Service": agent_service.get("Service"),
@@ -235,6 +253,7 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
         "Port": agent_service.get("Port", 0),
         "Meta": dict(agent_service.get("Meta") or {}),
         "Weights": dict(agent_service.get("Weights") or _CONSUL_WEIGHTS),
+        "TaggedAddresses": _ours(agent_service.get("TaggedAddresses")),
     }
     for field_name, want in expected.items():
         if actual[field_name] != want:
@@ -242,6 +261,13 @@ def drift(definition: Mapping[str, Any], agent_service: Optional[Mapping[str, An
 
     differences += check_drift(definition, agent_checks)
     return differences
+
+
+def _ours(tagged: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """The TaggedAddresses this module sets (sip_*), as {"Address", "Port"}."""
+    return {key: {"Address": value.get("Address", ""), "Port": value.get("Port", 0)}
+            for key, value in (tagged or {}).items()
+            if key.startswith(TAGGED_PREFIX) and isinstance(value, Mapping)}
 
 
 def check_drift(definition: Mapping[str, Any],
@@ -259,11 +285,19 @@ def check_drift(definition: Mapping[str, Any],
                 differences.append(f"check {our_check_id} is missing")
             elif (present.get("ServiceID") != service_id
                   or present.get("Name") != wanted_check["Name"]
-                  or present.get("Type", kind) != kind):
+                  or present.get("Type", kind) != kind
+                  or _thresholds_differ(wanted_check, present.get("Definition") or {})):
                 differences.append(f"check {our_check_id} differs")
         elif present is not None and present.get("ServiceID") == service_id:
             differences.append(f"check {our_check_id} is registered but switched off")
     return differences
+
+
+def _thresholds_differ(wanted: Mapping[str, Any], reported: Mapping[str, Any]) -> bool:
+    """The polls-in-a-row thresholds, compared only where the agent reports them (1.8.7
+    reports an empty Definition: nothing to compare)."""
+    return any(name in reported and (reported[name] or 0) != wanted.get(name, 0)
+               for name in ("SuccessBeforePassing", "FailuresBeforeCritical"))
 
 
 # -- the Consul user events' payload ------------------------------------------------------------

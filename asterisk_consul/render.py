@@ -68,12 +68,14 @@ def show_status_text(app) -> str:
     rows = [
         ("Version", versions_text(app)),
         ("Agent", agent),
+        ("Token", _token_text(s)),
         ("Service", "%s (name %s) at %s:%s" % (s.service_id, s.service_name, s.address, s.port)),
         ("Instance", s.instance or "(none)"),
         ("Registered", _registered_text(s)),
         ("In catalog", _catalog_text(s)),
         ("Health", s.health or "unknown"),
         ("Asterisk", s.verdict or "unknown"),
+        ("SIP", _sip_text(s)),
         ("Load", _load_text(s)),
         ("Maintenance", _maintenance_text(s)),
         ("Drain", _drain_text(s)),
@@ -151,6 +153,36 @@ def _events_text(s) -> str:
     return text
 
 
+_TOKEN_STANDING = {"": "not used yet", "accepted": "accepted",
+                   "ACL not found": "REJECTED: ACL not found (deleted or expired)",
+                   "Permission denied": "Permission denied (the token lacks the policy: "
+                                        "docs/operations.md)"}
+
+
+def _clock_ms(timestamp: float) -> str:
+    return "%s.%03d" % (time.strftime("%H:%M:%S", time.localtime(timestamp)),
+                        int(timestamp * 1000) % 1000)
+
+
+def _token_text(s) -> str:
+    """Where the token came from, when it was read, what Consul makes of it; never the token."""
+    if not s.token_from:
+        return "none (no ACL token is sent)"
+    text = "from %s" % s.token_from
+    if s.token_read_at:
+        text += ", read %s" % _when(s.token_read_at)
+    text += "; Consul: %s" % _TOKEN_STANDING.get(s.token_standing, s.token_standing)
+    if s.token_problem:
+        text += "; the file gives no token now (%s): the one in use stays" % s.token_problem
+    seen, in_use, registered = (tuple(s.token_rotation) + (None, None, None))[:3]
+    if seen and in_use:
+        text += "; last rotation: read %s, in use +%d ms" % (_clock_ms(seen),
+                                                            (in_use - seen) * 1000)
+        text += (", re-registered +%d ms" % ((registered - seen) * 1000) if registered
+                 else ", not re-registered yet")
+    return text
+
+
 def _registered_text(s) -> str:
     if not s.registered:
         return "no"
@@ -170,6 +202,19 @@ def _catalog_text(s) -> str:
         return ("NO: the agent holds the service but has not synced it to the servers (its own "
                 "ACL token may lack node write), or the module's token lacks node:read to see it")
     return "not known yet" + (" (%s)" % s.catalog_error if s.catalog_error else "")
+
+
+def _sip_text(s) -> str:
+    if s.sip_check == "no":
+        return "not checked (sip_check = no)"
+    if not s.sip_on:
+        return "not checked yet (sip_check = auto: no SIP channel driver seen loaded)"
+    text = "%s since %s: %s" % (s.sip_status.upper() or "NOT PROBED YET", _when(s.sip_since),
+                                s.sip_reason or "-")
+    if s.sip_last:
+        rtt = " (round trip %.1f ms)" % (s.sip_rtt_s * 1000) if s.sip_rtt_s is not None else ""
+        text += "; last probe at %s%s: %s" % (_when(s.sip_probed_at), rtt, s.sip_last)
+    return text
 
 
 def _load_text(s) -> str:

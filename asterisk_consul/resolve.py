@@ -16,15 +16,47 @@ from . import netinfo
 from .config import ConfigError, Entry, parse_file, read_regular_file
 from .consul import TLS_FILE_MAX_BYTES, ca_directory_bundle
 from .options import option
-from .values import (InvalidValue, check_token, parse_address, parse_bool, parse_check_type,
-                     parse_port, parse_service_id)
+from .siptransports import Transport, chan_sip_transports, pjsip_transports, port_transport, \
+    published
+from .values import (AUTO_PORT, InvalidValue, check_token, parse_address, parse_bool,
+                     parse_check_type, parse_port, parse_service_id, parse_sip_port)
 
 HTTP_CONFIG_FILE = "http.conf"
+PJSIP_CONFIG_FILE = "pjsip.conf"
+SIP_CONFIG_FILE = "sip.conf"
+# The SIP channel drivers' technologies and the file each reads its transports from.
+SIP_DRIVERS = (("PJSIP", PJSIP_CONFIG_FILE), ("SIP", SIP_CONFIG_FILE))
 ASTDB_FAMILY = "res_discovery_consul"
 ASTDB_SERVICE_ID_KEY = "service_id"
 DEFAULT_HTTPS_PORT = 8501         # Consul's conventional HTTPS port
 TOKEN_FILE_MAX_BYTES = 64 * 1024
 _DNS_SERVICE_NAME = re.compile(r"[A-Za-z0-9-]+")   # what Consul can serve over DNS
+
+
+class TokenFileProblem(Exception):
+    """Why a token file gives no token; the text never names the file (it may be a token)."""
+
+
+def token_of_file(path: str) -> str:
+    """The whitespace-stripped token a token file holds ("" when empty), read now: at load,
+    at reload, and by the registrar's watch of the file."""
+    try:
+        data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
+        raise TokenFileProblem(f"cannot read the token file it names: {reason} (the name is "
+                               f"not shown: it may be a token)") from None
+    if len(data) > TOKEN_FILE_MAX_BYTES:
+        raise TokenFileProblem(f"the token file is larger than {TOKEN_FILE_MAX_BYTES} bytes: "
+                               f"not a token")
+    try:
+        token = data.decode("utf-8").strip()
+        check_token(token)
+    except UnicodeDecodeError:
+        raise TokenFileProblem("the token file is not UTF-8 text") from None
+    except InvalidValue as exc:
+        raise TokenFileProblem(f"the token in the file {exc}") from None
+    return token
 
 
 class Resolution:
@@ -126,6 +158,7 @@ class Resolution:
             # One that was read is a file: `discovery show settings` names it.
             token = self.read_token_file(path, f"{file_entry.where}: [consul] token_file")
             self.set("token", token, f"{file_entry.where} (token_file {path})")
+            self.set("token_file", path, file_entry.where)  # watched by the registrar
             return
         # Consul's own clients: a token file (when it holds a token) wins over the token.
         token_file = self.environ.get(option("token_file").env, "").strip()
@@ -133,6 +166,7 @@ class Resolution:
             token = self.read_token_file(token_file, "env CONSUL_HTTP_TOKEN_FILE")
             if token:
                 self.set("token", token, f"env CONSUL_HTTP_TOKEN_FILE ({token_file})")
+                self.set("token_file", token_file, "env CONSUL_HTTP_TOKEN_FILE")
                 return
         env_token = self.environ.get(option("token").env, "").strip()
         if env_token:
@@ -159,21 +193,9 @@ class Resolution:
         """The token of a token file. Its name is a secret too (a token pasted in its place):
         no message names it."""
         try:
-            data = read_regular_file(path, TOKEN_FILE_MAX_BYTES)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad name"
-            raise ConfigError(f"{where}: cannot read the token file it names: {reason} "
-                              f"(the name is not shown: it may be a token)") from None
-        if len(data) > TOKEN_FILE_MAX_BYTES:
-            raise ConfigError(f"{where}: the token file is larger than {TOKEN_FILE_MAX_BYTES} "
-                              f"bytes: not a token")
-        try:
-            token = data.decode("utf-8").strip()
-            check_token(token)
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}: the token file is not UTF-8 text") from None
-        except InvalidValue as exc:
-            raise ConfigError(f"{where}: the token in the file {exc}") from None
+            token = token_of_file(path)
+        except TokenFileProblem as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         if not token:
             self.warnings.append(f"{where}: the token file is empty: no token is sent")
         return token
@@ -369,6 +391,82 @@ class Resolution:
                 self.set("ari_port", 8089, "default")  # Asterisk's default TLS port
         elif bindport_entry:
             self.set("ari_port", bindport, bindport_entry.where)
+
+    # -- the SIP stack (pjsip.conf or sip.conf) ------------------------------------------
+
+    def resolve_sip(self, entries: Dict[str, Entry]) -> None:
+        """The SIP transports (for TaggedAddresses and the probe), and discovery_port = auto
+        from them. What the files say is checked against the running stack by the probe."""
+        transports, source = self.read_sip_transports()
+        if transports:
+            self.set("sip_transports", published(transports), source)
+        entry = entries.get("discovery_port")
+        port = int(str(self.parse(entry, "consul", parse_sip_port))) if entry else \
+            int(option("discovery_port").default)
+        where = entry.where if entry else "default"
+        name = str(self.values.get("sip_transport", ""))
+        if port == AUTO_PORT:
+            chosen = port_transport(transports, name)
+            if chosen is None and name:
+                self.warnings.append(f"{self.sources['sip_transport']}: [consul] sip_transport = "
+                                     f"{name}: {source} declares no such transport: "
+                                     f"discovery_port = auto takes the first UDP one")
+                chosen = port_transport(transports)
+            if chosen is None:
+                self.warnings.append(f"{where}: [consul] discovery_port = auto: no SIP transport "
+                                     f"found in {PJSIP_CONFIG_FILE} or {SIP_CONFIG_FILE}: "
+                                     f"advertising 5060")
+                self.set("discovery_port", 5060, f"{where} (auto: no transport found)")
+            else:
+                self.set("discovery_port", chosen.port, f"{where} (auto: {chosen.kind} transport "
+                                                        f"{chosen.name}, {chosen.where})")
+            return
+        self.set("discovery_port", port, where)
+        if transports and not any(t.port == port for t in transports):
+            listed = ", ".join(f"{t.kind} {t.port}" for t in transports)
+            self.warnings.append(f"{where}: [consul] discovery_port = {port}: no SIP transport "
+                                 f"in {source} listens on it ({listed}): consumers will send "
+                                 f"calls where nothing takes them (with sip_check on, the box "
+                                 f"is not healthy); discovery_port = auto takes the stack's")
+        if name:
+            self.warnings.append(f"{self.sources['sip_transport']}: [consul] sip_transport set, "
+                                 f"but discovery_port is not auto: not used")
+
+    def read_sip_transports(self) -> Tuple[List[Transport], str]:
+        """The transports of the SIP stack that runs (the driver loaded; with none loaded yet,
+        pjsip.conf, else sip.conf), and the file they come from. Its file, its rules:
+        problems are warnings."""
+        running = [conf for tech, conf in SIP_DRIVERS if self.host.channel_tech(tech)]
+        for conf in running or [conf for _, conf in SIP_DRIVERS]:
+            path = os.path.join(self.config_dir, conf)
+            if not os.path.isfile(path):
+                continue
+            try:
+                config = parse_file(path, self.config_dir)
+            except ConfigError as exc:
+                self.warnings.append(f"{exc} ({conf} ignored: no SIP transports known)")
+                continue
+            if conf == PJSIP_CONFIG_FILE:
+                transports = pjsip_transports(config, *self.websocket_ports())
+            else:
+                transports = chan_sip_transports(config)
+            if transports:
+                return transports, conf
+        return [], "none found"
+
+    def websocket_ports(self) -> Tuple[Optional[int], Optional[int]]:
+        """Where PJSIP's ws and wss transports listen: Asterisk's HTTP and TLS servers."""
+        ws = None
+        if self.http_enabled:
+            bind = self.http_bind
+            try:
+                ws = _port_of_bind_address(bind.value.strip()) if bind is not None else None
+            except InvalidValue:
+                ws = None
+            if ws is None:
+                ws = parse_port(self.http_bindport.value) if self.http_bindport else 8088
+        wss = int(str(self.values.get("ari_port", 8089))) if self.https_enabled else None
+        return ws, wss
 
     def resolve_check_port(self, entries: Dict[str, Entry]) -> None:
         """check_http_port, unless set, follows http.conf: its bindport, or with check_scheme =

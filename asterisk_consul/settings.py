@@ -42,6 +42,7 @@ class Settings:
     host: str = _default("host")
     port: int = _default("port")
     token: str = _default("token")
+    token_file: str = _default("token_file")
     consul_timeout_ms: int = _default("consul_timeout_ms")
     # TLS to the agent
     ca_file: str = _default("ca_file")
@@ -56,6 +57,8 @@ class Settings:
     tags: Tuple[str, ...] = _default("tags")
     discovery_ip: str = _default("discovery_ip")
     discovery_port: int = _default("discovery_port")
+    sip_transport: str = _default("sip_transport")
+    sip_transports: Tuple[Tuple[str, str, int], ...] = _default("sip_transports")
     discovery_interface: str = _default("discovery_interface")
     metadata_profile: str = _default("metadata_profile")
     metadata: Pairs = _default("metadata")
@@ -70,6 +73,9 @@ class Settings:
     check_timeout: Duration = _default("check_timeout")
     check_ttl: Duration = _default("check_ttl")
     check_deregister_after: Duration = _default("check_deregister_after")
+    check_success_before_passing: int = _default("check_success_before_passing")
+    check_failures_before_critical: int = _default("check_failures_before_critical")
+    sip_check: str = _default("sip_check")
     # facts read from http.conf
     http_prefix: str = _default("http_prefix")
     ari_scheme: str = _default("ari_scheme")
@@ -159,6 +165,11 @@ def settings_report(settings: Settings) -> List[Tuple[str, str, str]]:
                      for key, text in value]
             if not value:
                 rows.append(("kv", "(none: no [kv] section)", source))
+        elif name == "sip_transports":
+            rows += [(f"sip_transport {kind}", f"{address}:{port}", source)
+                     for kind, address, port in value]
+            if not value:
+                rows.append((name, "(none found)", source))
         elif name == "metadata":
             rows += [(f"metadata {key}", text, settings.sources.get(f"metadata.{key}", "default"))
                      for key, text in value]

@@ -275,6 +275,42 @@ def parse_check_type(text: str) -> str:
     return kind
 
 
+AUTO_PORT = 0  # discovery_port = auto, until resolve.py reads the SIP stack's port
+SIP_CHECK_MODES = ("auto", "yes", "no")
+
+
+def parse_sip_port(text: str) -> int:
+    """A port, or auto (AUTO_PORT): the SIP stack's own."""
+    if text.strip().lower() == "auto":
+        return AUTO_PORT
+    try:
+        return parse_port(text)
+    except InvalidValue:
+        raise InvalidValue("must be a whole number from 1 to 65535, or auto (the SIP stack's "
+                           "port)") from None
+
+
+def parse_sip_check(text: str) -> str:
+    """auto, yes or no (the usual spellings of yes and no too)."""
+    word = text.strip().lower()
+    if word == "auto":
+        return word
+    try:
+        return "yes" if parse_bool(word) else "no"
+    except InvalidValue:
+        raise InvalidValue("must be auto (on when a SIP channel driver is loaded), yes or no") \
+            from None
+
+
+def parse_sip_transport(text: str) -> str:
+    """A pjsip.conf section name."""
+    name = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise InvalidValue("must be the name of a pjsip.conf transport section "
+                           "(letters, digits, '_', '.', '-')")
+    return name
+
+
 def parse_check_ttl(text: str) -> Duration:
     duration = parse_duration(text)
     if duration.ns < 10**9:

@@ -48,6 +48,8 @@ int rdc_host_stop_requested(void);
  * message queue) no longer counts, for the life of the process. */
 void rdc_host_forget_stop_request(void);
 int rdc_host_active_channels(void);
+/* 1 when a loaded channel driver has registered the technology `name` ("PJSIP", "SIP"). */
+int rdc_host_channel_tech(const char *name);
 int rdc_host_db_get(const char *family, const char *key, char *buf, int len);
 int rdc_host_db_put(const char *family, const char *key, const char *value);
 void rdc_host_manager_event(const char *event, const char *body);

@@ -243,6 +243,14 @@ int rdc_host_active_channels(void)
 	return ast_active_channels();
 }
 
+int rdc_host_channel_tech(const char *name)
+{
+	/* Not ast_module_check: the loader holds its module list lock while it unloads this
+	 * module, and unload joins the thread that asks. The channel technologies have a lock
+	 * of their own. */
+	return ast_get_channel_tech(name) ? 1 : 0;
+}
+
 int rdc_host_db_get(const char *family, const char *key, char *buf, int len)
 {
 	return ast_db_get(family, key, buf, len) ? 0 : RDC_OK;

@@ -1,4 +1,4 @@
-"""A live demo: Consul and Asterisk 16 on 127.0.0.1 with res_discovery_consul loaded.
+"""A live demo: Consul and Asterisk 16 on 127.0.0.1 with PJSIP and res_discovery_consul loaded.
 
     make demo        start both (after installing the test bed), print the status
     make demo-stop   stop both and remove the demo's files
@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ id = auto
 name = Asterisk
 tags = asterisk, demo, pbx-1
 discovery_ip = 127.0.0.1
-discovery_port = 5060
+discovery_port = auto
 metadata_profile = demo
 check = yes
 check_type = both
@@ -58,6 +59,36 @@ max_calls = 50
 sip_uri = sip:${{ADDRESS}}:${{PORT}}
 version = ${{VERSION}}
 """
+
+
+# The SIP stack the module probes (sip_check = auto) and publishes (TaggedAddresses sip_udp,
+# the service Port with discovery_port = auto); the probe is identified, so PJSIP answers it
+# without logging an unknown request every second.
+PJSIP_MODULES = ["res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
+                 "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so",
+                 "res_pjsip_pubsub.so", "res_pjsip_endpoint_identifier_ip.so", "chan_pjsip.so"]
+PJSIP = """\
+[transport-udp]
+type = transport
+protocol = udp
+bind = 127.0.0.1:{port}
+
+[res_discovery_consul_probe]
+type = endpoint
+context = res-discovery-consul-probe
+disallow = all
+
+[res_discovery_consul_probe]
+type = identify
+endpoint = res_discovery_consul_probe
+match = 127.0.0.1
+"""
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def detach(argv, log_path, env=None, cwd=None):
@@ -96,8 +127,9 @@ def start():
     consul_pid = detach(consul.command(), consul.log_path)
     wait_until("Consul", lambda: requests.get(consul.url + "/v1/agent/self", timeout=1).ok)
 
-    ast = AsteriskInstance("16", modules=["res_discovery_consul.so"],
-                           extra_configs={"res_discovery_consul.conf": "placeholder"})
+    ast = AsteriskInstance("16", modules=PJSIP_MODULES + ["res_discovery_consul.so"],
+                           extra_configs={"res_discovery_consul.conf": "placeholder",
+                                          "pjsip.conf": PJSIP.format(port=free_udp_port())})
     # The instance's directory belongs to the demo now, not to this process's exit clean-up.
     runtime.unregister_cleanup(("asterisk", str(ast.host_dir)))
     ast.write_config("res_discovery_consul.conf",
@@ -136,6 +168,8 @@ def status():
     for entry in requests.get(state["consul_url"] + "/v1/health/service/Asterisk", timeout=5).json():
         service = entry["Service"]
         print("  %s  %s:%s  tags=%s" % (service["ID"], service["Address"], service["Port"], service["Tags"]))
+        sip = {k: v for k, v in (service.get("TaggedAddresses") or {}).items() if k.startswith("sip_")}
+        print("  tagged=%s" % json.dumps(sip, sort_keys=True))
         print("  meta=%s" % json.dumps(service["Meta"], sort_keys=True))
         for check in entry["Checks"]:
             print("  check %-40s %s" % (check["CheckID"], check["Status"]))

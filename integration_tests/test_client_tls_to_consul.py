@@ -10,15 +10,7 @@ from asterisk_consul.consul import Agent, Consul, ConsulUnreachable, TlsConfig, 
 from asterisk_consul.registrar import consul_client
 from asterisk_consul.settings import Settings
 from integration_tests.testbed.consul import make_test_certs
-
-SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
-
-
-def service(service_id="svc-1", **extra):
-    body = {"ID": service_id, "Name": "Asterisk", "Tags": ["a", "b"], "Address": "127.0.0.1",
-            "Port": 5060, "Meta": {"eid": "02:42:ac:11:00:02"}}
-    body.update(extra)
-    return body
+from tests.test_consul import SECRET, service, version_with
 
 
 # -- TLS ---------------------------------------------------------------------------------------
@@ -52,14 +44,6 @@ def tls_settings(agent_proc, **overrides):
                 ca_file=agent_proc.ca_file)
     base.update(overrides)
     return Settings(**base)
-
-
-def version_with(settings):
-    consul = consul_client(settings)
-    try:
-        return consul.agent.version()
-    finally:
-        consul.close()
 
 
 def test_tls_settings_verify_the_agent_with_the_ca_file(consul_factory):

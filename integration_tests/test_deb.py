@@ -185,6 +185,20 @@ def exec_stop_argv(dropin, mainpid):
     return [str(mainpid) if word == "$MAINPID" else word for word in shlex.split(line)]
 
 
+# Debian's pjsip.conf declares no transport: chan_pjsip is loaded but takes no call, and with
+# sip_check = auto (the default) the box is rightly not healthy. An operator's box has one.
+PJSIP_TRANSPORT = """
+[transport-udp]
+type = transport
+protocol = udp
+bind = 0.0.0.0:5060
+"""
+
+
+def give_it_a_sip_transport(fresh):
+    fresh.write("/etc/asterisk/pjsip.conf", fresh.read("/etc/asterisk/pjsip.conf") + PJSIP_TRANSPORT)
+
+
 def passing(consul, name="Asterisk"):
     import json
 
@@ -193,6 +207,7 @@ def passing(consul, name="Asterisk"):
 
 def asterisk_with_a_call(fresh, tmp_path, debs, exten):
     apt_install(fresh, debs["v1"])
+    give_it_a_sip_transport(fresh)
     fresh.write("/etc/asterisk/extensions.conf", fresh.read("/etc/asterisk/extensions.conf")
                 + CALLS_DIALPLAN.format(short=CALL_SECONDS))
     consul = NetnsConsul(fresh, tmp_path)
@@ -286,6 +301,7 @@ def test_a_box_with_the_shipped_config_leaves_the_healthy_set_after_kill_9(debs,
     which says nothing to Consul, takes the box out of the healthy set once check_ttl (30 s)
     has passed without a report."""
     apt_install(fresh, debs["v1"])
+    give_it_a_sip_transport(fresh)
     consul = NetnsConsul(fresh, tmp_path)
     ast = DebianAsterisk(fresh, tmp_path).start()
     try:

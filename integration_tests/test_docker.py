@@ -139,6 +139,16 @@ def test_compose_scales_to_five_asterisks_with_five_eids_passing_and_down_leaves
         assert len({address for address, _ in instances.values()}) == SCALE
         assert all(any(c.startswith("check-asterisk-eid") for c in checks)
                    for _, checks in instances.values()), instances
+        # PJSIP's transports (docker/asterisk/pjsip.conf) published, the Port taken from them,
+        # and the probe answered without "No matching endpoint found" in the log.
+        entries = requests.get(f"{consul_url}/v1/catalog/service/{SERVICE}", timeout=5).json()
+        for entry in entries:
+            tagged = entry["ServiceTaggedAddresses"]
+            assert entry["ServicePort"] == 5060 and tagged["sip_udp"]["Port"] == 5060, entry
+            assert tagged["sip_tcp"] == {"Address": entry["ServiceAddress"], "Port": 5060}, entry
+        logs = daemon.compose(ctx, "logs", "asterisk", project=project, env=env,
+                              check=False).stdout
+        assert "No matching endpoint found" not in logs, logs[-3000:]
 
         # Stopped containers deregister themselves (Asterisk's shutdown on SIGTERM).
         with timed("stop", times):

@@ -9,8 +9,6 @@ import json
 import logging
 import time
 
-from tests.conftest import events, no_registrar_threads_left  # noqa: F401 - fixtures
-from tests.conftest import wait_until_fixture  # noqa: F401 - the wait_until fixture
 from integration_tests.testbed.registrar_kit import settings_for, started
 
 

@@ -107,3 +107,18 @@ def test_the_list_file_is_written_for_kamailio(tmp_path):
                    input=json.dumps([entry("a", "10.0.0.1", meta={"weight": "2"})]),
                    capture_output=True, text=True, check=True)
     assert "1 sip:10.0.0.1:5060 0 0 duid=a;rweight=2;health=passing" in listing.read_text()
+
+
+def test_a_transport_is_routed_to_the_address_and_port_its_tagged_address_names():
+    tcp_box = entry("a", "10.0.0.1")
+    tcp_box["Service"]["TaggedAddresses"] = {
+        "sip_udp": {"Address": "10.0.0.1", "Port": 5060},
+        "sip_tcp": {"Address": "10.0.0.1", "Port": 5080}}
+    udp_only = entry("b", "10.0.0.2")
+    udp_only["Service"]["TaggedAddresses"] = {"sip_udp": {"Address": "10.0.0.2", "Port": 5060}}
+    uris = [line.split()[1] for line in handler.render([tcp_box, udp_only], transport="tcp")
+            .splitlines() if not line.startswith("#")]
+    assert uris == ["sip:10.0.0.1:5080;transport=tcp"], "a box without TCP is not listed"
+    udp = [line.split()[1] for line in handler.render([tcp_box, udp_only]).splitlines()
+           if not line.startswith("#")]
+    assert udp == ["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"]

@@ -103,6 +103,16 @@ def a_registered_service_reads_back_with_consuls_defaults(agent, consul):
 
 
 @case()
+def tagged_addresses_read_back_beside_the_agents_own(agent, consul):
+    sip = {"sip_udp": {"Address": "127.0.0.1", "Port": 5060},
+           "sip_tls": {"Address": "127.0.0.1", "Port": 5061}}
+    consul.agent.service.register(service(TaggedAddresses=sip))
+    got = consul.agent.service.get("pbx-1")["TaggedAddresses"]
+    assert {k: got[k] for k in sip} == sip
+    assert got["lan_ipv4"] == {"Address": "127.0.0.1", "Port": 5060}
+
+
+@case()
 def a_service_id_defaults_to_its_name(agent, consul):
     consul.agent.service.register({"Name": "Asterisk"})
     assert consul.agent.service.get("Asterisk")["ID"] == "Asterisk"

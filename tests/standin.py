@@ -22,6 +22,7 @@ class StandInHost(Host):
         self.shutting_down = False
         self.stop_requested = False
         self.channels = 0
+        self.techs: set = set()  # channel technologies registered ("PJSIP", "SIP")
         self.shim = __version__
         self.astdb: Dict[Tuple[str, str], str] = {}
         self.db_put_works = True            # set False to simulate a failing astdb
@@ -72,6 +73,9 @@ class StandInHost(Host):
 
     def active_channels(self) -> int:
         return self.channels
+
+    def channel_tech(self, name: str) -> bool:
+        return name in self.techs
 
     def db_get(self, family: str, key: str) -> Optional[str]:
         return self.astdb.get((family, key))

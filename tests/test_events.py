@@ -127,6 +127,7 @@ def test_every_ami_event_fired_carries_exactly_its_documented_headers():
     notes.drain_changed("pbx-1", False, "")
     notes.drained("pbx-1", "rolling restart", 0.0)
     notes.kv_conflict("pbx-1", "asterisk/pbx-1/sip", "4f1e-session", "other-box")
+    notes.token_rejected("pbx-1", "ACL not found")
 
     assert {name for name, _ in fired} == set(AMI_EVENTS)
     for name, headers in fired:

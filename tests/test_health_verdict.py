@@ -4,7 +4,7 @@ endpoint's answers by verdict and instance token: pure, no Asterisk, no Consul."
 import pytest
 
 from asterisk_consul.eidcheck import CHECK_PATH, INSTANCE_PARAM, PARAM, EidCheck
-from asterisk_consul.health import BUSY_DWELL_S, AsteriskState, BusyState, verdict
+from asterisk_consul.health import BUSY_DWELL_S, AsteriskState, BusyState, Verdict, verdict
 from asterisk_consul.web import HttpRequest
 
 EID = "02:42:ac:11:00:02"
@@ -64,12 +64,12 @@ def test_the_eid_endpoint_answers_the_verdict_to_this_start_and_404_to_another()
     assert poll(check, instance="0000").body == "instance mismatch\n"
     assert poll(check, eid="02:42:ac:11:00:09", instance="a1b2").status == 404  # another box
     assert poll(check).status == 200                          # no token: the EID decides
-    check.show(429, "Too Many Requests", "EID match, busy")
+    check.show(Verdict("warning", "busy", 429, "Too Many Requests", "EID match, busy"))
     assert poll(check, instance="a1b2").status == 429
     assert poll(check, instance="0000").status == 404         # a busy box still rejects others
-    check.show(503, "Service Unavailable", "Asterisk is starting")
+    check.show(Verdict("warning", "starting", 503, "Service Unavailable", "Asterisk is starting"))
     assert poll(check, instance="a1b2", method="HEAD").status == 503
-    check.show(200, "OK", "EID match")
+    check.show(Verdict("passing", "booted", 200, "OK", "EID match"))
     assert poll(check, instance="a1b2").status == 200
 
 
@@ -79,3 +79,23 @@ def test_consuls_poll_takes_the_fast_path_with_the_same_answer():
     slow = check.handle(HttpRequest("GET", CHECK_PATH, [(PARAM, EID), (INSTANCE_PARAM, "a1b2"),
                                                         ("x", "")]))
     assert fast is slow
+
+
+def test_a_dead_sip_stack_makes_a_booted_box_critical_with_the_reason():
+    from asterisk_consul.health import SipHealth
+    reason = "SIP: no answer on udp 127.0.0.1:5060 within 500 ms"
+    dead = verdict(state(), False, "22.1.0", EID, 0, SipHealth("critical", reason))
+    assert (dead.ttl_status, dead.http_status, dead.http_body) == ("critical", 503, reason)
+    assert dead.output == f"Asterisk 22.1.0 takes no SIP calls: {reason}"
+
+
+def test_a_sip_503_is_a_warning_and_a_stop_still_wins_over_sip():
+    from asterisk_consul.health import SipHealth
+    overloaded = SipHealth("warning", "SIP: udp 127.0.0.1:5060 answers 503 Service Unavailable")
+    said = verdict(state(), False, "22.1.0", EID, 0, overloaded)
+    assert (said.ttl_status, said.http_status) == ("warning", 429)
+    stopping = verdict(state(shutting_down=True), False, "22.1.0", EID, 0,
+                       SipHealth("critical", "SIP: no SIP channel driver loaded"))
+    assert stopping.output == "Asterisk 22.1.0 is shutting down"
+    alive = verdict(state(), False, "22.1.0", EID, 0, SipHealth("passing", "SIP answers"))
+    assert alive == verdict(state(), False, "22.1.0", EID, 0)  # passing: as without SIP

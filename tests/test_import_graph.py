@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "asterisk_consul"
 # The registrar's parts: each may use the link, the notifications and the pure core, not
 # another part.
 PARTS = {"asterisk", "catalog", "checks", "kvsession", "maintenance", "retired", "service",
-         "pending", "watch"}
+         "pending", "watch", "tokenfile"}
 SHARED = {"link", "notify", "status", "choices", "wanted", "commands"}
 
 

@@ -68,11 +68,13 @@ class Bench:
                               self.clock)
         self.notify = Notifications(self.link, self.events)
         self.registered_with = []
+        self.secrets = []  # what the reconciler gave the log's scrubber
         self.rec = Reconciler(self.link, self.notify, self.host, lambda verdict: None,
                               backoff_initial_s=0.5, backoff_max_s=30.0, slow_retry_s=60.0,
                               forget_stop=self.host.forget_stop,
                               on_registered=self.registered_with.append,
-                              on_reloaded=lambda settings: None)
+                              on_reloaded=lambda settings: None,
+                              on_secret=self.secrets.append)
 
     def turn(self, seconds=0.0):
         """Move the clock, then run each job that is due, as one turn of the worker."""
@@ -333,3 +335,85 @@ def test_busy_turns_the_checks_to_warning_and_back_after_the_dwell(agent):
         assert agent.checks()[TTL_CHECK]["Status"] == "passing"
     finally:
         bench.close()
+
+
+# -- SIP readiness (sip_check) ---------------------------------------------------------------
+
+class SipStack:
+    """The channel technologies registered and what the listener answers; the test moves them."""
+
+    def __init__(self):
+        from asterisk_consul.sip_probe import ALIVE
+        self.techs = {"PJSIP"}
+        self.outcome, self.probes = ALIVE, 0
+
+    def has_tech(self, tech):
+        return tech in self.techs
+
+    def probe(self, target, timeout_s):
+        from asterisk_consul.sip_probe import ALIVE, ProbeResult
+        self.probes += 1
+        if self.outcome == ALIVE:
+            return ProbeResult(ALIVE, f"SIP: 200 OK from {target} in 0.3 ms", 0.0003, target)
+        return ProbeResult(self.outcome, f"SIP: no answer on {target} within 500 ms", None, target)
+
+
+@pytest.fixture
+def sip_bench(agent):
+    from asterisk_consul.registrar.sip import SipWatch
+    made = Bench(agent, sip_check="auto")
+    stack = SipStack()
+    made.rec.sip = SipWatch(made.link, stack.has_tech, stack.probe)
+    made.rec.jobs = tuple(j if j.name != "sip" else dataclasses.replace(
+        j, due=made.rec.sip.due) for j in made.rec.jobs)
+    yield made, stack
+    made.close()
+
+
+def test_sip_dead_turns_every_check_critical_within_a_probe_and_back(sip_bench, agent):
+    from asterisk_consul.sip_probe import DEAD
+    bench, stack = sip_bench
+    bench.turn()
+    assert agent.checks()[TTL_CHECK]["Status"] == "passing"
+    stack.outcome = DEAD
+    bench.turn(1.0)  # the next probe, one second later
+    ttl = agent.checks()[TTL_CHECK]
+    assert ttl["Status"] == "critical"
+    assert "SIP: no answer on udp 127.0.0.1:5060 within 500 ms" in ttl["Output"]
+    assert bench.rec.asterisk.verdict.http_status == 503  # what the EID endpoint answers
+    status = bench.rec.snapshot(True)
+    assert (status.sip_on, status.sip_status) == (True, "critical")
+    stack.outcome = "alive"
+    bench.turn(1.0)
+    assert agent.checks()[TTL_CHECK]["Status"] == "passing"
+
+
+def test_sip_auto_notices_the_driver_unloaded_once_it_was_seen(sip_bench, agent):
+    bench, stack = sip_bench
+    bench.turn()
+    stack.techs.clear()  # module unload chan_pjsip.so
+    bench.turn(1.0)
+    assert agent.checks()[TTL_CHECK]["Status"] == "critical"
+    assert "no SIP channel driver loaded" in agent.checks()[TTL_CHECK]["Output"]
+    stack.techs.add("PJSIP")
+    bench.turn(1.0)
+    assert agent.checks()[TTL_CHECK]["Status"] == "passing"
+
+
+def test_sip_auto_without_any_driver_ever_keeps_todays_meaning(sip_bench, agent):
+    bench, stack = sip_bench
+    stack.techs.clear()
+    bench.turn()
+    bench.turn(1.0)
+    assert agent.checks()[TTL_CHECK]["Status"] == "passing" and stack.probes == 0
+    assert bench.rec.snapshot(True).sip_on is False
+
+
+def test_sip_check_no_never_probes_nor_wakes(agent):
+    made = Bench(agent, sip_check="no")
+    try:
+        made.turn()
+        assert made.rec.sip.due() is None
+        assert agent.checks()[TTL_CHECK]["Status"] == "passing"
+    finally:
+        made.close()

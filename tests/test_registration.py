@@ -154,3 +154,28 @@ def test_empty_tags_and_meta_compare_equal(fake_agent):
     register(fake_agent, definition)
     service, checks = agent_view(fake_agent, "pbx-1")
     assert drift(definition, service, checks) == []
+
+
+# -- SIP transports ----------------------------------------------------------------------------
+
+TRANSPORTS = (("udp", "0.0.0.0", 5060), ("tcp", "0.0.0.0", 5060), ("tls", "0.0.0.0", 5061))
+
+
+def test_each_sip_transport_is_in_tagged_addresses_and_none_without_transports():
+    definition = service_definition(make(discovery_ip="192.0.2.7", sip_transports=TRANSPORTS),
+                                    FACTS)
+    assert definition["TaggedAddresses"] == {
+        "sip_udp": {"Address": "192.0.2.7", "Port": 5060},
+        "sip_tcp": {"Address": "192.0.2.7", "Port": 5060},
+        "sip_tls": {"Address": "192.0.2.7", "Port": 5061}}
+    assert "TaggedAddresses" not in service_definition(make(), FACTS)
+
+
+def test_drift_compares_our_tagged_addresses_only(fake_agent):
+    definition = service_definition(make(sip_transports=TRANSPORTS), FACTS)
+    register(fake_agent, definition)
+    service, checks = agent_view(fake_agent, "pbx-1")
+    assert "lan_ipv4" in service["TaggedAddresses"]  # the agent adds its own
+    assert drift(definition, service, checks) == []
+    fewer = service_definition(make(sip_transports=TRANSPORTS[:1]), FACTS)
+    assert drift(fewer, service, checks)[0].startswith("TaggedAddresses is ")

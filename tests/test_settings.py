@@ -168,7 +168,9 @@ def test_ports_good(host, confdir, option, good):
 @pytest.mark.parametrize("bad", ["abc", "0", "65536", "-1", "+80", "80.0", "8_0", "0x50", "٥"])
 def test_ports_bad(host, confdir, option, bad):
     message = error_of(host, confdir, f"{option} = {bad}")
-    assert message == f"{CONF}:2: [consul] {option} = '{bad}': must be a whole number from 1 to 65535"
+    auto = ", or auto (the SIP stack's port)" if option == "discovery_port" else ""
+    assert message == \
+        f"{CONF}:2: [consul] {option} = '{bad}': must be a whole number from 1 to 65535{auto}"
 
 
 def test_port_error_message_exactly_as_documented(host, confdir):
@@ -647,7 +649,8 @@ def test_report_order_and_token_display(host, confdir):
                          "metadata_profile = p", "[metadata_p]", "group = g")
     rows = settings_report(settings)
     options = [row[0] for row in rows]
-    assert options[:6] == ["enabled", "scheme", "host", "port", "token", "consul_timeout_ms"]
+    assert options[:7] == ["enabled", "scheme", "host", "port", "token", "token_file",
+                           "consul_timeout_ms"]
     assert options.index("id") < options.index("discovery_ip") < options.index("check")
     assert options.index("metadata group") == options.index("metadata_profile") + 1
     shown = {row[0]: (row[1], row[2]) for row in rows}
@@ -750,7 +753,8 @@ def test_the_sample_with_everything_uncommented_loads(host, confdir, monkeypatch
     assert settings.ca_path == str(confdir / "consul-ca.d") and settings.tls_verify is True
     assert settings.events is False and settings.event_register == "asterisk-register"
     # scheme = http as written: the TLS options are said to be unused.
-    assert all("Consul will use 1m" in w or "scheme is http" in w for w in warnings), warnings
+    assert all("Consul will use 1m" in w or "scheme is http" in w
+               or "discovery_port is not auto" in w for w in warnings), warnings
 
 
 def test_very_long_numbers_are_ordinary_errors(host, confdir):

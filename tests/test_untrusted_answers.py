@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import threading
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from asterisk_consul.consul.blocking import BlockingClient
 from asterisk_consul.consul.deadline import MAX_BODY_BYTES
 from integration_tests.testbed.peers import StandInPeer
 from integration_tests.testbed.registrar_kit import settings_for, started
+from integration_tests.testbed.runtime import wait_until
 
 
 SECRET = "5ec7e7-70ce-4a11-b33f-token-never-shown"
@@ -76,7 +78,7 @@ def test_an_endless_body_is_refused_past_the_limit_without_reading_it_all():
     with StandInPeer(mode="endless") as peer:
         with pytest.raises(ConsulMalformed) as caught:
             Agent(transport(peer.url, timeout_s=30.0)).check.list()
-        time.sleep(0.2)
+        assert peer.stream_ended.wait(10.0), "the peer saw the client hang up"
         written = peer.written
     assert f"longer than the {MAX_BODY_BYTES} bytes" in str(caught.value)
     # What the peer managed to push before we hung up: the limit plus socket buffers.
@@ -182,8 +184,7 @@ def test_an_agent_that_does_not_answer_is_asked_again_with_backoff_by_the_watch(
         asked = len(peer.calls(0, "/v1/agent/service/pbx-1"))
         peer.mode, peer.status, peer.body = "answer", 404, ""
         began = time.monotonic()
-        while not wakes and time.monotonic() - began < 5.0:
-            time.sleep(0.05)
+        wait_until(lambda: wakes, timeout=5.0, what="the wake once the agent answers")
         back_after = time.monotonic() - began
         watch.close()
     assert 3 <= asked <= 9, f"{asked} attempts in 4 s (every 0.2 s would be 20)"
@@ -309,4 +310,6 @@ def test_a_host_name_is_resolved_within_the_deadline_and_kept_for_the_request(mo
         with pytest.raises(ConsulUnreachable):
             client.get("/v1/agent/service/pbx-1", {}, 0.0)
         assert time.monotonic() - began < 2.0
-    time.sleep(3.0)  # the lookups left behind end (the thread check after the test)
+    # The lookups left behind end (the thread check after the test).
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("consul-dns")],
+               timeout=10.0, what="the abandoned lookups ended")

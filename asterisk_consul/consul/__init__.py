@@ -14,13 +14,14 @@ from typing import Optional
 from .api import (HEALTH_BY_STATUS_CODE, KV, Agent, AgentCheck, AgentHealth, AgentService,
                   Catalog, Event, Session)
 from .tls import TLS_FILE_MAX_BYTES, TlsConfig, ca_directory_bundle, tls_context
-from .errors import (ConsulError, ConsulMalformed, ConsulNotFound, ConsulPermissionDenied,
-                     ConsulRequestError, ConsulServerError, ConsulUnreachable)
+from .errors import (ConsulAclNotFound, ConsulError, ConsulMalformed, ConsulNotFound,
+                     ConsulPermissionDenied, ConsulRequestError, ConsulServerError,
+                     ConsulUnreachable)
 from .transport import Transport
 
 __all__ = [
     "Consul", "TlsConfig", "Transport", "ConsulError", "ConsulUnreachable", "ConsulServerError",
-    "ConsulPermissionDenied", "ConsulNotFound", "ConsulRequestError", "ConsulMalformed", "Agent", "AgentService",
+    "ConsulPermissionDenied", "ConsulAclNotFound", "ConsulNotFound", "ConsulRequestError", "ConsulMalformed", "Agent", "AgentService",
     "AgentCheck", "AgentHealth", "Catalog", "Event", "Session", "KV", "HEALTH_BY_STATUS_CODE",
     "ca_directory_bundle", "tls_context", "TLS_FILE_MAX_BYTES",
 ]

@@ -30,6 +30,11 @@ class ConsulPermissionDenied(ConsulError):
     """403: the ACL token is missing, unknown or lacks the needed policy."""
 
 
+class ConsulAclNotFound(ConsulPermissionDenied):
+    """403 "ACL not found": the agent does not know the token at all (deleted, expired,
+    mistyped), as opposed to a known token without the policy for this call."""
+
+
 class ConsulNotFound(ConsulError):
     """404: no such service, check or endpoint."""
 

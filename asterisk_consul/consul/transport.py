@@ -13,10 +13,10 @@ from __future__ import annotations
 import json as json_module
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from .deadline import MAX_BODY_BYTES, Deadline
-from .errors import (ConsulMalformed, ConsulNotFound, ConsulPermissionDenied,
+from .errors import (ConsulAclNotFound, ConsulMalformed, ConsulNotFound, ConsulPermissionDenied,
                      ConsulRequestError, ConsulServerError, ConsulUnreachable)
 from .tls import TlsConfig
 
@@ -78,6 +78,8 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self._token = token or ""
+        # Told the status of every answer and its body (worker thread): how the token fares.
+        self.on_answer: Optional[Callable[[int, str], None]] = None
         self._lock = threading.Lock()
         self._running: Optional[Deadline] = None  # the call in progress
         self._interrupted = False
@@ -160,6 +162,8 @@ class Transport:
                     self._running = None
 
         status = answer.status
+        if self.on_answer is not None:
+            self.on_answer(status, answer.text() if status == 403 else "")
         if 200 <= status < 300 or status in accept:
             return answer
         if 300 <= status < 400:
@@ -170,7 +174,8 @@ class Transport:
                 f"is something else listening on the agent's address?)", status)
         detail = self.scrub(_short(answer.text())) or answer.reason
         if status == 403:
-            raise ConsulPermissionDenied(
+            kind = ConsulAclNotFound if "ACL not found" in detail else ConsulPermissionDenied
+            raise kind(
                 f"{where}: permission denied: {detail} (check the ACL token and its policy)",
                 status)
         if status == 404 or (status == 500 and detail.startswith(_UNKNOWN_ID)):

@@ -13,6 +13,7 @@
     catalog.py      has the registration reached the catalog?
     retired.py      registrations a reload left behind
     pending.py      a reload to try again
+    tokenfile.py    the token file, watched: a rotated token is used without a reload
     notify.py       AMI and Consul events for accepted changes
     watch.py        the blocking query that wakes the worker
     status.py       Result and StatusSnapshot

@@ -9,8 +9,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..health import (HOST_POLL_AT_REST_S, HOST_POLL_S, AsteriskState, BusyState, Verdict,
-                      verdict)
+from ..health import (HOST_POLL_AT_REST_S, HOST_POLL_S, AsteriskState, BusyState, SipHealth,
+                      Verdict, verdict)
 from .link import AgentLink
 
 ReadState = Callable[[], AsteriskState]
@@ -31,6 +31,7 @@ class AsteriskWatch:
         self._on_verdict = on_verdict
         self.busy = BusyState()
         self.busy_since: Optional[float] = None  # wall-clock time of the last change to busy
+        self.sip: Optional[SipHealth] = None  # the SIP stack's health (sip.py); None: not asked
         self.state = self.read()
         self.verdict = self._judge(self.state)
         on_verdict(self.verdict)
@@ -46,7 +47,19 @@ class AsteriskWatch:
 
     def _judge(self, state: AsteriskState) -> Verdict:
         facts, settings = self._link.facts, self._link.settings
-        return verdict(state, self.busy.busy, facts.version, facts.eid, settings.busy_channels)
+        return verdict(state, self.busy.busy, facts.version, facts.eid, settings.busy_channels,
+                       self.sip)
+
+    def rejudge(self, sip: Optional[SipHealth]) -> bool:
+        """The SIP stack's health changed: the verdict again (without a new look); True when
+        the verdict changed."""
+        self.sip = sip
+        judged = self._judge(self.state)
+        if judged == self.verdict:
+            return False
+        self.verdict = judged
+        self._on_verdict(judged)
+        return True
 
     def due(self) -> Optional[float]:
         return self._due

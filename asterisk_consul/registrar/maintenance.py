@@ -27,6 +27,7 @@ class Maintenance:
         self._notes_in_agent: Optional[str] = None  # the reason Consul shows
         self._guard_left = False                  # see _replace_reason
         self._dirty = False  # asked for explicitly: sent even if Consul seems to agree
+        self._retoken = False  # its check was made with a token no longer in use
 
     def asked(self) -> None:
         """The operator asked just now: sent even if Consul seems to agree."""
@@ -36,6 +37,11 @@ class Maintenance:
         """Registering replaces the checks, the maintenance check too: keep it while in (or
         possibly in) maintenance, so that the service never looks healthy in between."""
         return wanted or self.in_agent is True
+
+    def retoken(self) -> None:
+        """A new token: Consul keeps the maintenance check with the token that set it and syncs
+        it with that one; set it again (guarded) once the service is registered again."""
+        self._retoken = True
 
     def learn(self, checks_by_id: Mapping[str, Mapping[str, Any]], service_id: str) -> None:
         check = checks_by_id.get(maintenance_check_id(service_id))
@@ -64,6 +70,13 @@ class Maintenance:
 
     def _converge(self, definition: Dict[str, Any], wanted: bool, reason: str) -> None:
         in_agent = self.in_agent
+        if self._retoken and wanted and in_agent is True:
+            self._link.check_stop()
+            self._replace_reason(definition["ID"], reason)  # Consul ignores a second "on"
+            self._notes_in_agent = reason
+            self._retoken = False
+            return
+        self._retoken = False
         if not self._dirty:
             if wanted and in_agent is True:
                 return

@@ -46,6 +46,11 @@ AMI_EVENTS: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {
                             (_ID, ("Key", "The KV key."),
                              ("Session", "The other box's session holding it."),
                              ("Node", "The Consul node of that session."))),
+    "DiscoveryTokenRejected": ("The agent answered 403 \"ACL not found\" to the ACL token in use "
+                               "(deleted or expired): the service cannot be kept in sync until a "
+                               "live token is in the token file (read again at once, and within "
+                               "a second of each change) or the config is reloaded with one.",
+                               (_ID, ("Reason", "What Consul said: ACL not found."))),
 }
 
 
@@ -101,6 +106,9 @@ class Notifications:
     def kv_conflict(self, service_id: str, key: str, session: str, node: str) -> None:
         self._ami("DiscoveryKvConflict", [("ID", service_id), ("Key", key),
                                           ("Session", session), ("Node", node)])
+
+    def token_rejected(self, service_id: str, reason: str) -> None:
+        self._ami("DiscoveryTokenRejected", [("ID", service_id), ("Reason", reason)])
 
     def shown(self) -> Dict[str, Any]:
         """Its fields of the status."""

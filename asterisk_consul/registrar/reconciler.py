@@ -6,7 +6,7 @@ only code that calls them; the parts know none of each other.
     reconciler.jobs            what is due when: Asterisk's state, the service's sync, the checks'
                                reports, the catalog, the KV keys, a reload to retry
     reconciler.change(Change)  an operator's change (maintenance, check, drain): one path
-    reconciler.apply(settings) a reload
+    reconciler.apply(settings) a reload (and a rotated token: the token file is watched)
     reconciler.refresh()       the agent's live view, for `discovery show status`
     reconciler.shutdown(...)   deregister within a budget
 
@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..consul import ConsulError, ConsulNotFound
+from ..consul import ConsulError, ConsulNotFound, ConsulRequestError
 from ..safetext import short
 from ..registration import check_id, drain_check_id, drift, meta_problems, ttl_check_id
 from ..settings import Settings
@@ -30,17 +30,35 @@ from .checks import Checks
 from .choices import (BY_OPERATOR, BY_SHUTDOWN, CANCELLED, CHECK, DRAIN, MAINTENANCE,
                       SHUTDOWN_REASON, STARTED, Change, Choices, StopSeen, choose, follow_stop)
 from .kvsession import KvSession
-from .link import AgentLink
+from .link import TOKEN_NOT_FOUND, AgentLink
 from .maintenance import Maintenance
 from .notify import Notifications
 from .pending import PendingReload
 from .retired import Retired
 from .service import ServiceRegistration
+from .sip import HasTech, SipWatch
 from .status import Result, StatusSnapshot
+from .tokenfile import TokenFile
 from .wanted import checks_on, registration_body, unwanted_check_ids, wanted_checks, \
     wanted_definition
 
 OUTCOME_LIMIT = 158  # characters of a sync's outcome shown in the status (with "…" and ")")
+# The first agent version that takes SuccessBeforePassing / FailuresBeforeCritical in the
+# agent API (what Consul's changelog says; 1.8.7 seen taking and honouring both on the HTTP
+# check). An agent whose version cannot be read is sent them: a refusal is caught.
+THRESHOLDS_SINCE = (1, 8, 1)
+_THRESHOLD_FIELDS = ("SuccessBeforePassing", "FailuresBeforeCritical")
+
+
+def version_at_least(version: str, wanted: Tuple[int, ...]) -> bool:
+    """"1.8.7" (or "1.10.0-beta", "v1.9.1+ent") against (1, 8, 1); unreadable: True."""
+    numbers = []
+    for part in version.lstrip("v").split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            return True
+        numbers.append(int(digits))
+    return tuple(numbers) >= wanted
 
 
 @dataclass(frozen=True)
@@ -76,14 +94,24 @@ class Reconciler:
                  on_verdict: VerdictSink, *, backoff_initial_s: float, backoff_max_s: float,
                  slow_retry_s: float, forget_stop: Callable[[], None],
                  on_registered: Callable[[Settings], None],
-                 on_reloaded: Callable[[Settings], None]):
+                 on_reloaded: Callable[[Settings], None],
+                 on_secret: Callable[[str], None] = lambda token: None,
+                 sip_techs: HasTech = lambda tech: False):
         self.link, self.notify = link, notify
         self.choices = Choices()
         self.stop_seen = StopSeen()
         self.drained_at: Optional[float] = None  # wall-clock time a drain reached 0 channels
         self._forget_stop_request = forget_stop  # Host.forget_stop_request
         self._on_registered, self._on_reloaded = on_registered, on_reloaded
+        self._on_secret = on_secret  # a rotated token joins the log's masked secrets
+        self.thresholds = True  # the agent takes the EID check's thresholds (as far as known)
+        self._thresholds_asked: Any = None  # the client whose agent's version was read for it
+        self.token_file = TokenFile(link)
+        self._rejections_told = 0
+        # The last rotation, wall-clock: (first read, in use, registered again with it).
+        self.rotation: Tuple[Optional[float], ...] = ()
         self.asterisk = AsteriskWatch(link, read_state, on_verdict)
+        self.sip = SipWatch(link, sip_techs)
         self.maintenance = Maintenance(link, notify)
         self.retired = Retired(link, notify)
         self.checks = Checks(link)
@@ -96,16 +124,20 @@ class Reconciler:
         service = self.service
         self.jobs = (
             Job("asterisk", self.asterisk.due, self.look_at_asterisk),
+            # Before the service: the first registration already carries the SIP verdict.
+            Job("sip", self.sip.due, self.look_at_sip),
             Job("service", service.due, self.sync, own_retries=True),
             Job("checks", self.checks.due, self.tell_checks),
             Job("catalog", self.catalog.due,
                 lambda: self.catalog.run(service.definition, service.registered)),
             Job("kv", self.kv.due, lambda: self.kv.run(service.registered, service.resync_s())),
             Job("reload", self.pending_reload.due, self.pending_reload.run),
+            Job("token", self._token_due, self.look_at_token),
         )
 
     def wanted(self, settings: Optional[Settings] = None) -> Dict[str, Any]:
-        return wanted_definition(settings or self.link.settings, self.link.facts, self.choices)
+        return wanted_definition(settings or self.link.settings, self.link.facts, self.choices,
+                                 thresholds=self.thresholds)
 
     def failed(self, exc: BaseException, job: Optional[Job] = None) -> None:
         """A job (or an operator's command: no job) raised. The service's sync schedules its
@@ -133,6 +165,15 @@ class Reconciler:
             self.change(Change(DRAIN, True, SHUTDOWN_REASON, BY_SHUTDOWN))
         self._note_channels(look.state.channels)
         return self._seen() != before
+
+    def look_at_sip(self) -> bool:
+        """When due (about once a second): the SIP stack; its health is one more input of the
+        verdict. Not on any Asterisk thread: the probe may wait up to its timeout."""
+        if not self.sip.look():
+            return False
+        if self.asterisk.rejudge(self.sip.health):
+            self.checks.verdict_changed(self.asterisk.verdict)
+        return True
 
     def _seen(self) -> tuple:
         asterisk = self.asterisk
@@ -185,6 +226,7 @@ class Reconciler:
                 outcome = "ok, in sync"
         else:
             outcome = "ok, registered"
+        self._learn_thresholds()
         self._converge()
         service.succeeded(outcome)
         self.kv.sync_soon(verify=True)  # someone may have edited or deleted our keys
@@ -209,9 +251,21 @@ class Reconciler:
         self.retired.clean_up()
 
     def _register(self) -> None:
-        service, definition, verdict = self.service, self.service.definition, self.asterisk.verdict
+        service, verdict = self.service, self.asterisk.verdict
         keep_maintenance = self.maintenance.kept_on_register(self.choices.maintenance)
-        service.register(registration_body(definition, verdict), replace_checks=not keep_maintenance)
+        try:
+            service.register(registration_body(service.definition, verdict),
+                             replace_checks=not keep_maintenance)
+        except ConsulRequestError as exc:
+            if not (self.thresholds and any(f in str(exc) for f in _THRESHOLD_FIELDS)):
+                raise
+            # An agent that does not know the fields: registered without them, never refused.
+            self._set_thresholds(False, "it refused them: " + self.link.scrub(str(exc)))
+            service.register(registration_body(service.definition, verdict),
+                             replace_checks=not keep_maintenance)
+        definition = service.definition
+        if self.rotation and self.rotation[2] is None:
+            self.rotation = (*self.rotation[:2], self.link.clock.time())
         if not keep_maintenance:
             self.maintenance.registered_without_it()
         else:
@@ -247,6 +301,83 @@ class Reconciler:
 
     def wake(self, reason: str, agent_back: bool) -> None:
         self.service.wake(reason, agent_back)
+
+    # -- the EID check's thresholds ------------------------------------------------------------
+
+    def _learn_thresholds(self) -> None:
+        """Before a registration: does this agent take SuccessBeforePassing and
+        FailuresBeforeCritical? Its version is read once per client, only when they are set."""
+        settings, link = self.link.settings, self.link
+        if not (settings.check_success_before_passing or settings.check_failures_before_critical):
+            return
+        if self._thresholds_asked is link.consul:
+            return
+        version = link.version_or_blank()
+        self._thresholds_asked = link.consul
+        if version and not version_at_least(version, THRESHOLDS_SINCE):
+            self._set_thresholds(False, f"Consul {version} does not know them (1.8.1 or newer)")
+        else:
+            self._set_thresholds(True)
+
+    def _set_thresholds(self, taken: bool, why: str = "") -> None:
+        if taken == self.thresholds:
+            return
+        self.thresholds = taken
+        if not taken:
+            self.link.log(logging.WARNING, "Consul: check_success_before_passing and "
+                          "check_failures_before_critical are left out of the EID check: %s; "
+                          "a single failed poll turns it critical", why)
+        self.service.redefine(self.wanted())
+
+    # -- the token ------------------------------------------------------------------------------
+
+    def _token_due(self) -> Optional[float]:
+        if self.link.token_rejections != self._rejections_told:
+            return 0.0
+        return self.token_file.due()
+
+    def look_at_token(self) -> bool:
+        """When due: say at once that Consul no longer knows the token in use (and look at
+        the file now); about once a second, a new token in the token file is put to use."""
+        link, changed = self.link, False
+        if link.token_rejections != self._rejections_told:
+            self._rejections_told = link.token_rejections
+            self._token_rejected()
+            changed = True
+        due = self.token_file.due()
+        if due is not None and link.clock.monotonic() >= due:
+            token = self.token_file.look()
+            if token is not None:
+                self._rotate(token)
+                changed = True
+        return changed
+
+    def _token_rejected(self) -> None:
+        service_id = self.service.definition["ID"]
+        if self.token_file.path:
+            then = "reading the token file again now, and after each change of it"
+        else:
+            then = ("the token comes from the config or the environment: a reload with a live "
+                    "token is needed")
+        self.link.log(logging.WARNING, "Consul: the agent does not know the ACL token in use "
+                      "(403 ACL not found: deleted or expired); service %s cannot be kept in "
+                      "sync with it; %s", service_id, then)
+        self.notify.token_rejected(service_id, TOKEN_NOT_FOUND)
+        self.token_file.look_now()
+
+    def _rotate(self, token: str) -> None:
+        """A new token in the token file: used for every later call, and the service and its
+        checks registered again with it in place (the agent syncs each with the token it was
+        registered with), so that the old token can be deleted."""
+        link = self.link
+        self._on_secret(token)
+        link.keep_secret(token)
+        link.log(logging.INFO, "Consul: the token file holds a new token: using it, and "
+                 "registering service %s again with it", self.service.definition["ID"])
+        self.rotation = (self.token_file.seen_at, None, None)
+        self.apply(replace(link.settings, token=token), rotated=True)
+        if link.settings.token == token:
+            self.rotation = (self.rotation[0], link.clock.time(), None)
 
     # -- an operator's change: maintenance, check, drain ----------------------------------------
 
@@ -309,15 +440,18 @@ class Reconciler:
 
     # -- a reload ---------------------------------------------------------------------------
 
-    def apply(self, settings: Settings) -> None:
-        """A reload: all or nothing. What can fail comes before anything changes; if it
-        fails, the running settings stay and the reload is tried again later."""
+    def apply(self, settings: Settings, rotated: bool = False) -> None:
+        """A reload (or, `rotated`, a new token from the token file): all or nothing. What can
+        fail comes before anything changes; if it fails, the running settings stay and the
+        reload is tried again later."""
         link, service = self.link, self.service
         old = link.settings
         if settings == old:
             self.pending_reload.clear()  # this one replaces any earlier one
             return
         agent_changed = settings.transport_key() != old.transport_key()
+        # Only the token: the same agent, its catalog view still holds.
+        token_only = replace(settings, token=old.token).transport_key() == old.transport_key()
         try:
             client = link.client_for(settings) if agent_changed else None
         except Exception as exc:  # noqa: BLE001 - whatever it is, nothing changed
@@ -341,13 +475,19 @@ class Reconciler:
                              service.definition["Address"], service.definition["Port"])
         link.reload(settings, client, keep_old=self.retired.holds(link.consul))
         self._on_reloaded(settings)
+        if (settings.sip_check, settings.sip_transports, settings.discovery_port) != \
+                (old.sip_check, old.sip_transports, old.discovery_port):
+            self.sip.reloaded()
         if moved:
             service.moved()
             self.maintenance.forget_agent_view()
-        link.log(logging.INFO, "Consul: settings reloaded")
-        for problem in meta_problems(settings):
-            link.log(logging.WARNING, "Consul: %s", problem)
-        if moved or agent_changed:
+        elif settings.token != old.token:
+            self.maintenance.retoken()  # its check was made with the old token
+        if not rotated:
+            link.log(logging.INFO, "Consul: settings reloaded")
+            for problem in meta_problems(settings):
+                link.log(logging.WARNING, "Consul: %s", problem)
+        if moved or (agent_changed and not token_only):
             self.catalog.forget()  # looked for again once registered there
         service.reloaded(definition, elsewhere=moved or agent_changed)
 
@@ -391,6 +531,7 @@ class Reconciler:
             return min(timeout_s, max(deadline - clock.monotonic(), min(0.1, timeout_s)))
 
         if deregister:
+            self._token_before_leaving()
             definition = self.service.definition
             if self.service.deregister(budget()):
                 self.catalog.forget()
@@ -408,6 +549,26 @@ class Reconciler:
                              "service: %s", link.scrub(str(exc)))
         if self.notify.pending:
             self.notify.flush(budget(), interruptible=False)
+
+    def _token_before_leaving(self) -> None:
+        """The deregistration goes with the token the file holds now: the one in use may be
+        deleted already (rotated without the minute the watch needs, or out of order)."""
+        link = self.link
+        if not self.token_file.path or link.current is None:
+            return
+        token = self.token_file.look(settle=False)
+        if token is None:
+            return
+        try:
+            client = link.client_for(replace(link.settings, token=token))
+        except Exception as exc:  # noqa: BLE001 - the old token is tried all the same
+            link.log(logging.WARNING, "Consul: the token file's new token cannot be used to "
+                     "deregister: %s", link.scrub(f"{type(exc).__name__}: {exc}"))
+            return
+        self._on_secret(token)
+        link.reload(replace(link.settings, token=token), client,
+                    keep_old=self.retired.holds(link.consul))
+        link.log(logging.INFO, "Consul: the token file holds a new token: deregistering with it")
 
     def snapshot(self, running: bool) -> StatusSnapshot:
         """What `discovery show status` shows, from each part's own view."""
@@ -435,4 +596,29 @@ class Reconciler:
             channels=asterisk.state.channels, busy_channels=settings.busy_channels,
             busy=asterisk.busy.busy, busy_since=asterisk.busy_since,
             verdict=asterisk.verdict.output,
+            token_from=_token_from(settings), token_read_at=self.token_file.read_at,
+            token_standing=link.token_standing, token_problem=self.token_file.problem,
+            token_rotation=self.rotation, **self._sip_shown(),
         )
+
+    def _sip_shown(self) -> Dict[str, Any]:
+        sip, last = self.sip, self.sip.last
+        return dict(sip_check=self.link.settings.sip_check, sip_on=sip.on,
+                    sip_status=sip.health.status if sip.health else "",
+                    sip_reason=sip.health.reason if sip.health else "",
+                    sip_last=last.reason if last else "",
+                    sip_rtt_s=last.rtt_s if last else None, sip_probed_at=sip.probed_at,
+                    sip_since=sip.since, sip_drivers=sip.drivers)
+
+
+def _token_from(settings: Settings) -> str:
+    """Where the token in use came from, for the status: a file (watched), the environment or
+    the config; "" when no token is set."""
+    if settings.token_file:
+        where = ("env CONSUL_HTTP_TOKEN_FILE" if settings.sources.get("token_file", "")
+                 .startswith("env") else "token_file")
+        return f"file {settings.token_file} ({where}, watched)"
+    if not settings.token:
+        return ""
+    source = settings.sources.get("token", "")
+    return "env CONSUL_HTTP_TOKEN" if source.startswith("env") else f"config ({source or 'token'})"

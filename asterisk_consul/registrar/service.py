@@ -10,7 +10,8 @@ import logging
 from typing import Any, Dict, Optional, Tuple
 
 from ..backoff import Backoff, jittered
-from ..consul import ConsulError, ConsulNotFound, ConsulPermissionDenied, ConsulRequestError
+from ..consul import (ConsulAclNotFound, ConsulError, ConsulNotFound, ConsulPermissionDenied,
+                      ConsulRequestError)
 from .link import AgentLink
 
 
@@ -133,6 +134,10 @@ class ServiceRegistration:
     def failed(self, exc: BaseException) -> None:
         """A failed job: note it and schedule the next attempt."""
         permanent = isinstance(exc, (ConsulPermissionDenied, ConsulRequestError))
+        if isinstance(exc, ConsulAclNotFound) and self._link.settings.token_file:
+            # A deleted token whose successor may be in the token file any moment (it is
+            # read again at once and on each change): retried on the backoff.
+            permanent = False
         if permanent:
             # A configuration problem: retrying fast cannot help and would flood the agent.
             delay = jittered(self._slow_retry_s)

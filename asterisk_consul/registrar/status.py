@@ -70,4 +70,19 @@ class StatusSnapshot:
     busy: bool = False
     busy_since: Optional[float] = None
     verdict: str = ""  # what the checks say of Asterisk now
+    token_from: str = ""  # where the token in use came from ("": no token)
+    token_read_at: Optional[float] = None  # when the token file was read for it
+    token_standing: str = ""  # "", "accepted", "ACL not found", "Permission denied"
+    token_problem: str = ""  # why the token file gives no token now (the token in use stays)
+    # The last rotation: (new token first read, in use, service registered with it), or ().
+    token_rotation: Tuple[Optional[float], ...] = ()
+    sip_check: str = "auto"  # the option
+    sip_on: bool = False     # asked now (auto: once a SIP channel driver was seen)
+    sip_status: str = ""     # passing, warning, critical ("" while off)
+    sip_reason: str = ""
+    sip_last: str = ""       # the last probe's own line (with its round trip)
+    sip_rtt_s: Optional[float] = None
+    sip_probed_at: Optional[float] = None
+    sip_since: Optional[float] = None  # since when sip_status is what it is
+    sip_drivers: str = ""    # the SIP channel drivers registered at the last look
     stale: bool = False  # True: the worker did not answer in time; this is the cached view

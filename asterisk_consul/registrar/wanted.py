@@ -16,10 +16,12 @@ from ..settings import Settings
 from .choices import Choices, drain_notes
 
 
-def wanted_definition(settings: Settings, facts: HostFacts, choices: Choices) -> Dict[str, Any]:
+def wanted_definition(settings: Settings, facts: HostFacts, choices: Choices,
+                      thresholds: bool = True) -> Dict[str, Any]:
     """The service with the checks the config (or `discovery set check`) wants, and the drain
-    check while draining."""
-    return service_definition(settings, facts, choices.checks, drain_notes(choices))
+    check while draining; `thresholds`: the agent takes the EID check's thresholds."""
+    return service_definition(settings, facts, choices.checks, drain_notes(choices),
+                              thresholds)
 
 
 def checks_on(settings: Settings, choices: Choices) -> bool:

@@ -35,6 +35,7 @@ from .commands import Apply, Queued, Status, Stop, Wake
 from .link import AgentLink, ConsulFactory, Stopping, consul_client
 from .notify import EventSink, Notifications
 from .reconciler import Job, Reconciler
+from .sip import HasTech
 from .status import STOPPING, Result, StatusSnapshot
 from .watch import AgentWatch
 
@@ -51,7 +52,9 @@ class Registrar:
                  slow_retry_s: float = 60.0, consul_factory: ConsulFactory = consul_client,
                  host_state: ReadState = _booted_and_idle,
                  on_verdict: VerdictSink = lambda verdict: None,
-                 forget_stop: Callable[[], None] = lambda: None, clock: Clock = SYSTEM_CLOCK):
+                 forget_stop: Callable[[], None] = lambda: None, clock: Clock = SYSTEM_CLOCK,
+                 on_secret: Callable[[str], None] = lambda token: None,
+                 sip_techs: HasTech = lambda tech: False):
         self.link = link = AgentLink(settings, facts, consul_factory, clock)
         self.notify = Notifications(link, on_event)
         self._watch = AgentWatch(link, self._wake)
@@ -59,7 +62,8 @@ class Registrar:
             link, self.notify, host_state, on_verdict, backoff_initial_s=backoff_initial_s,
             backoff_max_s=backoff_max_s, slow_retry_s=slow_retry_s, forget_stop=forget_stop,
             # Watched once registered (again after a reload to another agent, token or ID).
-            on_registered=self._watch.start, on_reloaded=self._watch.follow)
+            on_registered=self._watch.start, on_reloaded=self._watch.follow,
+            on_secret=on_secret, sip_techs=sip_techs)
         self._commands: "queue.Queue[Queued]" = queue.Queue()
         self._wake_lock = threading.Lock()
         self._wake_pending: Optional[Tuple[str, bool]] = None  # (reason, agent back) of the queued Wake

@@ -7,7 +7,11 @@ GET /v1/health/service/<name>) on stdin each time they change:
     consul watch -type service -service Asterisk \\
         /usr/local/bin/consul-dispatcher --list /etc/kamailio/dispatcher.list
 
-Each instance becomes one line `<setid> sip:<address>:<port> <flags> <priority> <attrs>`:
+Each instance becomes one line `<setid> sip:<address>:<port> <flags> <priority> <attrs>`; with
+`--transport tcp|tls|ws|wss` the address and port are those res_discovery_consul publishes for
+that transport in the service's TaggedAddresses (`sip_tcp`, ...), the URI says
+`;transport=<it>`, and a box without that transport is left out (udp, the default, falls back
+to the service's Address and Port):
 
     passing      flags 0, rweight = its passing weight
     warning      flags 0, rweight = its warning weight (lower: fewer new calls)
@@ -83,16 +87,22 @@ def _attr_value(text):
     return "".join(c if c.isalnum() or c in "._:-" else "_" for c in str(text))
 
 
-def destinations(entries):
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
+
+
+def destinations(entries, transport="udp"):
     """[(address, port, service_id, state, weight, priority)] sorted for a stable file."""
     out = []
     for entry in entries:
         service = entry.get("Service") or {}
         node = entry.get("Node") or {}
-        address = service.get("Address") or node.get("Address")
+        tagged = (service.get("TaggedAddresses") or {}).get("sip_" + transport) or {}
+        if transport != "udp" and not tagged:
+            continue  # this box does not offer that transport
+        address = tagged.get("Address") or service.get("Address") or node.get("Address")
         if not address:
             continue
-        port = _int(service.get("Port"), 0) or 5060
+        port = _int(tagged.get("Port"), 0) or _int(service.get("Port"), 0) or 5060
         state = state_of(entry)
         passing, warning = weights_of(service)
         weight = {"passing": passing, "warning": warning}.get(state, 0)
@@ -108,9 +118,10 @@ def scaled(weights):
     return [max(1, int(round(w * factor))) if w > 0 else 0 for w in weights]
 
 
-def render(entries, setid=1, service=""):
+def render(entries, setid=1, service="", transport="udp"):
     """The dispatcher list text for these health entries."""
-    dests = destinations(entries)
+    dests = destinations(entries, transport)
+    uri_params = "" if transport == "udp" else ";transport=" + transport
     routed = [d for d in dests if d[3] in ROUTED and d[4] > 0]
     weights = dict(zip([d[2] for d in routed], scaled([d[4] for d in routed])))
     lines = ["# rendered by consul_dispatcher.py from Consul's health of %s: "
@@ -125,8 +136,8 @@ def render(entries, setid=1, service=""):
         else:
             flags = DISABLED
         attrs.append("health=%s" % state)
-        lines.append("%d sip:%s:%d %d %d %s" % (setid, host, port, flags, priority,
-                                               ";".join(attrs)))
+        lines.append("%d sip:%s:%d%s %d %d %s" % (setid, host, port, uri_params, flags,
+                                                 priority, ";".join(attrs)))
     return "\n".join(lines) + "\n"
 
 
@@ -178,6 +189,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", required=True, help="Kamailio's dispatcher list_file")
     parser.add_argument("--setid", type=int, default=1, help="dispatcher set (1)")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="udp",
+                        help="the SIP transport to route over (udp): its address and port "
+                             "from TaggedAddresses sip_<transport>")
     parser.add_argument("--kamcmd", default="kamcmd",
                         help="kamcmd command line (e.g. 'kamcmd -s unix:/run/kamailio/"
                              "kamailio_ctl')")
@@ -192,7 +206,7 @@ def main(argv=None):
         print("consul_dispatcher: expected a JSON array of health entries", file=sys.stderr)
         return 2
     service = ((entries[0].get("Service") or {}).get("Service") or "") if entries else ""
-    text = render(entries, args.setid, service)
+    text = render(entries, args.setid, service, args.transport)
     loaded_marker = args.list + ".loaded"
     unchanged = _read(args.list) == text and _read(loaded_marker).strip() == _digest(text)
     if not unchanged:

@@ -155,6 +155,7 @@ class StandInPeer(_Peer):
         self.drip_bytes = drip_bytes
         self.override = dict(override or {})
         self.written = 0  # bytes of body sent by "drip" and "endless"
+        self.stream_ended = threading.Event()  # set once such a body ended (or its client left)
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
@@ -257,6 +258,8 @@ class StandInPeer(_Peer):
                     self._closing.wait(self.drip_s)
         except OSError:
             pass  # the client gave up: what the test wants
+        finally:
+            self.stream_ended.set()
 
     def _answer(self, mode, method, path, data, token, request_headers):
         if mode == "redirect":
