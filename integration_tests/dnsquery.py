@@ -1,5 +1,6 @@
 """A tiny DNS client for the tests: one SRV query over UDP to a Consul agent's DNS port, the
-answers as (target, port, priority, weight). No dig needed; loopback only."""
+answers as (target, port, priority, weight). No dig needed; loopback, or a fleet
+namespace's address."""
 
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ def _read_name(data: bytes, at: int) -> Tuple[str, int]:
         at += 1 + length
 
 
-def srv(port: int, name: str, timeout: float = 2.0) -> List[Tuple[str, int, int, int]]:
+def srv(port: int, name: str, timeout: float = 2.0,
+        host: str = "127.0.0.1") -> List[Tuple[str, int, int, int]]:
     query_id = struct.unpack("!H", os.urandom(2))[0]
     query = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + _name(name) + \
         struct.pack("!HH", SRV, 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        sock.sendto(query, ("127.0.0.1", port))
+        sock.sendto(query, (host, port))
         data = sock.recv(65535)
     answer_id, _, questions, answers = struct.unpack("!HHHH", data[:8])
     assert answer_id == query_id

@@ -25,6 +25,9 @@ def test_the_same_seed_draws_the_same_overlapping_schedule_and_another_seed_anot
         assert f.target == "server" or f.target not in {g.target for g in concurrent}
         if f.target == "server":
             assert not any(g.target == "server" for g in concurrent)
+    # One Asterisk lives through the storm (its threads and memory are compared).
+    assert not [f for f in first if f.kind in chaos.RESTARTS and f.target == chaos.LONG_LIVED]
+    assert [f for f in first if f.target == chaos.LONG_LIVED], "other faults still hit it"
 
 
 def test_fleet_storm_keeps_every_invariant(fleet, capsys):
@@ -37,5 +40,7 @@ def test_fleet_storm_keeps_every_invariant(fleet, capsys):
         print("\n" + chaos.table(verdict))
     assert set(verdict.figures["faults"]) >= {"kill9", "drain", "maintenance"}, verdict.figures
     assert all(verdict.checks.values()), verdict.checks
+    compared = [k for k in verdict.figures["growth"] if k != "restarted, not compared"]
+    assert compared, "no Asterisk process lived through the storm to compare"
     assert not verdict.violations, "\n".join(chaos.explain(storm, v)
                                              for v in verdict.violations)

@@ -122,3 +122,104 @@ def test_a_transport_is_routed_to_the_address_and_port_its_tagged_address_names(
     udp = [line.split()[1] for line in handler.render([tcp_box, udp_only]).splitlines()
            if not line.startswith("#")]
     assert udp == ["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"]
+
+
+# -- --follow: the handler's own blocking queries ---------------------------------------------
+class _Agent:
+    """An agent's /v1/health/service answers, one per request: (status, index, entries)."""
+
+    def __init__(self, answers):
+        import http.server
+        import threading
+        self.answers, self.requests = list(answers), []
+        agent = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                agent.requests.append((self.path, self.headers.get("X-Consul-Token")))
+                status, index, entries = (agent.answers.pop(0) if agent.answers
+                                          else (200, 99, None))
+                if status == 200 and entries is None:   # no change: a query that waits
+                    import time
+                    time.sleep(5)
+                    entries = []
+                body = json.dumps(entries).encode() if status == 200 else b"rpc error: EOF"
+                self.send_response(status)
+                self.send_header("X-Consul-Index", str(index))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.addr = "127.0.0.1:%d" % self.server.server_address[1]
+
+
+def _follow(agent, listing, env=None):
+    return subprocess.Popen([sys.executable, "-u", str(HANDLER), "--follow", "Asterisk",
+                             "--http-addr", agent.addr, "--list", str(listing), "--no-reload"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def _wait_for(condition, seconds=10.0):
+    import time
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within %ss" % seconds
+        time.sleep(0.05)
+
+
+def test_follow_renders_each_change_and_goes_on_after_errors_without_a_long_backoff(tmp_path):
+    """Two errors in a row (a leader election) cost well under consul watch's 5 s + 20 s."""
+    listing = tmp_path / "dispatcher.list"
+    one, two = entry("a", "10.0.0.1"), entry("b", "10.0.0.2")
+    agent = _Agent([(200, 10, [one]), (500, 10, None), (500, 10, None), (200, 12, [one, two])])
+    proc = _follow(agent, listing)
+    try:
+        _wait_for(lambda: listing.exists() and "10.0.0.2" in listing.read_text(), seconds=6.0)
+        assert "sip:10.0.0.1:5060" in listing.read_text()
+        paths_asked = [path for path, _token in agent.requests]
+        assert all("stale" in p for p in paths_asked), "any server may answer, no leader needed"
+        assert "index=10" in paths_asked[1], "the second query blocks on the first's index"
+        assert "index=0" in paths_asked[3], "after an error: the current state, not a change"
+    finally:
+        proc.kill()
+        _out, err = proc.communicate()
+        agent.server.shutdown()
+    assert err.count("again in") == 2
+
+
+def test_follow_sends_the_token_in_its_header_only_and_never_prints_it(tmp_path):
+    listing = tmp_path / "dispatcher.list"
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    agent = _Agent([(500, 1, None), (200, 5, [entry("a", "10.0.0.1")])])
+    env = {"PATH": "/usr/bin:/bin", "CONSUL_HTTP_TOKEN_FILE": str(token_file)}
+    proc = _follow(agent, listing, env=env)
+    try:
+        _wait_for(lambda: listing.exists() and "10.0.0.1" in listing.read_text())
+    finally:
+        proc.kill()
+        out, err = proc.communicate()
+        agent.server.shutdown()
+    assert {token for _path, token in agent.requests} == {"s3cret-token"}
+    assert all("s3cret" not in path for path, _token in agent.requests)
+    assert "s3cret" not in out + err
+
+
+def test_follow_starts_over_when_the_index_goes_backwards():
+    assert handler.next_index(50, 60) == 60
+    assert handler.next_index(50, 40) == 0, "a server restored from a snapshot: start over"
+    assert handler.next_index(0, 0) == 0
+
+
+def test_follow_backoff_doubles_from_a_fifth_of_a_second_up_to_two_seconds_jittered():
+    import random
+    rng = random.Random(1)
+    pauses = [handler.backoff(n, rng) for n in range(1, 10)]
+    assert 0.1 <= pauses[0] <= 0.2
+    assert all(p <= 2.0 for p in pauses) and max(pauses) >= 1.0

@@ -1,5 +1,5 @@
 """The fleet (integration_tests/fleet): Kamailio routes SIPp's calls to the Asterisk 16 boxes
-by what Consul says of them, through the sample consul_dispatcher.py run by `consul watch`.
+by what Consul says of them, through the sample consul_dispatcher.py following the service (--follow).
 Real Consul cluster, real Kamailio, real SIPp, real Asterisk with the module, in network
 namespaces of their own."""
 

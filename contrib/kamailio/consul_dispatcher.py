@@ -1,11 +1,23 @@
 #!/usr/bin/env python3
 """Render Kamailio's dispatcher list from Consul's health of a service, and reload it.
 
-Run by Consul's own watcher, which calls it with the service's health entries (the JSON of
-GET /v1/health/service/<name>) on stdin each time they change:
+Two ways to run it. Following the service itself (recommended):
+
+    consul-dispatcher --follow Asterisk --list /etc/kamailio/dispatcher.list
+
+runs for good, holding a blocking query on the local agent (GET /v1/health/service/<name>
+with `stale`, so any Consul server answers it and a leader election does not stop it), and
+after an error asks again after a capped, jittered backoff (0.2 s doubling up to 2 s). Or run
+by Consul's own watcher, which pipes the health entries (the same JSON) on stdin each time
+they change:
 
     consul watch -type service -service Asterisk \\
         /usr/local/bin/consul-dispatcher --list /etc/kamailio/dispatcher.list
+
+`consul watch` backs off 5 s, 20 s, 45 s ... (up to 3 min) after consecutive errors, and
+its reads need a leader: a leader election (two errors in a row were seen) left Kamailio
+routing from a list 20 s old, calls going to boxes already drained or unloaded. `--follow`
+does not.
 
 Each instance becomes one line `<setid> sip:<address>:<port> <flags> <priority> <attrs>`; with
 `--transport tcp|tls|ws|wss` the address and port are those res_discovery_consul publishes for
@@ -32,13 +44,17 @@ in <list>.loaded). Python 3 standard library only.
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
+import random
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
 DISABLED = 4  # Kamailio dispatcher flag: administratively disabled
 ROUTED = ("passing", "warning")
@@ -185,6 +201,113 @@ def _read(path):
         return ""
 
 
+# -- --follow: blocking queries on the local agent -------------------------------------------
+WAIT_S = 30              # the blocking query's wait (Consul adds up to wait/16)
+ANSWER_LIMIT = 16 << 20  # bytes: what answers on the agent's port may not be Consul
+BACKOFF_S = (0.2, 2.0)   # first and largest pause after an error (jittered)
+
+
+def _token():
+    """CONSUL_HTTP_TOKEN, or the file CONSUL_HTTP_TOKEN_FILE names (read at each query, so a
+    rotated token is used at once)."""
+    path = os.environ.get("CONSUL_HTTP_TOKEN_FILE")
+    if path:
+        return _read(path).strip()
+    return os.environ.get("CONSUL_HTTP_TOKEN", "").strip()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # the token goes to the agent only
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def query_health(http_addr, service, index, wait=WAIT_S):
+    """(entries, index) from one blocking query; raises OSError or ValueError."""
+    base = http_addr if "://" in http_addr else "http://" + http_addr
+    url = "%s/v1/health/service/%s?stale&index=%d&wait=%ds" % (
+        base.rstrip("/"), urllib.parse.quote(service, safe=""), index, wait)
+    request = urllib.request.Request(url)
+    token = _token()
+    if token:
+        request.add_header("X-Consul-Token", token)
+    deadline = time.monotonic() + wait + wait / 16.0 + 10.0
+    with _OPENER.open(request, timeout=wait + 10.0) as answer:
+        body = b""
+        while True:
+            chunk = answer.read(65536)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > ANSWER_LIMIT or time.monotonic() > deadline:
+                raise ValueError("the agent's answer is too large or too slow")
+        new_index = _int(answer.headers.get("X-Consul-Index"), 0)
+    entries = json.loads(body.decode("utf-8"))
+    if not isinstance(entries, list):
+        raise ValueError("expected a JSON array of health entries")
+    return entries, new_index
+
+
+def next_index(previous, answered):
+    """Consul's rules for blocking queries: an index that went backwards (a server restored
+    from a snapshot, another server answering) starts over; never block on 0."""
+    if answered < previous or answered <= 0:
+        return 0
+    return answered
+
+
+def backoff(failures, rng=random):
+    first, largest = BACKOFF_S
+    return min(largest, first * 2 ** (failures - 1)) * rng.uniform(0.5, 1.0)
+
+
+def follow(args, out=sys.stdout, err=sys.stderr):
+    """Keep Kamailio's list in step with the service's health until interrupted."""
+    index, failures = 0, 0
+    while True:
+        try:
+            entries, answered = query_health(args.http_addr, args.follow, index)
+            if answered != index:
+                code = apply(entries, args, args.follow, out, err)
+                if code != 0:
+                    raise OSError("the list was not loaded")
+            index, failures = next_index(index, answered), 0
+        except (OSError, ValueError, http.client.HTTPException,
+                subprocess.SubprocessError) as exc:
+            failures += 1
+            index = 0   # ask for the current state, not for the next change
+            pause = backoff(failures)
+            print("consul_dispatcher: %s; again in %.1fs" % (exc, pause), file=err)
+            err.flush()
+            time.sleep(pause)
+
+
+def apply(entries, args, service, out=sys.stdout, err=sys.stderr):
+    """Render the entries into the list and have Kamailio load it; the exit code."""
+    text = render(entries, args.setid, service, args.transport)
+    loaded_marker = args.list + ".loaded"
+    unchanged = _read(args.list) == text and _read(loaded_marker).strip() == _digest(text)
+    if not unchanged:
+        write_atomically(args.list, text)
+    if args.no_reload:
+        out.write(text)
+        return 0
+    if unchanged:  # what Kamailio last loaded from us, and nobody edited the file since
+        return 0
+    ok, output = reload_kamailio(args.kamcmd, args.reload_attempts)
+    if not ok:
+        # The marker stays as it was: the next change reloads again.
+        print("consul_dispatcher: dispatcher.reload failed: %s" % output, file=err)
+        return 1
+    write_atomically(loaded_marker, _digest(text) + "\n")
+    summary = text.splitlines()[0].lstrip("# ")
+    print("consul_dispatcher: %s; reloaded" % summary, file=out)
+    out.flush()
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", required=True, help="Kamailio's dispatcher list_file")
@@ -197,34 +320,28 @@ def main(argv=None):
                              "kamailio_ctl')")
     parser.add_argument("--reload-attempts", type=int, default=5,
                         help="seconds to keep retrying a reload Kamailio refused (5)")
+    parser.add_argument("--follow", metavar="SERVICE",
+                        help="follow this service's health on the local agent (instead of "
+                             "reading one answer from consul watch on stdin)")
+    parser.add_argument("--http-addr", default=os.environ.get("CONSUL_HTTP_ADDR",
+                                                              "127.0.0.1:8500"),
+                        help="the local Consul agent for --follow (CONSUL_HTTP_ADDR or "
+                             "127.0.0.1:8500); the token from CONSUL_HTTP_TOKEN(_FILE)")
     parser.add_argument("--no-reload", action="store_true",
                         help="only write the list (and print it)")
     args = parser.parse_args(argv)
 
+    if args.follow:
+        try:
+            follow(args)
+        except KeyboardInterrupt:
+            return 0
     entries = json.load(sys.stdin)
     if not isinstance(entries, list):
         print("consul_dispatcher: expected a JSON array of health entries", file=sys.stderr)
         return 2
     service = ((entries[0].get("Service") or {}).get("Service") or "") if entries else ""
-    text = render(entries, args.setid, service, args.transport)
-    loaded_marker = args.list + ".loaded"
-    unchanged = _read(args.list) == text and _read(loaded_marker).strip() == _digest(text)
-    if not unchanged:
-        write_atomically(args.list, text)
-    if args.no_reload:
-        sys.stdout.write(text)
-        return 0
-    if unchanged:  # what Kamailio last loaded from us, and nobody edited the file since
-        return 0
-    ok, output = reload_kamailio(args.kamcmd, args.reload_attempts)
-    if not ok:
-        # The marker stays as it was: the next change reloads again.
-        print("consul_dispatcher: dispatcher.reload failed: %s" % output, file=sys.stderr)
-        return 1
-    write_atomically(loaded_marker, _digest(text) + "\n")
-    summary = text.splitlines()[0].lstrip("# ")
-    print("consul_dispatcher: %s; reloaded" % summary)
-    return 0
+    return apply(entries, args, service)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from integration_tests.testbed import runtime
 from integration_tests.testbed.consul import ConsulAgent
 
 HTTP_PORT = 8500
+DNS_PORT = 8600
+DNS_TTL_S = 0          # the TTL of the proxy agent's DNS answers for services (README: the fleet)
 
 
 class FleetAgent(ConsulAgent):
@@ -29,7 +31,8 @@ class FleetAgent(ConsulAgent):
 
     START_TIMEOUT = 60.0
 
-    def __init__(self, net, ns, workdir, server, join):
+    def __init__(self, net, ns, workdir, server, join, dns=False):
+        self.dns = dns
         self.net = net
         self.ns = ns
         self.server = server
@@ -62,6 +65,12 @@ class FleetAgent(ConsulAgent):
             "log_level": "DEBUG",
             "leave_on_terminate": not self.server,
         }
+        if self.dns:
+            # Consul DNS as a consumer reads it: passing instances only (a draining or busy
+            # box is not a SIP target), and answers nobody may cache (TTL 0, Consul's default
+            # for services, said out loud).
+            cfg["ports"]["dns"] = DNS_PORT
+            cfg["dns_config"] = {"only_passing": True, "service_ttl": {"*": f"{DNS_TTL_S}s"}}
         if self.server:
             # Production Raft timing (Consul's default is 5x slower, for small machines).
             cfg.update({"bootstrap_expect": 3, "performance": {"raft_multiplier": 1}})

@@ -2,7 +2,7 @@
 
                        one Linux bridge, 10.a.b.0/24, no route out
     srv1 srv2 srv3     Consul servers (.11-.13)
-    proxy (.20)        Consul client + Kamailio + `consul watch` -> consul_dispatcher.py
+    proxy (.20)        Consul client + Kamailio + consul_dispatcher.py --follow
     uac (.30)          SIPp
     ast1..astN (.101-) Consul client + Asterisk with res_discovery_consul (weight 1..N)
 
@@ -71,7 +71,8 @@ class Fleet:
         self.log(f"consul: 3 servers up, leader {self.cluster.leader().node}")
 
         proxy_ns = self.net.add_host("proxy", PROXY_NUMBER)
-        proxy_agent = FleetAgent(self.net, proxy_ns, self.dir / "proxy" / "consul", False, joins)
+        proxy_agent = FleetAgent(self.net, proxy_ns, self.dir / "proxy" / "consul", False, joins,
+                                 dns=True)
         # sid's Kamailio reads its files inside the chroot: its dir is there.
         proxy_dir = (self.net.make_dir(paths.sid_root() / "tmp")
                      if self.profile.kamailio_from == "sid" else self.dir / "proxy")
@@ -185,7 +186,7 @@ class Fleet:
             lines.append(f"kamailio destinations: {self.proxy.destinations()}")
         except Exception as exc:  # noqa: BLE001
             lines.append(f"kamailio: {exc!r}")
-        lines.append("consul watch log tail:\n" + self.proxy.log_tail("watch", 8))
+        lines.append("consul_dispatcher --follow log tail:\n" + self.proxy.log_tail("watch", 8))
         return "\n".join(lines)
 
     # -- calls ---------------------------------------------------------------------------------

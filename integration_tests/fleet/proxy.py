@@ -1,6 +1,6 @@
-"""The proxy host: Kamailio with the sample contrib/kamailio/kamailio.cfg, and Consul's own
-`consul watch -type service` running the sample handler contrib/kamailio/consul_dispatcher.py
-on every change of the service's health, exactly as an operator would run them.
+"""The proxy host: Kamailio with the sample contrib/kamailio/kamailio.cfg, and the sample
+handler contrib/kamailio/consul_dispatcher.py following the service's health on the host's
+Consul agent (`--follow`), exactly as an operator would run them.
 
 Kamailio listens on UDP and TCP. Which Kamailio (profile.py): sid's, inside the sid chroot
 (the fleet on Asterisk 22: workdir must then be inside the chroot, its files are read there),
@@ -131,11 +131,11 @@ class Proxy:
         return self
 
     def start_watch(self):
-        handler = " ".join(shlex.quote(str(a)) for a in [
-            handler_python(), HANDLER, "--list", self.list_path,
-            "--kamcmd", self.kamcmd_command()])
-        argv = [paths.consul_binary(), "watch", "-http-addr=127.0.0.1:8500", "-type", "service",
-                "-service", self.service, handler]
+        """The handler following the service's health on the proxy host's agent (--follow:
+        `consul watch` backs off 20 s after two errors in a row, seen at a leader election)."""
+        argv = [handler_python(), "-u", str(HANDLER), "--follow", self.service,
+                "--http-addr", "127.0.0.1:8500", "--list", str(self.list_path),
+                "--kamcmd", self.kamcmd_command()]
         self.watch = runtime.spawn(self.net.wrap(self.ns, argv), log_path=self.watch_log,
                                    env=tool_env(), cwd=str(self.dir))
 
