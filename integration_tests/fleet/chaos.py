@@ -14,8 +14,8 @@ fault is logged with its times (faults.log in the run's directory, and on stdout
 The schedule depends on the seed, the minutes and the number of hosts only (schedule()), so
 the same seed gives the same schedule. It never takes more than hosts - 1 boxes out at once
 (calls need somewhere to go), never touches a box twice at once, never takes down more
-than one Consul server at once (quorum), and never restarts ast1's Asterisk (one process
-lives through the storm, for the threads-and-memory invariant).
+than one Consul server at once (quorum), and never restarts the last box's Asterisk (one
+process lives through the storm, for the threads-and-memory invariant).
 
 Invariants (invariants.py), checked after the run from SIPp's call log, Kamailio's dispatch
 log, the boxes' call logs, Consul's catalog and Consul DNS (check_invariants()):
@@ -55,8 +55,8 @@ from typing import Optional
 from integration_tests.testbed import runtime
 
 from . import profile as profiles
-from .fleet import Fleet
 from .dnswatch import DnsWatch
+from .fleet import Fleet
 from .invariants import BACK_BOUND_S, OUT_BOUND_S, check_invariants, explain, table
 from .measure import routed
 
@@ -78,13 +78,21 @@ KINDS = {
 # Faults whose end is not timed: the box comes back by itself (a graceful restart ends when
 # Asterisk is up again); a module reload is one command.
 UNTIMED = {"graceful", "module_reload"}
-# The first box's Asterisk is never restarted: one process lives through the whole storm,
-# its threads and memory compared idle before and after (every other fault still hits it).
-LONG_LIVED = "ast1"
+# The last box's Asterisk (the heaviest weight: the most calls, so its own warm-up is over
+# first) is never restarted: one process lives through the whole storm, its threads and
+# memory compared before and after (every other fault still hits it).
 RESTARTS = {"kill9", "graceful"}
+
+
+def long_lived(hosts):
+    return f"ast{hosts}"
+
+
 HOLD_S = (3.0, 10.0)        # how long a fault lasts (drawn)
 # A cut lasts past its out-of-rotation bound, or that bound would never be checked.
 HOLD_S_OF = {"cut": (OUT_BOUND_S["cut"] + 5.0, OUT_BOUND_S["cut"] + 15.0)}
+WARM_UP_S = 60.0            # calls before the first fault and the memory baseline
+SERIES_S = 10.0             # how often each Asterisk's memory and threads are sampled
 GAP_MEAN_S = 5.0            # mean gap between fault starts (exponential)
 SETTLE_S = 20.0             # what the schedule leaves a box after a fault before the next
 CONSUL_PORTS = "8300-8302"
@@ -149,7 +157,7 @@ def schedule(seed, minutes, hosts, sip_stack_faults=True):
             faults.append(Fault(len(faults) + 1, round(at, 1), kind, "server", hold))
             continue
         free = [b for b in boxes if busy_until[b] <= at
-                and not (kind in RESTARTS and b == LONG_LIVED and hosts > 1)]
+                and not (kind in RESTARTS and b == long_lived(hosts) and hosts > 1)]
         if takes_out:
             out_now = len([w for w in out_windows if w[0] <= at < w[1]])
             if out_now >= hosts - 1:
@@ -181,6 +189,7 @@ class Storm:
         # Restarts per host: `core restart gracefully` execs in place (the pid stays), and
         # a new image's memory is no growth of the old one's.
         self.restarts = {}
+        self.series = {}    # "host/pid/restarts" -> [(seconds into the storm, rss, threads, module)]
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -351,30 +360,62 @@ class Storm:
         else:
             host.sip_stack_back()
 
-    def _sample(self, host, where):
-        try:
-            pid = host.asterisk.pid
-            status = Path(f"/proc/{pid}/status").read_text()
-        except (OSError, AttributeError, TypeError):
-            return
+    def _process(self, host):
+        """(key, threads, module threads, RSS kB) of the host's Asterisk now, or None. The
+        module's threads are those named consul-* (Python 3.14 names OS threads; older
+        Pythons do not, and then none is counted)."""
+        for _attempt in range(5):    # a thread may end between listing and reading it
+            try:
+                pid = host.asterisk.pid
+                status = Path(f"/proc/{pid}/status").read_text()
+                names = [Path(t, "comm").read_text().strip()
+                         for t in Path(f"/proc/{pid}/task").iterdir()]
+                break
+            except (OSError, AttributeError, TypeError):
+                time.sleep(0.05)
+        else:
+            return None
         threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
         rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
-        key = (host.name, pid, self.restarts.get(host.name, 0))
-        self.samples.setdefault(where, {})[key] = (time.time(), threads, rss)
+        module = len([n for n in names if n.startswith("consul-")])
+        return (host.name, pid, self.restarts.get(host.name, 0)), threads, module, rss
+
+    def _sample(self, host, where):
+        seen = self._process(host)
+        if seen is not None:
+            key, threads, module, rss = seen
+            self.samples.setdefault(where, {})[key] = (time.time(), threads, rss, module)
+
+    def _sample_series(self):
+        """Every SERIES_S during the storm: each process's RSS and threads (verdict.json)."""
+        while not self._stop.wait(SERIES_S):
+            for host in self.fleet.hosts:
+                seen = self._process(host)
+                if seen is not None:
+                    key, threads, module, rss = seen
+                    self.series.setdefault("/".join(map(str, key)), []).append(
+                        (round(time.time() - self.began), rss, threads, module))
 
     def run(self):
         self.log(f"chaos seed {self.seed}, {self.minutes} min, {len(self.faults)} faults: "
                  + ", ".join(f"{k} {n}" for k, n in sorted(self.kind_counts().items())))
-        run = self.fleet.calls(f"chaos-{self.seed}", max_seconds=self.minutes * 60 + 30)
+        run = self.fleet.calls(f"chaos-{self.seed}",
+                               max_seconds=WARM_UP_S + self.minutes * 60 + 30)
         for host in self.fleet.hosts:
             self._sample(host, "idle before")
         self.dns = DnsWatch(self.fleet).start()
         run.start()
+        # Calls only, first: Asterisk 22 + PJSIP grows by ~30 MB over its first calls with or
+        # without this module (pools and caches; docs/kamailio.md), before the RSS baseline.
+        self._stop.wait(WARM_UP_S)
+        for host in self.fleet.hosts:
+            self._sample(host, "warm")
         self.began = time.time()
         threads = [threading.Thread(target=self._run_fault, args=(f,), daemon=True)
                    for f in self.faults]
         for t in threads:
             t.start()
+        threading.Thread(target=self._sample_series, name="chaos-series", daemon=True).start()
         try:
             self._stop.wait(self.minutes * 60.0)    # the storm's length
             for t in threads:
@@ -421,7 +462,8 @@ def run_storm(seed, minutes, hosts=3, log=print, fleet=None, rate=10.0, artifact
         verdict = check_invariants(storm, run, fleet.hold_ms)
         (storm.dir / "verdict.json").write_text(json.dumps(
             {"figures": verdict.figures, "violations": [asdict(v) for v in verdict.violations],
-             "faults": [asdict(f) for f in storm.faults]}, indent=2, default=str))
+             "faults": [asdict(f) for f in storm.faults], "series": storm.series},
+            indent=2, default=str))
         return storm, verdict
     finally:
         if own:

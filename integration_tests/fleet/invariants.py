@@ -32,8 +32,8 @@ OUT_BOUND_S = {"kill9": CHECK_INTERVAL_S + CHECK_TIMEOUT_S + CONVERGE_S, "gracef
 BACK_BOUND_S = {"kill9": 20.0, "graceful": 30.0, "drain": 5.0, "maintenance": 5.0,
                 "module_cycle": 10.0, "module_reload": 10.0, "agent_restart": 10.0,
                 "agent_wipe": RESYNC_INTERVAL_S + 10.0, "cut": 45.0, "sip_away": 10.0}
-THREAD_GROWTH = 8           # Asterisk threads a process may gain over the run
-RSS_GROWTH_KB = 40 * 1024   # and resident memory
+THREAD_GROWTH = 8           # Asterisk threads a process may gain over the run (idle to idle)
+RSS_GROWTH_KB = 40 * 1024   # and resident memory (from the warm-up's end to idle after)
 
 
 @dataclass
@@ -157,16 +157,32 @@ def check_invariants(storm, run, hold_ms):
                                         f"{host.service_id}/{KV_KEY} missing at the end",
                                         time.time()))
     growth = {}
-    before, after = storm.samples.get("idle before", {}), storm.samples.get("idle after", {})
-    for key in sorted(set(before) & set(after)):
-        (t0, threads0, rss0), (t1, threads1, rss1) = before[key], after[key]
+    before, warm = storm.samples.get("idle before", {}), storm.samples.get("warm", {})
+    after = storm.samples.get("idle after", {})
+    for key in sorted(set(before) & set(warm) & set(after)):
+        (_t0, threads0, rss_idle0), (tw, _tw, rss0), (t1, threads1, rss1) = (
+            before[key][:3], warm[key][:3], after[key][:3])
         checks["end-state"] += 1
-        growth[f"{key[0]}/{key[1]}"] = {"seconds": round(t1 - t0), "threads": threads1 - threads0,
-                                        "rss_kb": rss1 - rss0}
+        growth[f"{key[0]}/{key[1]}"] = {"seconds": round(t1 - tw), "threads": threads1 - threads0,
+                                        "rss_kb": rss1 - rss0,
+                                        "rss_kb_with_warm_up": rss1 - rss_idle0}
         if threads1 - threads0 > THREAD_GROWTH or rss1 - rss0 > RSS_GROWTH_KB:
             violations.append(Violation("end-state", f"{key[0]} (pid {key[1]}) grew by "
-                                        f"{threads1 - threads0} threads, {rss1 - rss0} kB over "
-                                        f"{t1 - t0:.0f}s (idle before and after)", t1))
+                                        f"{threads1 - threads0} threads (idle before and after), "
+                                        f"{rss1 - rss0} kB (warm to idle after) over "
+                                        f"{t1 - tw:.0f}s", t1))
+    # The module's own threads (named consul-*), per box, whichever process runs it now.
+    module_threads = {}
+    for name in sorted({k[0] for k in after}):
+        first = [v[3] for k, v in before.items() if k[0] == name]
+        last = [v[3] for k, v in after.items() if k[0] == name]
+        module_threads[name] = (first[0] if first else None, last[0])
+        checks["end-state"] += 1
+        if first and last[0] != first[0]:
+            violations.append(Violation("end-state", f"{name}: the module runs {last[0]} "
+                                        f"threads at the end, {first[0]} at the start",
+                                        time.time()))
+    growth["module threads (start, end)"] = module_threads
     growth["restarted, not compared"] = sorted(k[0] for k in set(after) - set(before))
 
     failed_why = {}
