@@ -333,9 +333,10 @@ def main(argv=None):
 
     if args.follow:
         try:
-            follow(args)
+            follow(args)   # returns only by an interrupt
         except KeyboardInterrupt:
-            return 0
+            pass
+        return 0
     entries = json.load(sys.stdin)
     if not isinstance(entries, list):
         print("consul_dispatcher: expected a JSON array of health entries", file=sys.stderr)

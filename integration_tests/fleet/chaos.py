@@ -32,8 +32,9 @@ log, the boxes' call logs, Consul's catalog and Consul DNS (check_invariants()):
                 the healthy set (the catalog's passing instances) dropped more than 2 s before
                 (one poll, and a follower's lag: DNS reads any server), once a second
   end-state     at the end every box registered once (no duplicate, no orphan) and passing,
-                its KV key held; Asterisk's threads and memory (per process, over at least a
-                minute of its life) grew by at most THREAD_GROWTH and RSS_GROWTH_KB
+                its KV key held; the module's own threads as many on each box as at the
+                start; a process that lived through the storm grew by at most THREAD_GROWTH
+                threads (idle to idle) and RSS_GROWTH_KB (from the warm-up minute's end)
 A violation prints the seed, the faults around it and the calls involved.
 """
 
@@ -50,7 +51,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from integration_tests.testbed import runtime
 
@@ -104,6 +105,14 @@ _SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_pref
 
 def _spawned(function, *args):
     return _SPAWNER.submit(function, *args).result()
+
+
+class ProcessSample(NamedTuple):
+    """One look at a host's Asterisk process (/proc)."""
+    time: float
+    threads: int
+    rss_kb: int
+    module_threads: int     # named consul-* (Python 3.14 names OS threads; older: 0)
 
 
 @dataclass
@@ -185,11 +194,12 @@ class Storm:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.faults_log = self.dir / "faults.log"
         self.began = None
-        self.samples = {}   # where -> {(host, pid, restarts): (epoch, threads, rss_kb)}
+        self.samples = {}   # where -> {(host, pid, restarts): ProcessSample}
         # Restarts per host: `core restart gracefully` execs in place (the pid stays), and
         # a new image's memory is no growth of the old one's.
         self.restarts = {}
-        self.series = {}    # "host/pid/restarts" -> [(seconds into the storm, rss, threads, module)]
+        # "host/pid/restarts" -> [(seconds into the storm, rss kB, threads, module threads)]
+        self.series = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -361,9 +371,7 @@ class Storm:
             host.sip_stack_back()
 
     def _process(self, host):
-        """(key, threads, module threads, RSS kB) of the host's Asterisk now, or None. The
-        module's threads are those named consul-* (Python 3.14 names OS threads; older
-        Pythons do not, and then none is counted)."""
+        """((host, pid, restarts), ProcessSample) of the host's Asterisk now, or None."""
         for _attempt in range(5):    # a thread may end between listing and reading it
             try:
                 pid = host.asterisk.pid
@@ -378,13 +386,14 @@ class Storm:
         threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
         rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
         module = len([n for n in names if n.startswith("consul-")])
-        return (host.name, pid, self.restarts.get(host.name, 0)), threads, module, rss
+        return ((host.name, pid, self.restarts.get(host.name, 0)),
+                ProcessSample(time.time(), threads, rss, module))
 
     def _sample(self, host, where):
         seen = self._process(host)
         if seen is not None:
-            key, threads, module, rss = seen
-            self.samples.setdefault(where, {})[key] = (time.time(), threads, rss, module)
+            key, sample = seen
+            self.samples.setdefault(where, {})[key] = sample
 
     def _sample_series(self):
         """Every SERIES_S during the storm: each process's RSS and threads (verdict.json)."""
@@ -392,9 +401,9 @@ class Storm:
             for host in self.fleet.hosts:
                 seen = self._process(host)
                 if seen is not None:
-                    key, threads, module, rss = seen
+                    key, s = seen
                     self.series.setdefault("/".join(map(str, key)), []).append(
-                        (round(time.time() - self.began), rss, threads, module))
+                        (round(s.time - self.began), s.rss_kb, s.threads, s.module_threads))
 
     def run(self):
         self.log(f"chaos seed {self.seed}, {self.minutes} min, {len(self.faults)} faults: "

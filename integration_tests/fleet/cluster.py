@@ -26,6 +26,18 @@ DNS_PORT = 8600
 DNS_TTL_S = 0          # the TTL of the proxy agent's DNS answers for services (README: the fleet)
 
 
+def entry_status(entry):
+    """Aggregated status of one health entry (GET /v1/health/service/<name>): passing,
+    warning, critical, or maintenance."""
+    if any(c["CheckID"].startswith("_service_maintenance:") for c in entry["Checks"]):
+        return "maintenance"
+    statuses = {c["Status"] for c in entry["Checks"]}
+    for status in ("critical", "warning"):
+        if status in statuses:
+            return status
+    return "passing"
+
+
 class FleetAgent(ConsulAgent):
     """One Consul agent (server or client) inside a namespace of the fleet."""
 
@@ -180,15 +192,8 @@ class Cluster:
         """Aggregated status of one instance in the catalog: passing, warning, critical,
         maintenance, or None when it is not in the catalog."""
         for entry in self.health(service):
-            if entry["Service"]["ID"] != service_id:
-                continue
-            if any(c["CheckID"].startswith("_service_maintenance:") for c in entry["Checks"]):
-                return "maintenance"
-            statuses = {c["Status"] for c in entry["Checks"]}
-            for status in ("critical", "warning"):
-                if status in statuses:
-                    return status
-            return "passing"
+            if entry["Service"]["ID"] == service_id:
+                return entry_status(entry)
         return None
 
     def kv(self, key):

@@ -5,8 +5,8 @@ box the healthy set dropped for longer than the answers' TTL plus LAG_S: one pol
 second for the server that answers (Consul DNS reads stale-allowed: any server, a follower's
 view a heartbeat behind the leader's).
 
-    watcher = DnsWatch(fleet); watcher.start(); ...; watcher.stop()
-    checks, violations = dns_invariant(watcher.samples, ids)
+    watcher = DnsWatch(fleet).start(); ...; watcher.stop()
+    checks, late = dns_invariant(watcher.samples)
 """
 
 import threading
@@ -16,7 +16,7 @@ from typing import FrozenSet, List, Optional
 
 from integration_tests.dnsquery import srv
 
-from .cluster import DNS_PORT, DNS_TTL_S
+from .cluster import DNS_PORT, DNS_TTL_S, entry_status
 from .host import SERVICE
 
 POLL_S = 1.0
@@ -28,10 +28,6 @@ class Sample:
     time: float                          # when the DNS answer came
     healthy: Optional[FrozenSet[str]]    # service IDs passing in the catalog (None: no answer)
     listed: Optional[FrozenSet[str]]     # service IDs in the DNS answer (None: no answer)
-
-
-def _passing(entry):
-    return all(c.get("Status") == "passing" for c in entry.get("Checks") or [])
 
 
 def _box_of(target, hosts):
@@ -70,7 +66,7 @@ class DnsWatch:
     def sample(self):
         try:
             healthy = frozenset(e["Service"]["ID"] for e in self.fleet.cluster.health(self.service)
-                                if _passing(e))
+                                if entry_status(e) == "passing")
         except Exception:  # noqa: BLE001 - no server answers now (an election): no sample
             healthy = None
         try:

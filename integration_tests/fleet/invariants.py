@@ -149,9 +149,10 @@ def check_invariants(storm, run, hold_ms):
                                     f"of {sorted(ids.values())}", time.time()))
     for host in fleet.hosts:
         checks["end-state"] += 2
-        if fleet.status(host) != "passing":
-            violations.append(Violation("end-state", f"{host.name} {fleet.status(host)} at the "
-                                        "end", time.time()))
+        status = fleet.status(host)
+        if status != "passing":
+            violations.append(Violation("end-state", f"{host.name} {status} at the end",
+                                        time.time()))
         if fleet.cluster.kv(f"fleet/{host.service_id}/{KV_KEY}")[0] is None:
             violations.append(Violation("end-state", f"{host.name}: KV key fleet/"
                                         f"{host.service_id}/{KV_KEY} missing at the end",
@@ -160,22 +161,23 @@ def check_invariants(storm, run, hold_ms):
     before, warm = storm.samples.get("idle before", {}), storm.samples.get("warm", {})
     after = storm.samples.get("idle after", {})
     for key in sorted(set(before) & set(warm) & set(after)):
-        (_t0, threads0, rss_idle0), (tw, _tw, rss0), (t1, threads1, rss1) = (
-            before[key][:3], warm[key][:3], after[key][:3])
+        idle0, warm0, idle1 = before[key], warm[key], after[key]
+        threads = idle1.threads - idle0.threads
+        rss = idle1.rss_kb - warm0.rss_kb
         checks["end-state"] += 1
-        growth[f"{key[0]}/{key[1]}"] = {"seconds": round(t1 - tw), "threads": threads1 - threads0,
-                                        "rss_kb": rss1 - rss0,
-                                        "rss_kb_with_warm_up": rss1 - rss_idle0}
-        if threads1 - threads0 > THREAD_GROWTH or rss1 - rss0 > RSS_GROWTH_KB:
+        growth[f"{key[0]}/{key[1]}"] = {"seconds": round(idle1.time - warm0.time),
+                                        "threads": threads, "rss_kb": rss,
+                                        "rss_kb_with_warm_up": idle1.rss_kb - idle0.rss_kb}
+        if threads > THREAD_GROWTH or rss > RSS_GROWTH_KB:
             violations.append(Violation("end-state", f"{key[0]} (pid {key[1]}) grew by "
-                                        f"{threads1 - threads0} threads (idle before and after), "
-                                        f"{rss1 - rss0} kB (warm to idle after) over "
-                                        f"{t1 - tw:.0f}s", t1))
+                                        f"{threads} threads (idle before and after), {rss} kB "
+                                        f"(warm to idle after) over "
+                                        f"{idle1.time - warm0.time:.0f}s", idle1.time))
     # The module's own threads (named consul-*), per box, whichever process runs it now.
     module_threads = {}
     for name in sorted({k[0] for k in after}):
-        first = [v[3] for k, v in before.items() if k[0] == name]
-        last = [v[3] for k, v in after.items() if k[0] == name]
+        first = [v.module_threads for k, v in before.items() if k[0] == name]
+        last = [v.module_threads for k, v in after.items() if k[0] == name]
         module_threads[name] = (first[0] if first else None, last[0])
         checks["end-state"] += 1
         if first and last[0] != first[0]:
