@@ -274,21 +274,28 @@ def test_systemd_drain_is_bounded_calls_still_up_are_cut(debs, fresh, tmp_path):
         start = time.monotonic()
         stop = fresh.spawn(argv, net=True, log_path=tmp_path / "execstop.log")
         timeline = {}
-        while stop.poll() is None and time.monotonic() - start < 60:
+        # Asterisk deregisters in its last moments and ExecStop returns within 0.2 s of the
+        # exit: the watch goes on past ExecStop's return until the deregistration is seen (or
+        # the bound below has long passed), so a sample taken just before it cannot miss it.
+        while (stop.poll() is None or "deregistered" not in timeline) \
+                and time.monotonic() - start < 20:
             now = time.monotonic() - start
             if "deregistered" not in timeline and eid not in consul.services():
                 timeline["deregistered"] = now
             if "exit" not in timeline and ast.proc.poll() is not None:
                 timeline["exit"] = now
+            if "execstop" not in timeline and stop.poll() is not None:
+                timeline["execstop"] = now
             time.sleep(0.1)
-        timeline["execstop"] = time.monotonic() - start
+        timeline.setdefault("execstop", time.monotonic() - start)
         output = (tmp_path / "execstop.log").read_text()
-        print(f"\n[systemd drain] bound 3 s, a 300 s call; from ExecStop's start: "
+        print("\n[systemd drain] bound 3 s, a 300 s call; from ExecStop's start: "
               + ", ".join(f"{k} {v:.2f} s" for k, v in timeline.items()))
         assert stop.returncode == 0 and "SIGTERM, Asterisk stops now" in output, output
-        # The call is cut at the bound and the service deregistered at once; Asterisk's own
-        # exit after a SIGTERM in a graceful shutdown took about 10 s more on the test bed.
-        assert 3.0 <= timeline["deregistered"] <= 6.0, timeline
+        # The call is cut at the bound and the service deregistered at once (the exit hook, in
+        # Asterisk's last moments: 1.1-1.3 s after the SIGTERM on the test bed, in the same
+        # 0.1 s sample as the exit).
+        assert "deregistered" in timeline and 3.0 <= timeline["deregistered"] <= 6.0, timeline
         assert ast.proc.poll() is not None and "still runs" not in output, output
         assert timeline["execstop"] <= 3 + 15 + 1, timeline
     finally:
