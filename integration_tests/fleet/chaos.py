@@ -112,7 +112,7 @@ class ProcessSample(NamedTuple):
     time: float
     threads: int
     rss_kb: int
-    module_threads: int     # named consul-* (Python 3.14 names OS threads; older: 0)
+    module_threads: int     # named consul-* (threads.py names them on every Python)
 
 
 @dataclass
