@@ -58,5 +58,8 @@ def test_fleet_storm_keeps_every_invariant(fleet, capsys):
     assert all(verdict.checks.values()), verdict.checks
     compared = [k for k in verdict.figures["growth"] if "/" in k]
     assert compared, "no Asterisk process lived through the storm to compare"
+    # The thread comparison saw the module's lasting threads, all of them, on every box.
+    started = verdict.figures["growth"]["module threads (start, end)"]
+    assert {start for start, _end in started.values()} == {len(chaos.LASTING_THREADS)}, started
     assert not verdict.violations, "\n".join(chaos.explain(storm, v)
                                              for v in verdict.violations)

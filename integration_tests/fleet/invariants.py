@@ -173,16 +173,16 @@ def check_invariants(storm, run, hold_ms):
                                         f"{threads} threads (idle before and after), {rss} kB "
                                         f"(warm to idle after) over "
                                         f"{idle1.time - warm0.time:.0f}s", idle1.time))
-    # The module's own threads (named consul-*), per box, whichever process runs it now.
+    # The module's lasting threads, per box, whichever process runs it now: the same names.
     module_threads = {}
     for name in sorted({k[0] for k in after}):
-        first = [v.module_threads for k, v in before.items() if k[0] == name]
-        last = [v.module_threads for k, v in after.items() if k[0] == name]
-        module_threads[name] = (first[0] if first else None, last[0])
+        first = [v.module_names for k, v in before.items() if k[0] == name]
+        last = [v.module_names for k, v in after.items() if k[0] == name]
+        module_threads[name] = (len(first[0]) if first else None, len(last[0]))
         checks["end-state"] += 1
         if first and last[0] != first[0]:
-            violations.append(Violation("end-state", f"{name}: the module runs {last[0]} "
-                                        f"threads at the end, {first[0]} at the start",
+            violations.append(Violation("end-state", f"{name}: the module runs {list(last[0])} "
+                                        f"at the end, {list(first[0])} at the start",
                                         time.time()))
     growth["module threads (start, end)"] = module_threads
     growth["restarted, not compared"] = sorted(k[0] for k in set(after) - set(before))
