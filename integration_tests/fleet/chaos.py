@@ -53,6 +53,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from integration_tests.resilience import (NATIVE_NURSERY_NAME, NATIVE_PULSE_NAME,
+                                          NATIVE_WATCH_NAME, NATIVE_WORKER_NAME)
 from integration_tests.testbed import runtime
 
 from . import profile as profiles
@@ -111,7 +113,7 @@ def _spawned(function, *args):
 # names them on every Python). A call's deadline timer and DNS lookup live for one call, and a
 # thread past its last line is "consul-ended": counting those made a look at rest see 4 or 6
 # about once in a hundred (the 30-minute storm's series).
-LASTING_THREADS = ("consul-registra", "consul-watch", "consul-pulse", "consul-threads")
+LASTING_THREADS = (NATIVE_WORKER_NAME, NATIVE_WATCH_NAME, NATIVE_PULSE_NAME, NATIVE_NURSERY_NAME)
 SETTLED_LOOKS = 9           # looks at a process, 0.2 s apart, to find its settled thread count
 
 
