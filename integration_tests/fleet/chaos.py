@@ -33,8 +33,9 @@ log, the boxes' call logs, Consul's catalog and Consul DNS (check_invariants()):
                 (one poll, and a follower's lag: DNS reads any server), once a second
   end-state     at the end every box registered once (no duplicate, no orphan) and passing,
                 its KV key held; the module's lasting threads (LASTING_THREADS) the same
-                on each box as at the start; a process that lived through the storm grew by at most THREAD_GROWTH
-                threads (idle to idle) and RSS_GROWTH_KB (from the warm-up minute's end)
+                on each box as at the start; a process that lived through the storm grew
+                by at most THREAD_GROWTH threads (idle to idle) and RSS_GROWTH_KB (from the
+                warm-up minute's end)
 A violation prints the seed, the faults around it and the calls involved.
 """
 
@@ -407,11 +408,12 @@ class Storm:
         """The settled look at the host's process: of SETTLED_LOOKS, one with the module
         thread count seen most often (a leaked thread is in every look; a passing one is not)."""
         looks = []
-        for _ in range(SETTLED_LOOKS):
+        for look in range(SETTLED_LOOKS):
+            if look:
+                time.sleep(0.2)
             seen = self._process(host)
             if seen is not None:
                 looks.append(seen)
-            time.sleep(0.2)
         if looks:
             counts = [s.module_threads for _, s in looks]
             settled = max(sorted(set(counts)), key=counts.count)
